@@ -1,0 +1,1 @@
+"""Auth profiles: credentials, their usage stats, rotation order and the on-disk store."""

@@ -1,0 +1,1 @@
+"""Provider clients: one per API mode, behind the ``ProviderClient`` protocol."""

@@ -1,0 +1,1 @@
+"""Loopback fakes of the servers modelbot talks to (LLM providers, Telegram, Discord)."""
