@@ -10,7 +10,7 @@ from bot.reasons import Reason
 class Action(StrEnum):
     """What a failed attempt advances."""
 
-    COOLDOWN_NEXT_PROFILE = "cooldown_next_profile"  # put the profile in cooldown, try the provider's next one
+    COOLDOWN_NEXT_PROFILE = "cooldown_next_profile"  # cooldown, then the provider's next profile
     DISABLE_NEXT_PROFILE = "disable_next_profile"  # billing: disable for hours, try the next profile
     RETRY_ONCE_THEN_NEXT_MODEL = "retry_once_then_next_model"  # the key is not at fault: no cooldown
     COMPACT_AND_RETRY = "compact_and_retry"  # the session is too long: compact once, then retry the turn
@@ -42,7 +42,9 @@ def records_profile_failure(reason: Reason) -> bool:
 
 
 STOP_MESSAGES: dict[Reason, str] = {
-    Reason.CONTEXT_OVERFLOW: "This conversation is too long for the model, even after compacting it. Start a new one with /new.",
+    Reason.CONTEXT_OVERFLOW: (
+        "This conversation is too long for the model, even after compacting it. Start a new one with /new."
+    ),
     Reason.CONTENT_FILTER: "The model's content filter blocked this request.",
     Reason.BAD_REQUEST: "The model rejected this request as invalid.",
     Reason.CANCELLED: "Cancelled.",
