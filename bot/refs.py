@@ -14,6 +14,7 @@ MAX_REF_LENGTH = 200
 # A profile id is ``provider:name``; the provider part never contains '@', which is what tells
 # ``model@20241022@anthropic:work`` (date kept in the model id) from an email profile.
 _PROFILE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*:\S+$")
+_PROVIDER_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
 
 @dataclass(frozen=True, order=True)
@@ -81,6 +82,8 @@ def parse_ref(text: str) -> RawRef:
     model = model.strip()
     if not provider or not model:
         raise InvalidRef(f'"{text}" is not a valid model reference. Use provider/model.')
+    if not _PROVIDER_RE.match(provider):
+        raise InvalidRef(f'"{provider}" is not a valid provider id (letters, digits, ".", "_", "-").')
     if ".." in model.split("/") or model.startswith("/") or model.endswith("/"):
         raise InvalidRef(f'"{text}" is not a valid model reference. Use provider/model.')
     return RawRef(provider=provider, model=model, profile=profile)

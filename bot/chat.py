@@ -1,0 +1,80 @@
+"""What adapters hand to the core and get back: incoming messages, replies and streaming hooks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from bot.picker import PickerEntry
+from bot.providers.base import ImagePart
+
+Platform = Literal["console", "telegram", "discord"]
+ReplyKind = Literal["answer", "command", "error", "interrupted"]
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One message from a chat, already translated from the platform's payload."""
+
+    platform: Platform
+    chat_id: str
+    user_id: str
+    text: str
+    user_name: str | None = None
+    thread_id: str | None = None
+    is_group: bool = False
+    is_admin: bool = False
+    images: tuple[ImagePart, ...] = ()
+    bot_username: str | None = None  # for /cmd@botname
+    reply_to_user_id: str | None = None  # the author of the message this one replies to (admin /reset)
+    session_name: str | None = None  # the console's --session NAME: the whole session key part
+
+
+@dataclass(frozen=True)
+class PickerView:
+    """A page of the model picker, for platforms that show it as buttons."""
+
+    entries: tuple[PickerEntry, ...]
+    page: int
+    total_pages: int
+    current_number: int | None
+    tokens: tuple[str, ...]  # one short callback token per entry, never a raw model id
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One message for the user. ``model``/``profile`` say who answered (None for command replies)."""
+
+    text: str
+    kind: ReplyKind = "command"
+    model: str | None = None
+    profile: str | None = None
+    note: str | None = None  # the quiet fallback line, shown under the answer
+    picker: PickerView | None = None
+    ephemeral: bool = False  # status and pickers: only the asking user needs to see them
+
+    @property
+    def full_text(self) -> str:
+        return f"{self.text}\n\n{self.note}" if self.note else self.text
+
+
+class ReplySink(Protocol):
+    """Hooks an adapter gives the pipeline for one message: typing and streaming."""
+
+    async def typing(self) -> None:
+        """The answer is being prepared (a typing indicator)."""
+        ...
+
+    async def delta(self, text: str) -> None:
+        """A piece of the answer arrived; adapters accumulate and render it as they like."""
+        ...
+
+
+class NullSink:
+    """A sink that ignores everything (non-streaming callers)."""
+
+    async def typing(self) -> None:
+        return None
+
+    async def delta(self, text: str) -> None:
+        return None

@@ -1,0 +1,106 @@
+"""Import boundaries of the codebase (style guide §1, §7): checked by walking every module's imports."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PLATFORM_SDKS = {"telegram", "discord"}
+PROVIDER_SDKS = {"openai", "anthropic"}
+SQL = {"sqlalchemy", "alembic", "aiosqlite", "asyncpg"}
+
+
+def _modules(package: str) -> list[Path]:
+    return sorted((ROOT / package).rglob("*.py"))
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def _rel(path: Path) -> str:
+    return path.relative_to(ROOT).as_posix()
+
+
+def test_core_imports_no_platform_sdk() -> None:
+    """Only adapters/ may import telegram or discord."""
+    offenders = [_rel(p) for p in _modules("bot") if _imports(p) & PLATFORM_SDKS]
+    assert offenders == []
+
+
+def test_only_provider_clients_import_provider_sdks() -> None:
+    """openai and anthropic are imported by their client modules and nowhere else."""
+    allowed = {"bot/providers/openai_client.py", "bot/providers/anthropic_client.py"}
+    offenders = [
+        _rel(p)
+        for p in _modules("bot") + _modules("adapters")
+        if _imports(p) & PROVIDER_SDKS and _rel(p) not in allowed
+    ]
+    assert offenders == []
+
+
+def test_only_the_store_imports_sql() -> None:
+    """SQLAlchemy and its drivers stay inside bot/store/."""
+    offenders = [
+        _rel(p)
+        for p in _modules("bot") + _modules("adapters")
+        if _imports(p) & SQL and not _rel(p).startswith("bot/store/")
+    ]
+    assert offenders == []
+
+
+def test_adapters_do_not_reach_into_engine_internals() -> None:
+    """Adapters talk to the chat pipeline, not to the engine, the auth store or provider clients."""
+    forbidden = ("bot.engine", "bot.auth", "bot.providers", "bot.store")
+    offenders = []
+    for path in _modules("adapters"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(forbidden):
+                offenders.append(f"{_rel(path)}: {node.module}")
+    assert offenders == []
+
+
+@pytest.mark.parametrize("package", ["bot", "adapters"])
+def test_importing_every_module_has_no_side_effects(package: str) -> None:
+    """Every module imports cleanly in a fresh interpreter without starting loops, threads or engines."""
+    names = [m.name for m in pkgutil.walk_packages([str(ROOT / package)], prefix=f"{package}.")]
+    names = [n for n in names if ".migrations." not in n]  # alembic scripts run only inside alembic
+    script = (
+        "import sys, threading, asyncio\n"
+        f"names = {names!r}\n"
+        "import importlib\n"
+        "for n in names: importlib.import_module(n)\n"
+        "assert threading.active_count() == 1, threading.enumerate()\n"
+        "try:\n"
+        "    asyncio.get_running_loop()\n"
+        "    raise SystemExit('a loop is running')\n"
+        "except RuntimeError:\n"
+        "    pass\n"
+        "print(len(names))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-W", "ignore::DeprecationWarning", "-c", script],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert int(done.stdout.strip()) == len(names)
+    assert importlib.import_module(package)
