@@ -1,0 +1,429 @@
+"""Reads the JSON5 config into a validated ``Config``: env refs, legacy keys, no literal secrets, warnings."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Union, get_args, get_origin
+from urllib.parse import urlsplit
+
+import json5
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+
+from bot.config.defaults import builtin_default, with_default_model
+from bot.config.schema import Config, ModelChain
+from bot.errors import ConfigError, InvalidRef
+from bot.refs import ModelRef, parse_model_ref
+
+KeyPath = tuple[str | int, ...]
+BUILTIN_NAME = "built-in default"
+
+_ENV_RE = re.compile(r"\$(\$)?\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_ENV_ONLY_RE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")  # used with fullmatch
+_ENV_ANY_RE = re.compile(r"(?<!\$)\$\{[A-Za-z_][A-Za-z0-9_]*\}")
+_JSON5_POS_RE = re.compile(r"^<string>:(\d+) (.*) at column (\d+)$", re.DOTALL)
+_PLAIN_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+_SECRET_HEADER_RE = re.compile(r"auth|key|token|secret|passw|cookie", re.IGNORECASE)
+_SECRET_VALUE_RE = re.compile(r"^\s*(bearer|basic)\s|^\s*sk-", re.IGNORECASE)
+_LEGACY_WARNING = "legacy key `agent` — run `modelbot config migrate` (it is now `agents.defaults`)"
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A validated config and where it came from."""
+
+    config: Config
+    path: Path | None  # None: the built-in default, no file
+    warnings: tuple[str, ...] = ()
+    raw: dict[str, Any] = field(default_factory=dict)  # the file after env substitution and legacy mapping
+    env_refs: Mapping[KeyPath, str] = field(default_factory=dict)  # key path in `raw` ⇒ the text as written
+
+
+def format_key_path(path: KeyPath) -> str:
+    """``("agents", "list", 0, "id")`` ⇒ ``agents.list[0].id``; odd keys are quoted: ``models["a/b"]``."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif _PLAIN_KEY_RE.match(part):
+            out += f".{part}" if out else part
+        else:
+            out += '["' + part.replace("\\", "\\\\").replace('"', '\\"') + '"]'
+    return out
+
+
+def load_config(
+    path: Path | None, *, env: Mapping[str, str] | None = None, must_exist: bool = False
+) -> LoadedConfig:
+    """Load ``path``; with no path, or a missing file when ``must_exist`` is False, the built-in default."""
+    env = os.environ if env is None else env
+    if path is None or (not path.exists() and not must_exist):
+        return _build(builtin_default(env), {}, env, file=BUILTIN_NAME, path=None)
+    file = str(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # -sig: tolerate the BOM some editors add
+    except FileNotFoundError:
+        raise ConfigError(file, "", "file not found") from None
+    except UnicodeDecodeError:
+        raise ConfigError(file, "", "expected UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigError(file, "", f"cannot read the file ({exc.strerror or exc})") from None
+    return parse_config_text(text, file=file, path=path, env=env)
+
+
+def parse_config_text(
+    text: str, *, file: str = "<config>", path: Path | None = None, env: Mapping[str, str] | None = None
+) -> LoadedConfig:
+    """The whole pipeline on a file's text: parse, reject secrets, substitute env refs, migrate, validate."""
+    env = os.environ if env is None else env
+    data = _parse_json5(text, file)
+    _reject_literal_secrets(data, file)
+    env_refs: dict[KeyPath, str] = {}
+    substituted = _substitute(data, env, file, (), env_refs)
+    return _build(substituted, env_refs, env, file=file, path=path)
+
+
+def migrate_legacy(raw: dict[str, Any], *, file: str = "<config>") -> tuple[dict[str, Any], list[str]]:
+    """Map the legacy top-level ``agent`` to ``agents.defaults``; returns a new dict and the warnings."""
+    if "agent" not in raw:
+        return dict(raw), []
+    legacy = raw["agent"]
+    if not isinstance(legacy, dict):
+        raise ConfigError(file, "agent", "expected an object (the legacy form of `agents.defaults`)")
+    agents = raw.get("agents", {})
+    if not isinstance(agents, dict):
+        raise ConfigError(file, "agents", "expected an object")
+    if "defaults" in agents:
+        raise ConfigError(
+            file, "agent", "both `agent` (legacy) and `agents.defaults` are set; keep only `agents.defaults`"
+        )
+    migrated = {key: value for key, value in raw.items() if key != "agent"}
+    migrated["agents"] = {"defaults": legacy, **agents}
+    return migrated, [_LEGACY_WARNING]
+
+
+def _build(
+    data: dict[str, Any],
+    env_refs: dict[KeyPath, str],
+    env: Mapping[str, str],
+    *,
+    file: str,
+    path: Path | None,
+) -> LoadedConfig:
+    legacy = "agent" in data
+    migrated, warnings = migrate_legacy(data, file=file)
+    if legacy:
+        env_refs = {_to_new_form(key): text for key, text in env_refs.items()}
+    try:
+        config = Config.model_validate(with_default_model(migrated, env))
+    except ValidationError as exc:
+        raise _translate(exc, file, legacy) from None
+    warnings += _semantic_checks(config, migrated, file, legacy)
+    return LoadedConfig(config, path, tuple(warnings), migrated, env_refs)
+
+
+def _parse_json5(text: str, file: str) -> dict[str, Any]:
+    if not text.strip():
+        return {}
+    try:
+        data = json5.loads(text, allow_duplicate_keys=False)
+    except ValueError as exc:
+        detail = str(exc)
+        if match := _JSON5_POS_RE.match(detail):
+            line, message, column = match.groups()
+            raise ConfigError(file, "", f"invalid JSON5 at line {line} column {column}: {message}") from None
+        raise ConfigError(file, "", f"invalid JSON5: {detail}") from None
+    except RecursionError:
+        raise ConfigError(file, "", "invalid JSON5: nested too deeply") from None
+    if not isinstance(data, dict):
+        raise ConfigError(file, "", "expected an object { … } at the top level")
+    return data
+
+
+def _substitute(
+    value: Any, env: Mapping[str, str], file: str, path: KeyPath, refs: dict[KeyPath, str]
+) -> Any:
+    """Replace ``${VAR}`` in every string value; ``$${VAR}`` is the escape for a literal ``${VAR}``."""
+    if isinstance(value, dict):
+        return {key: _substitute(item, env, file, (*path, key), refs) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_substitute(item, env, file, (*path, i), refs) for i, item in enumerate(value)]
+    if not isinstance(value, str) or "${" not in value:
+        return value
+
+    def replace(match: re.Match[str]) -> str:
+        escaped, name = match.groups()
+        if escaped:
+            return "${" + name + "}"
+        if name not in env:
+            raise ConfigError(file, format_key_path(path), f"environment variable `{name}` is not set")
+        return env[name]
+
+    if _ENV_RE.search(value):
+        refs[path] = value
+    return _ENV_RE.sub(replace, value)
+
+
+def _reject_literal_secrets(data: dict[str, Any], file: str) -> None:
+    """Secrets may only come from the environment, so a config file can be shared and committed."""
+    channels = _dict(data.get("channels"))
+    telegram, discord = _dict(channels.get("telegram")), _dict(channels.get("discord"))
+    _env_only(file, ("channels", "telegram", "botToken"), telegram.get("botToken"), "TELEGRAM_BOT_TOKEN")
+    webhook = _dict(telegram.get("webhook"))
+    secret_path = ("channels", "telegram", "webhook", "secretToken")
+    _env_only(file, secret_path, webhook.get("secretToken"), "TELEGRAM_WEBHOOK_SECRET")
+    _env_only(file, ("channels", "discord", "token"), discord.get("token"), "DISCORD_BOT_TOKEN")
+    for provider, provider_entry in _dict(_dict(data.get("models")).get("providers")).items():
+        entry = _dict(provider_entry)
+        variable = re.sub(r"[^A-Z0-9]+", "_", provider.upper()).strip("_") + "_API_KEY"
+        _env_only(file, ("models", "providers", provider, "apiKey"), entry.get("apiKey"), variable)
+        for name, value in _dict(entry.get("headers")).items():
+            looks_secret = _SECRET_HEADER_RE.search(name) or _SECRET_VALUE_RE.search(str(value))
+            if isinstance(value, str) and looks_secret and not _ENV_ANY_RE.search(value):
+                path = format_key_path(("models", "providers", provider, "headers", name))
+                raise ConfigError(file, path, _secret_advice(f"Bearer ${{{variable}}}"))
+    url = _dict(data.get("storage")).get("url")
+    if isinstance(url, str) and "${" not in url:
+        try:
+            password = urlsplit(url).password
+        except ValueError:
+            password = None  # a malformed URL is the store's error to report, with its own context
+        if password:
+            raise ConfigError(file, "storage.url", _secret_advice("${DATABASE_URL}", what="a password"))
+
+
+def _env_only(file: str, path: KeyPath, value: object, variable: str) -> None:
+    if isinstance(value, str) and value and not _ENV_ONLY_RE.fullmatch(value):
+        raise ConfigError(file, format_key_path(path), _secret_advice(f"${{{variable}}}"))
+
+
+def _secret_advice(example: str, what: str = "a secret") -> str:
+    return (
+        f"holds {what} written into the file; config files must not contain secrets — "
+        f'write "{example}" and set that environment variable instead'
+    )
+
+
+def _dict(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _to_new_form(path: KeyPath) -> KeyPath:
+    return ("agents", "defaults", *path[1:]) if path[:1] == ("agent",) else path
+
+
+def _display(path: KeyPath, legacy: bool) -> str:
+    """The key path as the file spells it: under the legacy ``agent`` key when the file used it."""
+    if legacy and path[:2] == ("agents", "defaults"):
+        path = ("agent", *path[2:])
+    return format_key_path(path)
+
+
+def _semantic_checks(config: Config, raw: dict[str, Any], file: str, legacy: bool) -> list[str]:
+    """Checks across keys that the schema cannot express: ref syntax, aliases, bindings, allowlist."""
+    refs = [(path, _parse_ref(text, path, file, legacy)) for path, text in _all_chain_refs(config, raw)]
+    warnings = _check_allowlist(config, refs, file, legacy)
+    known = [agent.id for agent in config.agents.list] or ["main"]
+    for i, binding in enumerate(config.bindings):
+        if binding.agent_id not in known:
+            expected = f"unknown agent `{binding.agent_id}`; known agents: {', '.join(known)}"
+            raise ConfigError(file, format_key_path(("bindings", i, "agentId")), expected)
+    for provider, ids in config.auth.order.items():
+        for i, profile_id in enumerate(ids):
+            if _profile_provider(profile_id) != provider.strip().lower():
+                warnings.append(
+                    f"{format_key_path(('auth', 'order', provider, i))}: profile `{profile_id}` does not "
+                    f"belong to provider `{provider}` (profile ids are `{provider}:<name>`)"
+                )
+    for profile_id, meta in config.auth.profiles.items():
+        if _profile_provider(profile_id) != meta.provider.strip().lower():
+            path = format_key_path(("auth", "profiles", profile_id))
+            warnings.append(f"{path}: the id does not start with its provider `{meta.provider}:`")
+    return warnings
+
+
+def _profile_provider(profile_id: str) -> str | None:
+    provider, colon, _ = profile_id.partition(":")
+    return provider.strip().lower() if colon else None
+
+
+def _all_chain_refs(config: Config, raw: dict[str, Any]) -> list[tuple[KeyPath, str]]:
+    """Every model ref of every chain (defaults, image model, each agent) with its key path."""
+    defaults = config.agents.defaults
+    raw_agents = _dict(raw.get("agents"))
+    raw_defaults = _dict(raw_agents.get("defaults"))
+    refs = _chain_refs(defaults.model, raw_defaults.get("model"), ("agents", "defaults", "model"))
+    image_path: KeyPath = ("agents", "defaults", "imageModel")
+    refs += _chain_refs(defaults.image_model, raw_defaults.get("imageModel"), image_path)
+    raw_list = raw_agents.get("list")
+    for i, agent in enumerate(config.agents.list):
+        if agent.model is not None:
+            raw_model = _dict(raw_list[i] if isinstance(raw_list, list) else None).get("model")
+            refs += _chain_refs(agent.model, raw_model, ("agents", "list", i, "model"))
+    return refs
+
+
+def _check_allowlist(
+    config: Config, refs: list[tuple[KeyPath, ModelRef]], file: str, legacy: bool
+) -> list[str]:
+    """Allowlist keys and aliases must be valid; chain refs outside the allowlist are warned about."""
+    models = config.agents.defaults.models
+    if models is None:
+        return []
+    allowed: set[ModelRef] = set()
+    seen: dict[str, str] = {}
+    for key, entry in models.items():
+        path: KeyPath = ("agents", "defaults", "models", key)
+        allowed.add(_parse_ref(key, path, file, legacy))
+        if entry.alias is None:
+            continue
+        alias, alias_path = entry.alias.strip(), _display((*path, "alias"), legacy)
+        if not alias or any(ch.isspace() or ch in "/@" for ch in alias):
+            raise ConfigError(file, alias_path, "expected an alias of one word, without '/', '@' or spaces")
+        if alias.lower() in seen:
+            taken = f"alias `{alias}` is already used for {seen[alias.lower()]} (aliases ignore case)"
+            raise ConfigError(file, alias_path, taken)
+        seen[alias.lower()] = key
+    where = _display(("agents", "defaults", "models"), legacy)
+    return [
+        f"{_display(path, legacy)}: `{ref}` is not in the allowlist ({where}); add it there or remove it here"
+        for path, ref in refs
+        if ref not in allowed
+    ]
+
+
+def _chain_refs(chain: ModelChain, raw_value: object, base: KeyPath) -> list[tuple[KeyPath, str]]:
+    """Each ref of a chain with its key path; the string form ``model: "p/m"`` is its own path."""
+    refs: list[tuple[KeyPath, str]] = []
+    if chain.primary is not None:
+        refs.append((base if isinstance(raw_value, str) else (*base, "primary"), chain.primary))
+    refs += [((*base, "fallbacks", i), ref) for i, ref in enumerate(chain.fallbacks)]
+    return refs
+
+
+def _parse_ref(text: str, path: KeyPath, file: str, legacy: bool) -> ModelRef:
+    try:
+        return parse_model_ref(text)
+    except InvalidRef as exc:
+        raise ConfigError(
+            file, _display(path, legacy), f"expected a model as provider/model: {exc}"
+        ) from None
+
+
+def _translate(exc: ValidationError, file: str, legacy: bool) -> ConfigError:
+    """The first pydantic error in plain words, with the file's key path and a count of the rest."""
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    expected = _describe(first)
+    if len(errors) > 1:
+        more = len(errors) - 1
+        expected += f" (and {more} more problem{'s' if more > 1 else ''})"
+    return ConfigError(file, _display(tuple(first["loc"]), legacy), expected)
+
+
+_SIMPLE: dict[str, str] = {
+    "string_type": "expected a string",
+    "int_type": "expected a whole number",
+    "int_parsing": "expected a whole number",
+    "int_from_float": "expected a whole number",
+    "float_type": "expected a number",
+    "float_parsing": "expected a number",
+    "finite_number": "expected a finite number",
+    "bool_type": "expected true or false",
+    "bool_parsing": "expected true or false",
+    "dict_type": "expected an object { … }",
+    "tuple_type": "expected a list [ … ]",
+    "list_type": "expected a list [ … ]",
+}
+_PATTERNS: dict[str, str] = {
+    r"^[A-Za-z0-9][A-Za-z0-9_-]*$": "expected letters, digits, '-' or '_', starting with a letter or digit",
+}
+
+
+def _describe(error: ErrorDetails) -> str:
+    kind, ctx, loc = error["type"], error.get("ctx", {}), tuple(error["loc"])
+    bounds = {
+        "greater_than": "greater than {gt}",
+        "greater_than_equal": "at least {ge}",
+        "less_than": "less than {lt}",
+        "less_than_equal": "at most {le}",
+    }
+    if kind in _SIMPLE:
+        return _SIMPLE[kind]
+    if kind in bounds:
+        return "expected a number " + bounds[kind].format(**ctx)
+    if kind == "literal_error":
+        return "expected one of: " + ", ".join(re.findall(r"'([^']*)'", str(ctx.get("expected", ""))))
+    if kind == "extra_forbidden":
+        return _unknown_key(loc)
+    if kind == "missing":
+        return f"missing required key `{loc[-1]}`"
+    if kind == "model_type":
+        if ctx.get("class_name") == ModelChain.__name__:
+            return 'expected a model "provider/model" or an object { primary, fallbacks }'
+        return "expected an object { … }"
+    if kind == "string_too_short":
+        return (
+            "expected a non-empty string"
+            if ctx.get("min_length") == 1
+            else f"expected at least {ctx['min_length']} characters"
+        )
+    if kind == "string_too_long":
+        return f"expected at most {ctx['max_length']} characters"
+    if kind == "string_pattern_mismatch":
+        return _PATTERNS.get(str(ctx["pattern"]), f"expected text matching {ctx['pattern']}")
+    if kind == "value_error":
+        return str(error["msg"]).removeprefix("Value error, ")
+    return str(error["msg"])
+
+
+def _unknown_key(loc: KeyPath) -> str:
+    key = str(loc[-1])
+    model = _model_at(loc[:-1])
+    if model is None:
+        return f"unknown key `{key}`"
+    names = [info.alias or name for name, info in model.model_fields.items()]
+    close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+    hint = f"did you mean `{close[0]}`?" if close else "allowed here: " + ", ".join(names)
+    return f"unknown key `{key}` ({hint})"
+
+
+def _model_at(loc: KeyPath) -> type[BaseModel] | None:
+    """The schema class that validates the object at ``loc`` (used to suggest the key that was meant)."""
+    current: Any = Config
+    for part in loc:
+        current = _unwrap(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            fields = {info.alias or name: info for name, info in current.model_fields.items()}
+            if not isinstance(part, str) or part not in fields:
+                return None
+            current = fields[part].annotation
+        elif get_origin(current) is dict:
+            current = get_args(current)[1]
+        elif get_origin(current) in (tuple, list):
+            current = get_args(current)[0]
+        else:
+            return None
+    current = _unwrap(current)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _unwrap(annotation: Any) -> Any:
+    """Strip ``Annotated[…]`` and ``X | None`` down to the type that holds the keys."""
+    while True:
+        origin = get_origin(annotation)
+        if origin is Annotated:
+            annotation = get_args(annotation)[0]
+        elif origin in (Union, types.UnionType):
+            rest = [arg for arg in get_args(annotation) if arg is not type(None)]
+            if len(rest) != 1:
+                return annotation
+            annotation = rest[0]
+        else:
+            return annotation
