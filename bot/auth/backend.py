@@ -1,0 +1,120 @@
+"""The auth store as the engine and the commands see it: rotation, availability, bookkeeping, status."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from bot.auth.cooldowns import CooldownPolicy
+from bot.auth.mask import mask_secret
+from bot.auth.resolver import CredentialResolver, credential_source
+from bot.auth.types import AuthProfiles, Credential
+from bot.errors import UnknownProfile
+from bot.providers.base import Endpoint, ResolvedAuth
+from bot.reasons import Reason
+from bot.status_view import ProfileLine, ProviderStatus
+
+# A success changes nothing but ``lastUsed``: writing that more than once a second buys round robin nothing
+# and would put a locked, fsynced file write on every turn.
+LAST_USED_RESOLUTION_MS = 1_000
+
+
+def provider_of(profile_id: str, doc: AuthProfiles) -> str:
+    return doc.provider_of(profile_id) or profile_id.split(":", 1)[0]
+
+
+class StoreAuthBackend:
+    """Implements ``bot.engine.AuthBackend`` and ``bot.command_handlers.AuthOverview`` over the file store."""
+
+    def __init__(
+        self, resolver: CredentialResolver, *, policy: CooldownPolicy, endpoint_for: Callable[[str], Endpoint]
+    ) -> None:
+        self._resolver = resolver
+        self._store = resolver.store
+        self._policy = policy
+        self._endpoint_for = endpoint_for
+
+    # -- engine -------------------------------------------------------------------------------------------
+
+    def rotation(self, provider: str, now_ms: int) -> list[str]:
+        return self._resolver.candidates(provider, now_ms)
+
+    def unavailable_until(self, profile_id: str, now_ms: int) -> int | None:
+        return self._store.load().stats(profile_id).unavailable_until(now_ms)
+
+    async def resolve(self, profile_id: str, *, now_ms: int) -> ResolvedAuth:
+        return await self._resolver.resolve(profile_id, now_ms=now_ms)
+
+    async def record_failure(
+        self, profile_id: str, reason: Reason, *, now_ms: int, retry_after_ms: int | None
+    ) -> int | None:
+        provider = provider_of(profile_id, self._store.load())
+        stats = await self._store.arecord_failure(
+            profile_id,
+            reason,
+            provider=provider,
+            now_ms=now_ms,
+            policy=self._policy,
+            retry_after_ms=retry_after_ms,
+        )
+        return stats.unavailable_until(now_ms)
+
+    async def record_success(self, profile_id: str, *, now_ms: int) -> None:
+        doc = self._store.load()
+        provider = provider_of(profile_id, doc)
+        stats = doc.stats(profile_id)
+        clean = (
+            stats.error_count == 0
+            and not stats.failure_counts
+            and stats.cooldown_until is None
+            and stats.disabled_until is None
+        )
+        recent = stats.last_used is not None and 0 <= now_ms - stats.last_used < LAST_USED_RESOLUTION_MS
+        if clean and recent and doc.last_good.get(provider) == profile_id:
+            return
+        await self._store.arecord_success(profile_id, provider=provider, now_ms=now_ms)
+
+    # -- commands -----------------------------------------------------------------------------------------
+
+    def has_usable_auth(self, provider: str, now_ms: int) -> bool:
+        return any(self.unavailable_until(p, now_ms) is None for p in self.rotation(provider, now_ms))
+
+    def has_credentials(self, provider: str) -> bool:
+        doc = self._store.load()
+        if any(cred.provider == provider for cred in doc.profiles.values()):
+            return True
+        implicit = self._resolver.implicit_profiles(provider, doc)
+        return any(credential_source(cred) in ("env", "config") for cred in implicit.values())
+
+    def profile_provider(self, profile_id: str) -> str | None:
+        doc = self._store.load()
+        try:
+            return self._resolver.lookup(profile_id, doc).provider
+        except UnknownProfile:
+            return None
+
+    def provider_status(self, provider: str, now_ms: int) -> ProviderStatus:
+        endpoint = self._endpoint_for(provider)
+        lines = tuple(
+            profile_line(pid, cred, self._store.load(), now_ms)
+            for pid, cred, _ in self._resolver.all_profiles(provider, now_ms)
+        )
+        return ProviderStatus(provider, endpoint.base_url, endpoint.api, lines, missing_auth=not lines)
+
+
+def profile_line(profile_id: str, cred: Credential, doc: AuthProfiles, now_ms: int) -> ProfileLine:
+    """A status line for one credential: type, masked secret, cooldown and billing state, expiry."""
+    stats = doc.stats(profile_id)
+    source = credential_source(cred)
+    kind = cred.type if source == "stored" else source
+    secret = cred.secret if source in ("stored", "env", "config") else ""
+    masked = mask_secret(secret) if secret else "(no key)"
+    return ProfileLine(
+        profile_id=profile_id,
+        type=kind,
+        masked=masked,
+        cooldown_until=stats.cooldown_until,
+        disabled_until=stats.disabled_until,
+        disabled_reason=stats.disabled_reason,
+        expired=cred.is_expired(now_ms) and not (cred.type == "oauth" and bool(cred.refresh)),
+        expires=cred.expires,
+    )

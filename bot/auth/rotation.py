@@ -1,0 +1,92 @@
+"""The order in which a provider's profiles are tried (spec §5); pure, ``now_ms`` passed in."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+from bot.auth.types import TYPE_PRIORITY, AuthProfiles, Credential
+
+_NO_IMPLICIT: Mapping[str, Credential] = {}
+
+
+def order_profiles(
+    doc: AuthProfiles,
+    provider: str,
+    *,
+    now_ms: int,
+    config_order: Sequence[str] | None,
+    config_profile_ids: Sequence[str],
+    implicit: Mapping[str, Credential] = _NO_IMPLICIT,
+) -> list[str]:
+    """The usable profile ids of ``provider``, best first; profiles cooling down come last.
+
+    ``config_order`` is ``auth.order[provider]``; ``config_profile_ids`` the ids of ``auth.profiles`` whose
+    provider is this one.
+    ``implicit`` holds the pseudo-profiles (environment, config key, built-in, no-auth) that exist only
+    when the provider has no stored profile; they count as present and join whatever base list applies,
+    so a stale explicit order never hides a working environment key.
+    """
+    known: dict[str, Credential] = {**implicit, **doc.profiles}
+    explicit = doc.order.get(provider) or config_order or None
+    if explicit is not None:
+        base: Sequence[str] = explicit
+    elif config_profile_ids:
+        base = config_profile_ids
+    else:
+        base = [pid for pid, cred in sorted(doc.profiles.items()) if cred.provider == provider]
+    ids = _usable(_dedupe([*base, *implicit]), known, provider, now_ms)
+
+    ready = [pid for pid in ids if doc.stats(pid).unavailable_until(now_ms) is None]
+    cooling = [pid for pid in ids if doc.stats(pid).unavailable_until(now_ms) is not None]
+    if explicit is None:
+        ready.sort(key=lambda pid: _round_robin_key(doc, known[pid], pid))
+    position = {pid: index for index, pid in enumerate(ids)}
+    # Soonest back first; ties keep the explicit position (or the round-robin order without one).
+    cooling.sort(
+        key=lambda pid: (
+            _until(doc, pid, now_ms),
+            position[pid] if explicit is not None else _round_robin_key(doc, known[pid], pid),
+        )
+    )
+    return ready + cooling
+
+
+def available(doc: AuthProfiles, profile_id: str, now_ms: int) -> bool:
+    """Whether the profile is neither cooling down nor disabled (usability of the secret aside)."""
+    return doc.stats(profile_id).unavailable_until(now_ms) is None
+
+
+def soonest_available_ms(doc: AuthProfiles, ids: Iterable[str], now_ms: int) -> int | None:
+    """When the first of ``ids`` comes back: ``now_ms`` if one is available now, None for no ids."""
+    times = [doc.stats(pid).unavailable_until(now_ms) for pid in ids]
+    if not times:
+        return None
+    return min(now_ms if t is None else t for t in times)
+
+
+def _dedupe(ids: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(ids))
+
+
+def _usable(ids: Iterable[str], known: Mapping[str, Credential], provider: str, now_ms: int) -> list[str]:
+    result = []
+    for pid in ids:
+        cred = known.get(pid)
+        if cred is not None and cred.provider == provider and cred.is_usable(now_ms):
+            result.append(pid)
+    return result
+
+
+def _round_robin_key(doc: AuthProfiles, cred: Credential, profile_id: str) -> tuple[int, int, str]:
+    last_used = doc.stats(profile_id).last_used
+    # Never used counts as the oldest; the id breaks ties so the order is the same in every process.
+    return (
+        TYPE_PRIORITY.get(cred.type, len(TYPE_PRIORITY)),
+        -1 if last_used is None else last_used,
+        profile_id,
+    )
+
+
+def _until(doc: AuthProfiles, profile_id: str, now_ms: int) -> int:
+    until = doc.stats(profile_id).unavailable_until(now_ms)
+    return now_ms if until is None else until

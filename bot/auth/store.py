@@ -1,0 +1,307 @@
+"""auth-profiles.json on disk: cached reads, locked atomic read-modify-write, corruption and legacy import."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+from bot.auth import codec, cooldowns
+from bot.auth.cooldowns import CooldownPolicy
+from bot.auth.types import AuthProfiles, Credential, UsageStats
+from bot.clock import Clock, SystemClock
+from bot.errors import AuthError, AuthStoreCorrupt, UnknownProfile
+from bot.reasons import Reason
+
+log = logging.getLogger(__name__)
+
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+LEGACY_API_KEYS = "auth.json"
+
+_CacheKey = tuple[int, int, int, int]
+
+
+class AuthStore:
+    """One auth-profiles.json, shared safely by every bot process and the CLI.
+
+    Reads are cached by the file's identity (inode, mtime, ctime, size); every change goes through
+    ``update``, which re-reads under a cross-process lock, so concurrent writers never lose each other's
+    updates. Returned documents are shared with the cache: treat them as read-only.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        legacy_oauth_path: Path | None = None,
+        clock: Clock | None = None,
+        lock_timeout_s: float = 30.0,
+    ) -> None:
+        self.path = path
+        self.legacy_oauth_path = legacy_oauth_path
+        self._clock: Clock = SystemClock() if clock is None else clock
+        self._lock_timeout_s = lock_timeout_s
+        # Holds last a few milliseconds (read, write, fsync), so waiters poll often rather than the 50ms default.
+        self._lock = FileLock(f"{path}.lock", timeout=lock_timeout_s, mode=FILE_MODE, poll_interval=0.002)
+        self._cache: tuple[_CacheKey, AuthProfiles] | None = None
+
+    @property
+    def refresh_lock_path(self) -> Path:
+        """Held across an OAuth refresh call, which is slow I/O that must not block ordinary writes."""
+        return Path(f"{self.path}.refresh.lock")
+
+    # -- reading -------------------------------------------------------------------------------------
+
+    def load(self) -> AuthProfiles:
+        """The current store; a missing file is an empty store (after importing legacy files once)."""
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            if self._legacy_sources():
+                return self.update(lambda doc: doc)  # writes the imported profiles, so it happens once
+            return AuthProfiles()
+        key = (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
+        if self._cache is not None and self._cache[0] == key:
+            return self._cache[1]
+        doc = self._parse(self.path.read_bytes())
+        self._cache = (key, doc)
+        return doc
+
+    def reload(self) -> AuthProfiles:
+        """The file as it is now, bypassing the cache (whose key can miss a write in the same clock tick)."""
+        self._cache = None
+        return self.load()
+
+    def _parse(self, raw: bytes) -> AuthProfiles:
+        try:
+            return codec.decode(json.loads(raw.decode("utf-8")))
+        except json.JSONDecodeError as exc:
+            detail = f"invalid JSON at line {exc.lineno}, column {exc.colno}"
+        except UnicodeDecodeError:
+            detail = "not UTF-8 text"
+        except ValueError as exc:
+            detail = str(exc)
+        raise AuthStoreCorrupt(str(self.path), self._backup(raw), detail)
+
+    def _backup(self, raw: bytes) -> str | None:
+        """Copy the corrupt bytes aside once; later reads of the same content reuse that copy."""
+        for existing in sorted(self.path.parent.glob(f"{self.path.name}.corrupt-*")):
+            try:
+                if existing.read_bytes() == raw:
+                    return str(existing)
+            except OSError:
+                continue
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self._clock.now_ms() / 1000))
+        for attempt in range(100):
+            target = self.path.with_name(
+                f"{self.path.name}.corrupt-{stamp}" + (f"-{attempt}" if attempt else "")
+            )
+            try:
+                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                log.warning("could not back up the corrupt auth store %s: %s", self.path, exc.strerror)
+                return None
+            with os.fdopen(fd, "wb") as f:
+                f.write(raw)
+            return str(target)
+        return None
+
+    def _legacy_sources(self) -> list[Path]:
+        paths = [self.path.with_name(LEGACY_API_KEYS), self.legacy_oauth_path]
+        return [p for p in paths if p is not None and p.is_file()]
+
+    def _import_legacy(self) -> AuthProfiles:
+        """Profiles from the legacy files; a broken legacy file is skipped (it stays where it is)."""
+        creds: dict[str, Credential] = {}
+        for source in self._legacy_sources():
+            try:
+                data = json.loads(source.read_text(encoding="utf-8"))
+                if source == self.legacy_oauth_path:
+                    creds.update(codec.legacy_oauth(data, taken=creds, path=source.name))
+                else:
+                    creds.update(codec.legacy_api_keys(data, path=source.name))
+            except (OSError, ValueError) as exc:
+                log.warning("skipped the legacy auth file %s: %s", source, type(exc).__name__)
+        if creds:
+            log.info("imported %d legacy auth profile(s) into %s", len(creds), self.path)
+        return AuthProfiles(profiles=creds)
+
+    # -- writing -------------------------------------------------------------------------------------
+
+    def update(self, fn: Callable[[AuthProfiles], AuthProfiles]) -> AuthProfiles:
+        """Apply ``fn`` to the freshest store under the cross-process lock and write the result atomically.
+
+        A corrupt file raises ``AuthStoreCorrupt`` before ``fn`` runs: it is never replaced by a new store.
+        """
+        self._ensure_dir()
+        try:
+            with self._lock:
+                if self.path.exists():
+                    current, fresh = self._parse(self.path.read_bytes()), False
+                else:
+                    current, fresh = self._import_legacy(), True
+                new = fn(current)
+                if new != current or (fresh and new.profiles):
+                    self._write(new)
+                return new
+        except Timeout:
+            raise AuthError(
+                f"{self.path} stayed locked by another process for {self._lock_timeout_s:g}s."
+            ) from None
+
+    def _ensure_dir(self) -> None:
+        # Path.mkdir(parents=True) creates the parents with the default mode; every new level is made 0700.
+        missing: list[Path] = []
+        for parent in (self.path.parent, *self.path.parent.parents):
+            if parent.exists():
+                break
+            missing.append(parent)
+        for directory in reversed(missing):
+            directory.mkdir(mode=DIR_MODE, exist_ok=True)
+            os.chmod(directory, DIR_MODE)  # mkdir's mode is filtered by the umask
+
+    def _write(self, doc: AuthProfiles) -> None:
+        data = codec.dumps(doc).encode("utf-8")
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                os.fchmod(f.fileno(), FILE_MODE)
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        # The rename itself must reach the disk, or a crash could bring back the old file.
+        dir_fd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        st = self.path.stat()
+        self._cache = ((st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size), doc)
+
+    # -- conveniences built on update ------------------------------------------------------------------
+
+    def record_failure(
+        self,
+        profile_id: str,
+        reason: Reason,
+        *,
+        provider: str,
+        now_ms: int,
+        policy: CooldownPolicy,
+        retry_after_ms: int | None = None,
+    ) -> UsageStats:
+        """Persist one failure (cooldown or billing disable); works for implicit ids like ``openai:env`` too."""
+
+        def apply(doc: AuthProfiles) -> AuthProfiles:
+            stats = cooldowns.record_failure(
+                doc.stats(profile_id),
+                reason,
+                provider=provider,
+                now_ms=now_ms,
+                policy=policy,
+                retry_after_ms=retry_after_ms,
+            )
+            return _with_stats(doc, profile_id, stats)
+
+        return self.update(apply).stats(profile_id)
+
+    def record_success(self, profile_id: str, *, provider: str, now_ms: int) -> UsageStats:
+        """Persist a success: used now, counters cleared, and the provider's ``lastGood``."""
+
+        def apply(doc: AuthProfiles) -> AuthProfiles:
+            doc = _with_stats(doc, profile_id, cooldowns.record_success(doc.stats(profile_id), now_ms=now_ms))
+            return replace(doc, last_good={**doc.last_good, provider: profile_id})
+
+        return self.update(apply).stats(profile_id)
+
+    def clear_cooldown(self, profile_id: str) -> UsageStats:
+        def apply(doc: AuthProfiles) -> AuthProfiles:
+            if profile_id not in doc.profiles and profile_id not in doc.usage_stats:
+                raise UnknownProfile(profile_id)
+            return _with_stats(doc, profile_id, cooldowns.clear_cooldown(doc.stats(profile_id)))
+
+        return self.update(apply).stats(profile_id)
+
+    def upsert_profile(self, profile_id: str, cred: Credential) -> None:
+        self.update(lambda doc: replace(doc, profiles={**doc.profiles, profile_id: cred}))
+
+    def remove_profile(self, profile_id: str) -> None:
+        """Remove the credential and every reference to it (order, lastGood, usageStats)."""
+
+        def apply(doc: AuthProfiles) -> AuthProfiles:
+            if profile_id not in doc.profiles:
+                raise UnknownProfile(profile_id)
+            order = {p: [i for i in ids if i != profile_id] for p, ids in doc.order.items()}
+            return replace(
+                doc,
+                profiles={k: v for k, v in doc.profiles.items() if k != profile_id},
+                order={p: ids for p, ids in order.items() if ids},  # an empty order would hide every profile
+                last_good={p: i for p, i in doc.last_good.items() if i != profile_id},
+                usage_stats={k: v for k, v in doc.usage_stats.items() if k != profile_id},
+            )
+
+        self.update(apply)
+
+    def set_order(self, provider: str, ids: Sequence[str]) -> None:
+        """Pin the rotation order of a provider; an empty list clears it."""
+        unique = list(dict.fromkeys(ids))
+        if not unique:
+            self.clear_order(provider)
+            return
+        self.update(lambda doc: replace(doc, order={**doc.order, provider: unique}))
+
+    def clear_order(self, provider: str) -> None:
+        self.update(lambda doc: replace(doc, order={p: i for p, i in doc.order.items() if p != provider}))
+
+    # -- async wrappers: file I/O and the lock wait stay off the event loop ----------------------------
+
+    async def aload(self) -> AuthProfiles:
+        return await asyncio.to_thread(self.load)
+
+    async def aupdate(self, fn: Callable[[AuthProfiles], AuthProfiles]) -> AuthProfiles:
+        return await asyncio.to_thread(self.update, fn)
+
+    async def arecord_failure(
+        self,
+        profile_id: str,
+        reason: Reason,
+        *,
+        provider: str,
+        now_ms: int,
+        policy: CooldownPolicy,
+        retry_after_ms: int | None = None,
+    ) -> UsageStats:
+        return await asyncio.to_thread(
+            lambda: self.record_failure(
+                profile_id,
+                reason,
+                provider=provider,
+                now_ms=now_ms,
+                policy=policy,
+                retry_after_ms=retry_after_ms,
+            )
+        )
+
+    async def arecord_success(self, profile_id: str, *, provider: str, now_ms: int) -> UsageStats:
+        return await asyncio.to_thread(
+            lambda: self.record_success(profile_id, provider=provider, now_ms=now_ms)
+        )
+
+
+def _with_stats(doc: AuthProfiles, profile_id: str, stats: UsageStats) -> AuthProfiles:
+    return replace(doc, usage_stats={**doc.usage_stats, profile_id: stats})

@@ -1,0 +1,516 @@
+"""auth-profiles.json: the codec, atomic locked writes, corruption, legacy import and concurrent processes."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import stat
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.auth import codec
+from bot.auth.cooldowns import CooldownPolicy
+from bot.auth.store import AuthStore
+from bot.auth.types import AuthProfiles, Credential, UsageStats
+from bot.clock import HOUR_MS, MINUTE_MS, FakeClock
+from bot.errors import AuthStoreCorrupt, UnknownProfile
+from bot.reasons import Reason
+
+REPO = Path(__file__).resolve().parent.parent
+POLICY = CooldownPolicy()
+SECRET = "sk-123"
+
+SEED: dict[str, Any] = {
+    "version": 1,
+    "profiles": {
+        "anthropic:default": {"type": "api_key", "provider": "anthropic", "key": "sk-ant-api03-aaaa"},
+        "anthropic:setup": {
+            "type": "token",
+            "provider": "anthropic",
+            "token": "sk-ant-oat01-bbbb",
+            "expires": 1767225600000,
+        },
+        "google-antigravity:user@gmail.com": {
+            "type": "oauth",
+            "provider": "google-antigravity",
+            "access": "ya29.cccc",
+            "refresh": "1//dddd",
+            "expires": 1736170000000,
+            "email": "user@gmail.com",
+            "projectId": "proj-1",
+            "enterpriseUrl": "https://example.com",
+        },
+        "openai:work": {"type": "api_key", "provider": "openai", "key": "sk-eeee", "email": "me@x.com"},
+    },
+    "order": {"anthropic": ["anthropic:setup", "anthropic:default"]},
+    "lastGood": {"anthropic": "anthropic:default"},
+    "usageStats": {
+        "provider:profile": {"lastUsed": 1736160000000, "cooldownUntil": 1736160600000, "errorCount": 2},
+        "anthropic:default": {"disabledUntil": 1736178000000, "disabledReason": "billing"},
+        "openai:work": {
+            "lastUsed": 1736160000000,
+            "errorCount": 1,
+            "failureCounts": {"rate_limit": 1, "billing": 2},
+            "lastFailureAt": 1736160000001,
+            "someFutureField": True,
+        },
+    },
+    "futureTopLevel": {"keep": ["me"]},
+}
+
+
+def seed_text() -> str:
+    return json.dumps(SEED, indent=2, ensure_ascii=False) + "\n"
+
+
+def store_at(tmp_path: Path, **kw: Any) -> AuthStore:
+    return AuthStore(tmp_path / "agents" / "main" / "agent" / "auth-profiles.json", **kw)
+
+
+def api_key(provider: str = "p", secret: str = SECRET) -> Credential:
+    return Credential(type="api_key", provider=provider, secret=secret)
+
+
+# -- codec ----------------------------------------------------------------------------------------
+
+
+def test_codec_round_trip_of_the_seed_format_is_identical() -> None:
+    """Decoding and re-encoding a seed-style file gives back the same JSON, key order included."""
+    doc = codec.decode(copy.deepcopy(SEED))
+    assert codec.encode(doc) == SEED
+    assert codec.dumps(doc) == seed_text()
+
+
+def test_codec_decodes_into_typed_fields() -> None:
+    """Secrets, expiry, email, stats and unknown keys land in the right typed fields."""
+    doc = codec.decode(copy.deepcopy(SEED))
+    google = doc.profiles["google-antigravity:user@gmail.com"]
+    assert (google.type, google.secret, google.refresh, google.expires) == (
+        "oauth",
+        "ya29.cccc",
+        "1//dddd",
+        1736170000000,
+    )
+    assert google.email == "user@gmail.com"
+    assert google.extra == {"projectId": "proj-1", "enterpriseUrl": "https://example.com"}
+    assert doc.profiles["anthropic:setup"].secret == "sk-ant-oat01-bbbb"
+    assert doc.stats("provider:profile") == UsageStats(
+        last_used=1736160000000, cooldown_until=1736160600000, error_count=2
+    )
+    assert doc.stats("openai:work").failure_counts == {"rate_limit": 1, "billing": 2}
+    assert doc.stats("openai:work").extra == {"someFutureField": True}
+    assert doc.extra == {"futureTopLevel": {"keep": ["me"]}}
+    assert doc.last_good == {"anthropic": "anthropic:default"}
+
+
+def test_codec_omits_empty_optionals() -> None:
+    """An empty store is just version and profiles; default stats entries are not written."""
+    doc = AuthProfiles(usage_stats={"p:x": UsageStats()})
+    assert codec.encode(doc) == {"version": 1, "profiles": {}}
+
+
+@pytest.mark.parametrize(
+    ("data", "where"),
+    [
+        ([], "the file: expected an object"),
+        ({"profiles": []}, "profiles: expected an object"),
+        ({"profiles": {"p:x": {"type": "api_key", "provider": "p"}}}, 'profiles["p:x"]["key"]: missing'),
+        ({"profiles": {"p:x": {"type": "weird", "provider": "p", "key": "k"}}}, 'profiles["p:x"]["type"]'),
+        ({"profiles": {"p:x": {"type": "api_key", "key": "k"}}}, 'profiles["p:x"]["provider"]: missing'),
+        (
+            {"profiles": {"p:x": {"type": "token", "provider": "p", "token": "t", "expires": "soon"}}},
+            'profiles["p:x"]["expires"]: expected an integer',
+        ),
+        ({"order": {"p": "p:x"}}, 'order["p"]: expected a list'),
+        ({"order": {"p": ["p:x", 3]}}, 'order["p"][1]: expected a string'),
+        ({"lastGood": {"p": 1}}, 'lastGood["p"]: expected a string'),
+        ({"usageStats": {"p:x": {"errorCount": True}}}, 'usageStats["p:x"]["errorCount"]'),
+        ({"usageStats": {"p:x": {"failureCounts": {"auth": "x"}}}}, '["failureCounts"]["auth"]'),
+        ({"version": "1"}, "version: expected an integer"),
+    ],
+)
+def test_codec_errors_name_the_exact_place(data: object, where: str) -> None:
+    """Malformed content raises ValueError naming the path of the bad value."""
+    with pytest.raises(ValueError, match=re.escape(where)):
+        codec.decode(data)
+
+
+def test_codec_errors_never_contain_a_misplaced_secret() -> None:
+    """A secret pasted into the wrong field is not echoed by the error."""
+    data = {"profiles": {"p:x": {"type": "sk-live-SECRET-VALUE", "provider": "p", "key": "k"}}}
+    with pytest.raises(ValueError, match="profiles") as info:
+        codec.decode(data)
+    assert "SECRET" not in str(info.value)
+    data2 = {"profiles": {"p:x": {"type": "token", "provider": "p", "token": "t", "expires": "sk-SECRET"}}}
+    with pytest.raises(ValueError, match="expires") as info:
+        codec.decode(data2)
+    assert "SECRET" not in str(info.value)
+
+
+# -- reading and writing ---------------------------------------------------------------------------
+
+
+def test_missing_file_is_an_empty_store_and_nothing_is_written(tmp_path: Path) -> None:
+    """Loading a store that does not exist yet returns an empty document and creates no file."""
+    store = store_at(tmp_path)
+    assert store.load() == AuthProfiles()
+    assert not store.path.exists()
+
+
+def test_first_write_creates_private_dirs_and_file(tmp_path: Path) -> None:
+    """New directories are 0700 (parents too), the file 0600, and no temp file is left behind."""
+    store = AuthStore(tmp_path / "state" / "agents" / "main" / "agent" / "auth-profiles.json")
+    store.upsert_profile("p:default", api_key())
+    assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
+    for directory in (tmp_path / "state", tmp_path / "state" / "agents", store.path.parent):
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o700, directory
+    leftovers = [p.name for p in store.path.parent.iterdir() if p.name.endswith(".tmp")]
+    assert leftovers == []
+    assert json.loads(store.path.read_text())["profiles"]["p:default"]["key"] == "sk-123"
+
+
+def test_rewrite_keeps_mode_0600(tmp_path: Path) -> None:
+    """A file loosened by hand is 0600 again after the next write."""
+    store = store_at(tmp_path)
+    store.upsert_profile("p:default", api_key())
+    store.path.chmod(0o644)
+    store.upsert_profile("p:two", api_key())
+    assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
+
+
+def test_failed_write_leaves_the_old_file_intact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """If the rename fails, the previous file is untouched and the temp file is removed."""
+    store = store_at(tmp_path)
+    store.upsert_profile("p:default", api_key())
+    before = store.path.read_bytes()
+
+    def broken_replace(src: object, dst: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(OSError, match="disk full"):
+        store.upsert_profile("p:two", api_key())
+    monkeypatch.undo()
+    assert store.path.read_bytes() == before
+    assert [p.name for p in store.path.parent.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_load_is_cached_until_the_file_changes(tmp_path: Path) -> None:
+    """Repeated loads reuse the parsed document; another writer's change is seen at once."""
+    store = store_at(tmp_path)
+    store.upsert_profile("p:default", api_key())
+    reader = AuthStore(store.path)
+    first = reader.load()
+    assert reader.load() is first
+    store.upsert_profile("p:two", api_key())
+    assert set(reader.load().profiles) == {"p:default", "p:two"}
+    fresh = reader.reload()
+    assert fresh is not first
+    assert reader.load() is fresh
+
+
+def test_unknown_keys_survive_a_rewrite(tmp_path: Path) -> None:
+    """Keys written by a newer version (top level, profile, stats) are kept when this one writes."""
+    store = store_at(tmp_path)
+    store.path.parent.mkdir(parents=True)
+    store.path.write_text(seed_text())
+    store.record_success("openai:work", provider="openai", now_ms=1736200000000)
+    data = json.loads(store.path.read_text())
+    assert data["futureTopLevel"] == {"keep": ["me"]}
+    assert data["profiles"]["google-antigravity:user@gmail.com"]["projectId"] == "proj-1"
+    assert data["usageStats"]["openai:work"] == {
+        "lastUsed": 1736200000000,
+        "lastFailureAt": 1736160000001,
+        "someFutureField": True,
+    }
+    assert data["lastGood"] == {"anthropic": "anthropic:default", "openai": "openai:work"}
+
+
+# -- corruption ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "detail"),
+    [
+        (b'{"version": 1, "profiles": {', "invalid JSON at line 1"),
+        (b"", "invalid JSON"),
+        (b"\xff\xfe", "not UTF-8"),
+        (b'{"profiles": {"p:x": {"type": "api_key", "provider": "p", "key": 5}}}', 'profiles["p:x"]["key"]'),
+    ],
+)
+def test_corrupt_file_is_reported_backed_up_once_and_never_overwritten(
+    tmp_path: Path, content: bytes, detail: str
+) -> None:
+    """Load and every write raise AuthStoreCorrupt; the original stays; one backup copy is kept."""
+    clock = FakeClock()
+    store = store_at(tmp_path, clock=clock)
+    store.path.parent.mkdir(parents=True)
+    store.path.write_bytes(content)
+    with pytest.raises(AuthStoreCorrupt) as info:
+        store.load()
+    assert detail in str(info.value)
+    backup = info.value.backup
+    assert backup is not None
+    assert Path(backup).read_bytes() == content
+    assert stat.S_IMODE(Path(backup).stat().st_mode) == 0o600
+    assert Path(backup).name.startswith("auth-profiles.json.corrupt-")
+
+    clock.advance(seconds=5)
+    for write in (
+        lambda: store.upsert_profile("p:new", api_key()),
+        lambda: store.record_failure("p:x", Reason.AUTH, provider="p", now_ms=clock.now_ms(), policy=POLICY),
+        lambda: store.update(lambda doc: AuthProfiles()),
+        store.load,
+    ):
+        with pytest.raises(AuthStoreCorrupt) as again:
+            write()
+        assert again.value.backup == backup
+    assert store.path.read_bytes() == content
+    assert len(list(store.path.parent.glob("auth-profiles.json.corrupt-*"))) == 1
+
+
+def test_update_function_is_not_called_on_a_corrupt_file(tmp_path: Path) -> None:
+    """The modify step never sees a made-up empty store."""
+    store = store_at(tmp_path)
+    store.path.parent.mkdir(parents=True)
+    store.path.write_text("nope")
+    calls: list[AuthProfiles] = []
+    with pytest.raises(AuthStoreCorrupt):
+        store.update(lambda doc: calls.append(doc) or doc)  # type: ignore[func-returns-value]
+    assert calls == []
+
+
+# -- legacy import ---------------------------------------------------------------------------------
+
+
+def test_legacy_files_are_imported_once(tmp_path: Path) -> None:
+    """auth.json keys and credentials/oauth.json logins become profiles; later edits are not re-imported."""
+    store = store_at(tmp_path, legacy_oauth_path=tmp_path / "credentials" / "oauth.json")
+    store.path.parent.mkdir(parents=True)
+    (store.path.parent / "auth.json").write_text(json.dumps({"OpenAI": "sk-1", "anthropic": {"key": "sk-2"}}))
+    (tmp_path / "credentials").mkdir()
+    (tmp_path / "credentials" / "oauth.json").write_text(
+        json.dumps(
+            {
+                "google": {"access": "a1", "refresh": "r1", "expires": 5, "email": "me@x.com"},
+                "anthropic": {"access": "a2", "refresh": "r2", "expires": 6, "projectId": "p"},
+            }
+        )
+    )
+    doc = store.load()
+    assert doc.profiles["openai:default"] == Credential(type="api_key", provider="openai", secret="sk-1")
+    assert doc.profiles["anthropic:default"].secret == "sk-2"
+    assert doc.profiles["google:me@x.com"] == Credential(
+        type="oauth", provider="google", secret="a1", refresh="r1", expires=5, email="me@x.com"
+    )
+    # anthropic:default is the imported api key, so the login gets its own id.
+    assert doc.profiles["anthropic:oauth"].extra == {"projectId": "p"}
+    assert store.path.exists()
+    assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
+
+    store.remove_profile("openai:default")
+    (store.path.parent / "auth.json").write_text(json.dumps({"mistral": "sk-3"}))
+    for fresh in (store, AuthStore(store.path, legacy_oauth_path=tmp_path / "credentials" / "oauth.json")):
+        assert "openai:default" not in fresh.load().profiles
+        assert "mistral:default" not in fresh.load().profiles
+    assert (store.path.parent / "auth.json").exists()  # legacy files are kept, never deleted
+
+
+def test_legacy_oauth_list_form(tmp_path: Path) -> None:
+    """oauth.json may be a list of logins, each naming its provider."""
+    oauth_path = tmp_path / "oauth.json"
+    oauth_path.write_text(
+        json.dumps(
+            [
+                {"provider": "google", "access": "a", "refresh": "r", "expires": 1},
+                {"provider": "google", "access": "b", "refresh": "s", "expires": 2, "email": "x@y.z"},
+            ]
+        )
+    )
+    store = store_at(tmp_path, legacy_oauth_path=oauth_path)
+    assert set(store.load().profiles) == {"google:default", "google:x@y.z"}
+
+
+def test_a_broken_legacy_file_is_skipped(tmp_path: Path) -> None:
+    """An unreadable legacy file does not block the store; the valid one is imported."""
+    oauth_path = tmp_path / "oauth.json"
+    oauth_path.write_text("{broken")
+    store = store_at(tmp_path, legacy_oauth_path=oauth_path)
+    store.path.parent.mkdir(parents=True)
+    (store.path.parent / "auth.json").write_text(json.dumps({"openai": "sk-1", "empty": ""}))
+    assert set(store.load().profiles) == {"openai:default"}
+
+
+def test_legacy_import_also_happens_on_first_update(tmp_path: Path) -> None:
+    """A write before any load still brings the legacy keys along."""
+    store = store_at(tmp_path)
+    store.path.parent.mkdir(parents=True)
+    (store.path.parent / "auth.json").write_text(json.dumps({"openai": "sk-1"}))
+    store.upsert_profile("anthropic:work", api_key("anthropic"))
+    assert set(store.load().profiles) == {"openai:default", "anthropic:work"}
+
+
+# -- convenience methods ---------------------------------------------------------------------------
+
+
+def test_record_failure_and_success_persist(tmp_path: Path, clock: FakeClock) -> None:
+    """Failures are written before returning; success clears them and sets lastGood."""
+    store = store_at(tmp_path)
+    store.upsert_profile("p:a", api_key())
+    now = clock.now_ms()
+    stats = store.record_failure("p:a", Reason.RATE_LIMIT, provider="p", now_ms=now, policy=POLICY)
+    assert stats.cooldown_until == now + MINUTE_MS
+    stats = store.record_failure(
+        "p:a", Reason.RATE_LIMIT, provider="p", now_ms=now, policy=POLICY, retry_after_ms=HOUR_MS
+    )
+    assert AuthStore(store.path).load().stats("p:a").cooldown_until == now + HOUR_MS
+    store.record_success("p:a", provider="p", now_ms=now + 1)
+    doc = AuthStore(store.path).load()
+    assert doc.stats("p:a") == UsageStats(last_used=now + 1, last_failure_at=now)
+    assert doc.last_good == {"p": "p:a"}
+
+
+def test_failures_of_implicit_profiles_are_recorded(tmp_path: Path, clock: FakeClock) -> None:
+    """An env key has no stored profile but its cooldown is persisted all the same."""
+    store = store_at(tmp_path)
+    store.record_failure("openai:env", Reason.AUTH, provider="openai", now_ms=clock.now_ms(), policy=POLICY)
+    assert store.load().stats("openai:env").error_count == 1
+    assert store.clear_cooldown("openai:env").error_count == 0
+
+
+def test_clear_cooldown(tmp_path: Path, clock: FakeClock) -> None:
+    """clear_cooldown lifts cooldown and disable, keeps lastUsed, and rejects unknown ids."""
+    store = store_at(tmp_path)
+    store.upsert_profile("p:a", api_key())
+    store.record_success("p:a", provider="p", now_ms=5)
+    store.record_failure("p:a", Reason.BILLING, provider="p", now_ms=clock.now_ms(), policy=POLICY)
+    cleared = store.clear_cooldown("p:a")
+    assert (cleared.last_used, cleared.disabled_until, cleared.failure_counts) == (5, None, {})
+    with pytest.raises(UnknownProfile):
+        store.clear_cooldown("p:nope")
+
+
+def test_remove_profile_removes_every_reference(tmp_path: Path, clock: FakeClock) -> None:
+    """Removing a profile also drops it from order, lastGood and usageStats."""
+    store = store_at(tmp_path)
+    store.upsert_profile("p:a", api_key())
+    store.upsert_profile("p:b", api_key())
+    store.upsert_profile("q:a", api_key("q"))
+    store.set_order("p", ["p:a", "p:b", "p:a"])
+    store.set_order("q", ["q:a"])
+    store.record_success("p:a", provider="p", now_ms=1)
+    assert store.load().order == {"p": ["p:a", "p:b"], "q": ["q:a"]}
+    store.remove_profile("p:a")
+    store.remove_profile("q:a")
+    doc = AuthStore(store.path).load()
+    assert set(doc.profiles) == {"p:b"}
+    assert doc.order == {"p": ["p:b"]}
+    assert doc.last_good == {}
+    assert doc.usage_stats == {}
+    with pytest.raises(UnknownProfile):
+        store.remove_profile("p:a")
+
+
+def test_set_and_clear_order(tmp_path: Path) -> None:
+    """set_order pins a provider's order; clear_order and an empty list remove it."""
+    store = store_at(tmp_path)
+    store.set_order("p", ["p:b", "p:a"])
+    store.set_order("q", ["q:a"])
+    store.clear_order("p")
+    assert store.load().order == {"q": ["q:a"]}
+    store.set_order("q", [])
+    assert store.load().order == {}
+
+
+async def test_async_wrappers(tmp_path: Path, clock: FakeClock) -> None:
+    """aload, aupdate, arecord_failure and arecord_success do the same as their sync forms."""
+    store = store_at(tmp_path)
+    await store.aupdate(lambda doc: AuthProfiles(profiles={"p:a": api_key()}))
+    stats = await store.arecord_failure(
+        "p:a", Reason.TIMEOUT, provider="p", now_ms=clock.now_ms(), policy=POLICY
+    )
+    assert stats.error_count == 1
+    await store.arecord_success("p:a", provider="p", now_ms=clock.now_ms())
+    doc = await store.aload()
+    assert doc.stats("p:a").last_used == clock.now_ms()
+    assert doc.last_good == {"p": "p:a"}
+
+
+# -- concurrency -----------------------------------------------------------------------------------
+
+
+def test_threads_lose_no_update(tmp_path: Path) -> None:
+    """Four threads with their own store objects writing at once: every update is kept."""
+    path = store_at(tmp_path).path
+
+    def work(name: str) -> None:
+        store = AuthStore(path)
+        for i in range(25):
+            store.upsert_profile(f"p:{name}-{i}", api_key())
+            store.record_failure("p:shared", Reason.RATE_LIMIT, provider="p", now_ms=1_000, policy=POLICY)
+
+    threads = [threading.Thread(target=work, args=(f"t{n}",)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    doc = AuthStore(path).load()
+    assert len(doc.profiles) == 100
+    assert doc.stats("p:shared").error_count == 100
+
+
+WORKER = """
+import sys, time
+from pathlib import Path
+from bot.auth.cooldowns import CooldownPolicy
+from bot.auth.store import AuthStore
+from bot.auth.types import Credential
+from bot.reasons import Reason
+
+path, name, n, go = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), Path(sys.argv[4])
+deadline = time.monotonic() + 30
+while not go.exists() and time.monotonic() < deadline:
+    time.sleep(0.005)
+store = AuthStore(path)
+for i in range(n):
+    pid = f"p:{name}-{i}"
+    store.upsert_profile(pid, Credential(type="api_key", provider="p", secret=f"sk-{name}-{i}"))
+    store.record_failure("p:shared", Reason.RATE_LIMIT, provider="p", now_ms=1_000, policy=CooldownPolicy())
+    store.record_success(pid, provider="p", now_ms=2_000 + i)
+"""
+
+
+@pytest.mark.slow
+def test_two_processes_lose_no_update(tmp_path: Path) -> None:
+    """Two OS processes × 100 rounds of upsert/failure/success on one file: all 600 updates survive."""
+    path = store_at(tmp_path).path
+    go = tmp_path / "go"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(path), name, "100", str(go)],
+            env=env,
+            cwd=REPO,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in ("a", "b")
+    ]
+    go.touch()
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    doc = AuthStore(path).load()
+    own = {pid for pid in doc.profiles if pid != "p:shared"}
+    assert own == {f"p:{name}-{i}" for name in "ab" for i in range(100)}
+    assert all(doc.stats(pid).last_used == 2_000 + int(pid.rsplit("-", 1)[1]) for pid in own)
+    shared = doc.stats("p:shared")
+    assert shared.error_count == 200
+    assert shared.failure_counts == {"rate_limit": 200}
