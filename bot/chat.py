@@ -22,12 +22,14 @@ class Incoming:
     text: str
     user_name: str | None = None
     thread_id: str | None = None
+    guild_id: str | None = None  # Discord server, for bindings
     is_group: bool = False
     is_admin: bool = False
     images: tuple[ImagePart, ...] = ()
     bot_username: str | None = None  # for /cmd@botname
     reply_to_user_id: str | None = None  # the author of the message this one replies to (admin /reset)
     session_name: str | None = None  # the console's --session NAME: the whole session key part
+    agent_id: str | None = None  # the console's --agent ID; otherwise bindings decide
 
 
 @dataclass(frozen=True)

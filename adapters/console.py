@@ -1,0 +1,130 @@
+"""The console adapter (``modelbot chat``): one message per stdin line, replies on stdout."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import TextIO
+
+from bot.chat import Incoming, Reply
+from bot.pipeline import ChatPipeline
+
+PROMPT = "you> "
+
+
+class _StreamingSink:
+    """Prints deltas as they arrive (interactive terminals only)."""
+
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+        self.streamed = False
+
+    async def typing(self) -> None:
+        return None
+
+    async def delta(self, text: str) -> None:
+        if not self.streamed:
+            self._out.write("bot> ")
+            self.streamed = True
+        self._out.write(text)
+        self._out.flush()
+
+
+class _QuietSink:
+    async def typing(self) -> None:
+        return None
+
+    async def delta(self, text: str) -> None:
+        return None
+
+
+def reply_json(reply: Reply) -> str:
+    """One JSON object per reply: ``text``, ``model`` and ``profile`` (null for command replies), and more."""
+    return json.dumps(
+        {
+            "text": reply.text,
+            "model": reply.model,
+            "profile": reply.profile,
+            "kind": reply.kind,
+            "note": reply.note,
+        },
+        ensure_ascii=False,
+    )
+
+
+class ConsoleAdapter:
+    """Reads lines, hands them to the pipeline, prints the replies; the console user is an admin."""
+
+    def __init__(
+        self,
+        pipeline: ChatPipeline,
+        *,
+        session: str = "main",
+        user: str = "console",
+        agent_id: str | None = None,
+        json_mode: bool = False,
+        stdin: TextIO | None = None,
+        stdout: TextIO | None = None,
+        interactive: bool | None = None,
+        banner: str = "",
+    ) -> None:
+        self._pipeline = pipeline
+        self._session = session
+        self._user = user
+        self._agent_id = agent_id
+        self._json = json_mode
+        self._in = stdin if stdin is not None else sys.stdin
+        self._out = stdout if stdout is not None else sys.stdout
+        self._interactive = (self._in.isatty() and self._out.isatty()) if interactive is None else interactive
+        self._banner = banner
+
+    async def run(self) -> int:
+        """Until EOF; returns the exit status."""
+        if self._interactive and not self._json and self._banner:
+            self._out.write(self._banner + "\n")
+        loop = asyncio.get_running_loop()
+        while True:
+            if self._interactive and not self._json:
+                self._out.write(PROMPT)
+                self._out.flush()
+            line = await loop.run_in_executor(None, self._in.readline)
+            if not line:
+                if self._interactive and not self._json:
+                    self._out.write("\n")
+                return 0
+            text = line.rstrip("\r\n")
+            if not text.strip():
+                continue
+            await self.handle_line(text)
+
+    async def handle_line(self, text: str) -> None:
+        msg = Incoming(
+            platform="console",
+            chat_id=self._session,
+            user_id=self._user,
+            user_name=self._user,
+            text=text,
+            is_admin=True,
+            session_name=self._session,
+            agent_id=self._agent_id,
+        )
+        streaming = self._interactive and not self._json
+        sink = _StreamingSink(self._out) if streaming else _QuietSink()
+        replies = await self._pipeline.handle(msg, sink)
+        for reply in replies:
+            self._render(reply, streamed=isinstance(sink, _StreamingSink) and sink.streamed)
+        self._out.flush()
+
+    def _render(self, reply: Reply, *, streamed: bool) -> None:
+        if self._json:
+            self._out.write(reply_json(reply) + "\n")
+            return
+        if streamed and reply.kind in ("answer", "interrupted"):
+            # The text is already on screen; add what the stream could not show.
+            tail = f"\n⚠ {reply.text.rsplit('⚠ ', 1)[-1]}" if reply.kind == "interrupted" else ""
+            self._out.write(tail + "\n")
+            if reply.note:
+                self._out.write(reply.note + "\n")
+            return
+        self._out.write(reply.full_text + "\n")

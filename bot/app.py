@@ -1,0 +1,142 @@
+"""The composition root: builds every long-lived component from the config, shared by the CLI and tests."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bot.agents import agent_ids
+from bot.auth.backend import StoreAuthBackend
+from bot.auth.cooldowns import CooldownPolicy
+from bot.auth.resolver import CredentialResolver
+from bot.auth.store import AuthStore
+from bot.catalog import Catalog
+from bot.clock import Clock, SystemClock
+from bot.config.loader import LoadedConfig, load_config
+from bot.config.paths import auth_profiles_path, config_path, default_database_url, state_dir
+from bot.engine import Engine
+from bot.pipeline import ChatPipeline, TurnObserver
+from bot.providers.base import Endpoint, ProviderClient
+from bot.providers.clients import build_clients, close_clients
+from bot.providers.registry import BUILTIN_PROVIDERS, endpoint_for, spec_for
+from bot.store.protocol import SessionStore
+from bot.store.sql import SqlSessionStore
+
+
+@dataclass(frozen=True)
+class Paths:
+    state_dir: Path
+    config: Path
+
+
+def resolve_paths(cli_config: str | None, env: Mapping[str, str]) -> Paths:
+    return Paths(state_dir=state_dir(env), config=config_path(cli_config, env))
+
+
+def load(cli_config: str | None, env: Mapping[str, str]) -> tuple[Paths, LoadedConfig]:
+    """The config in use: ``--config`` must exist; the default location may be absent (built-in default)."""
+    paths = resolve_paths(cli_config, env)
+    return paths, load_config(paths.config, env=env, must_exist=cli_config is not None)
+
+
+@dataclass
+class App:
+    """Everything a running bot needs; ``start``/``stop`` bracket its life."""
+
+    loaded: LoadedConfig
+    paths: Paths
+    catalog: Catalog
+    store: SessionStore
+    clients: dict[str, ProviderClient]
+    clock: Clock
+    backends: dict[str, StoreAuthBackend] = field(default_factory=dict)
+    engines: dict[str, Engine] = field(default_factory=dict)
+    pipeline: ChatPipeline | None = None
+
+    async def start(self) -> None:
+        await self.store.start()
+
+    async def stop(self) -> None:
+        await close_clients(self.clients)
+        await self.store.stop()
+
+    def endpoint(self, provider: str) -> Endpoint:
+        return endpoint_for(provider, self.loaded.config)
+
+    def backend(self, agent_id: str) -> StoreAuthBackend:
+        return self.backends[agent_id] if agent_id in self.backends else self.backends["main"]
+
+    def engine(self, agent_id: str) -> Engine:
+        return self.engines[agent_id] if agent_id in self.engines else self.engines["main"]
+
+    def chat(self) -> ChatPipeline:
+        assert self.pipeline is not None
+        return self.pipeline
+
+
+def auth_store_for(paths: Paths, agent_id: str) -> AuthStore:
+    return AuthStore(
+        auth_profiles_path(paths.state_dir, agent_id),
+        legacy_oauth_path=paths.state_dir / "credentials" / "oauth.json",
+    )
+
+
+def build_resolver(loaded: LoadedConfig, store: AuthStore, env: Mapping[str, str]) -> CredentialResolver:
+    config = loaded.config
+    providers = {*BUILTIN_PROVIDERS, *config.models.providers}
+    specs = {p: spec_for(p, config) for p in providers}
+    return CredentialResolver(
+        store,
+        config,
+        env=env,
+        provider_env_vars={p: s.env_vars for p, s in specs.items()},
+        providers_without_auth=[p for p, s in specs.items() if not s.needs_auth],
+        builtin_profiles={p: s.builtin_profiles for p, s in specs.items() if s.builtin_profiles},
+    )
+
+
+def build_app(
+    *,
+    cli_config: str | None = None,
+    env: Mapping[str, str] | None = None,
+    clock: Clock | None = None,
+    demo_delay_s: float = 0.0,
+    store: SessionStore | None = None,
+    observer: TurnObserver | None = None,
+) -> App:
+    """Wire the bot from its config. Raises ``ConfigError`` for a bad config; starts nothing."""
+    env = dict(os.environ) if env is None else env
+    clock = SystemClock() if clock is None else clock
+    paths, loaded = load(cli_config, env)
+    config = loaded.config
+    catalog = Catalog.from_config(config)
+    if store is None:
+        store = SqlSessionStore(config.storage.url or default_database_url(paths.state_dir))
+    app = App(
+        loaded=loaded,
+        paths=paths,
+        catalog=catalog,
+        store=store,
+        clients=build_clients(demo_delay_s=demo_delay_s),
+        clock=clock,
+    )
+    policy = CooldownPolicy.from_config(config.auth.cooldowns)
+    for agent_id in {"main", *agent_ids(config)}:
+        resolver = build_resolver(loaded, auth_store_for(paths, agent_id), env)
+        backend = StoreAuthBackend(resolver, policy=policy, endpoint_for=app.endpoint)
+        app.backends[agent_id] = backend
+        app.engines[agent_id] = Engine(
+            auth=backend, clients=app.clients, endpoint_for=app.endpoint, clock=clock
+        )
+    app.pipeline = ChatPipeline(
+        config=config,
+        catalog=catalog,
+        engine_for=app.engine,
+        store=store,
+        auth_for=app.backend,
+        clock=clock,
+        observer=observer,
+    )
+    return app

@@ -1,0 +1,1 @@
+"""The ``modelbot`` command line."""

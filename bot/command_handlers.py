@@ -1,0 +1,308 @@
+"""What each chat command does: replies and session changes, with the texts users see (spec §3, §7, §8)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from bot import commands as c
+from bot.agents import agent_ids, agent_models, default_provider
+from bot.catalog import Catalog
+from bot.chat import Incoming, PickerView, Reply
+from bot.clock import Clock
+from bot.config.schema import Config
+from bot.errors import CommandError, RefError
+from bot.help import help_text
+from bot.picker import (
+    PickerEntry,
+    build_picker,
+    choose_from_picker,
+    page,
+    picker_token,
+    render_picker,
+    resolve_token,
+)
+from bot.refs import ModelRef, Selection, parse_model_ref
+from bot.status_view import ModelStatusView, ProviderStatus, render_model_status
+from bot.store.protocol import SessionStore
+from bot.store.types import SessionPatch, SessionRecord
+
+PICKER_PAGE_SIZE = 20
+
+
+class AuthOverview(Protocol):
+    """What commands need to know about credentials."""
+
+    def has_usable_auth(self, provider: str, now_ms: int) -> bool: ...
+
+    def has_credentials(self, provider: str) -> bool:
+        """Stored profiles, an environment key or a config key (local providers need none)."""
+        ...
+
+    def profile_provider(self, profile_id: str) -> str | None:
+        """The provider of a known profile id, else None."""
+        ...
+
+    def provider_status(self, provider: str, now_ms: int) -> ProviderStatus: ...
+
+
+@dataclass(frozen=True)
+class SessionModels:
+    """The session's effective model and the agent's chain."""
+
+    current: ModelRef
+    is_override: bool
+    primary: ModelRef
+    fallbacks: tuple[ModelRef, ...]
+    image_primary: ModelRef | None
+    image_fallbacks: tuple[ModelRef, ...]
+
+
+def session_models(config: Config, catalog: Catalog, session: SessionRecord) -> SessionModels:
+    """The override counts only while it is still allowed (the allowlist may have changed since)."""
+    models = agent_models(config, session.agent_id)
+    current, is_override = models.primary, False
+    if session.model_override:
+        try:
+            ref = parse_model_ref(session.model_override)
+        except RefError:
+            ref = None
+        if ref is not None and catalog.is_allowed(ref):
+            current, is_override = ref, True
+    return SessionModels(
+        current, is_override, models.primary, models.fallbacks, models.image_primary, models.image_fallbacks
+    )
+
+
+class CommandHandlers:
+    """Runs parsed commands against one session; the pipeline serialises calls per session."""
+
+    def __init__(
+        self,
+        *,
+        config: Config,
+        catalog: Catalog,
+        store: SessionStore,
+        auth_for: Callable[[str], AuthOverview],
+        clock: Clock,
+        retry: Callable[[Incoming, SessionRecord], Awaitable[Reply]],
+        reset_other: Callable[[Incoming, str], Awaitable[str]],
+    ) -> None:
+        self._config = config
+        self._catalog = catalog
+        self._store = store
+        self._auth_for = auth_for
+        self._clock = clock
+        self._retry = retry
+        self._reset_other = reset_other
+
+    # -- the picker ---------------------------------------------------------------------------------------
+
+    def picker(self, agent_id: str) -> list[PickerEntry]:
+        """The numbered families: the allowlist, else models of providers that are configured or have keys."""
+        auth = self._auth_for(agent_id)
+        agent_refs = [m for a in self._agent_ids() for m in self._chain_refs(a)]
+        providers = {r.provider for r in agent_refs}
+        providers |= set(self._config.models.providers)
+        providers |= {m.ref.provider for m in self._catalog.models() if auth.has_credentials(m.ref.provider)}
+        return build_picker(
+            [*self._catalog.selectable(providers), *(r for r in agent_refs if self._catalog.is_allowed(r))]
+        )
+
+    def picker_view(self, entries: list[PickerEntry], current: ModelRef, page_number: int) -> PickerView:
+        shown, total = page(entries, page_number, PICKER_PAGE_SIZE)
+        current_number = next((e.number for e in entries if current in e.refs), None)
+        return PickerView(
+            entries=tuple(shown),
+            page=max(1, min(page_number, total)),
+            total_pages=total,
+            current_number=current_number,
+            tokens=tuple(picker_token(e) for e in shown),
+        )
+
+    # -- dispatch -----------------------------------------------------------------------------------------
+
+    async def run(self, command: c.Command, msg: Incoming, session: SessionRecord) -> Reply:
+        """One command's reply; ``CommandError`` and ``RefError`` become a short error reply."""
+        try:
+            return await self._run(command, msg, session)
+        except (CommandError, RefError) as exc:
+            return Reply(str(exc), kind="error")
+
+    async def _run(self, command: c.Command, msg: Incoming, session: SessionRecord) -> Reply:
+        match command:
+            case c.ModelShow():
+                return self._show_picker(session, 1, header=True)
+            case c.ModelList(page=page_number):
+                return self._show_picker(session, page_number, header=False)
+            case c.ModelPick(number=number):
+                return await self._pick(session, number)
+            case c.ModelSet(ref_text=text):
+                return await self._set_model(msg, session, text)
+            case c.ModelStatus():
+                return Reply(self.model_status(session), ephemeral=True)
+            case c.ModelDefault():
+                await self._store.update(
+                    session.key,
+                    SessionPatch(
+                        model_override=None,
+                        model_source=None,
+                        pin_profile=None,
+                        pin_source=None,
+                        pin_compaction=None,
+                    ),
+                    now_ms=self._clock.now_ms(),
+                )
+                models = agent_models(self._config, session.agent_id)
+                return Reply(f"Model reset to the default: {models.primary}.")
+            case c.NewSession(model_text=text) | c.ResetSession(model_text=text, target_user=None):
+                return await self._new(msg, session, text, command)
+            case c.ResetSession(target_user=target) if target is not None:
+                if not msg.is_admin:
+                    raise CommandError("Only admins can reset another member's session.")
+                return Reply(await self._reset_other(msg, target))
+            case c.Status():
+                return Reply(await self._status(session), ephemeral=True)
+            case c.Help(topic=topic):
+                return Reply(help_text(topic, is_admin=msg.is_admin), ephemeral=True)
+            case c.Retry():
+                return await self._retry(msg, session)
+            case c.Unknown(name=name):
+                return Reply(f"Unknown command /{c.echo(name)}. Send /help for the list.", kind="error")
+        raise CommandError("That command is not available here.")
+
+    # -- /model -------------------------------------------------------------------------------------------
+
+    def _show_picker(self, session: SessionRecord, page_number: int, *, header: bool) -> Reply:
+        current = session_models(self._config, self._catalog, session).current
+        entries = self.picker(session.agent_id)
+        view = self.picker_view(entries, current, page_number)
+        text = render_picker(list(view.entries), current)
+        if view.total_pages > 1:
+            text += f"\nPage {view.page} of {view.total_pages}: /model list <page>."
+        if header:
+            text = f"Current model: {current}\n\n{text}"
+        return Reply(text, picker=view, ephemeral=True)
+
+    async def _pick(self, session: SessionRecord, number: int) -> Reply:
+        current = session_models(self._config, self._catalog, session).current
+        now = self._clock.now_ms()
+        auth = self._auth_for(session.agent_id)
+        ref = choose_from_picker(
+            self.picker(session.agent_id),
+            number,
+            current=current,
+            has_auth=lambda p: auth.has_usable_auth(p, now),
+        )
+        return await self._apply(session, Selection(ref, None))
+
+    async def choose_token(self, session: SessionRecord, token: str) -> Reply:
+        """A picker button: stale tokens (the list changed) get a polite answer and change nothing."""
+        entry = resolve_token(self.picker(session.agent_id), token)
+        if entry is None:
+            return Reply("That list is out of date. Send /model to see the current one.", kind="error")
+        return await self._pick(session, entry.number)
+
+    async def _set_model(self, msg: Incoming, session: SessionRecord, text: str) -> Reply:
+        selection = self._catalog.resolve(text, default_provider(self._config, session.agent_id))
+        if selection.profile is not None:
+            if not msg.is_admin:
+                raise CommandError("Only admins can pin an auth profile with @profile.")
+            owner = self._auth_for(session.agent_id).profile_provider(selection.profile)
+            if owner is None:
+                raise CommandError(f'No auth profile "{c.echo(selection.profile)}". See /model status.')
+            if owner != selection.ref.provider:
+                raise CommandError(
+                    f'Profile "{selection.profile}" belongs to {owner}, not {selection.ref.provider}.'
+                )
+        return await self._apply(session, selection)
+
+    async def _apply(self, session: SessionRecord, selection: Selection) -> Reply:
+        profile = selection.profile
+        patch = SessionPatch(
+            model_override=str(selection.ref),
+            model_source="user",
+            pin_profile=profile,
+            pin_source="user" if profile else None,
+            pin_compaction=session.compaction_count if profile else None,
+        )
+        await self._store.update(session.key, patch, now_ms=self._clock.now_ms())
+        text = f"Model set to {selection.ref}."
+        if profile:
+            text += f" Auth profile {profile} is locked for this session."
+        if not self._auth_for(session.agent_id).has_usable_auth(selection.ref.provider, self._clock.now_ms()):
+            text += f" Note: {selection.ref.provider} has no usable credentials right now."
+        return Reply(text)
+
+    def model_status(self, session: SessionRecord) -> str:
+        now = self._clock.now_ms()
+        models = session_models(self._config, self._catalog, session)
+        providers = list(dict.fromkeys(r.provider for r in self._status_refs(models)))
+        view = ModelStatusView(
+            current=str(models.current),
+            current_source="session override" if models.is_override else "agent default",
+            last_model=session.last_model,
+            last_fallback=session.last_fallback,
+            default=str(models.primary),
+            fallbacks=tuple(str(r) for r in models.fallbacks),
+            image_model=str(models.image_primary) if models.image_primary else None,
+            image_fallbacks=tuple(str(r) for r in models.image_fallbacks),
+            providers=tuple(self._auth_for(session.agent_id).provider_status(p, now) for p in providers),
+            pin_profile=session.pin_profile,
+            pin_source=session.pin_source,
+        )
+        return render_model_status(view, now_ms=now)
+
+    @staticmethod
+    def _status_refs(models: SessionModels) -> list[ModelRef]:
+        image = [models.image_primary] if models.image_primary else []
+        return [models.current, *models.fallbacks, models.primary, *image, *models.image_fallbacks]
+
+    # -- sessions -----------------------------------------------------------------------------------------
+
+    async def _new(
+        self, msg: Incoming, session: SessionRecord, text: str | None, command: c.Command
+    ) -> Reply:
+        override: str | None = None
+        if text is not None:
+            selection = self._catalog.resolve(text, default_provider(self._config, session.agent_id))
+            if selection.profile is not None:
+                raise CommandError(
+                    "Pin a profile with /model provider/model@profile after starting the session."
+                )
+            override = str(selection.ref)
+        record = await self._store.reset(
+            session.key, keep_model=True, model_override=override, now_ms=self._clock.now_ms()
+        )
+        current = session_models(self._config, self._catalog, record).current
+        word = "New session" if isinstance(command, c.NewSession) else "Session reset"
+        return Reply(f"{word}. Model: {current}.")
+
+    async def _status(self, session: SessionRecord) -> str:
+        models = session_models(self._config, self._catalog, session)
+        lines = [
+            f"Session: {session.key}",
+            f"Model: {models.current}" + (" (session override)" if models.is_override else ""),
+            f"Messages: {session.message_count}, compactions: {session.compaction_count}",
+        ]
+        if session.pin_profile:
+            lines.append(
+                f"Auth profile: {session.pin_profile} ({'locked' if session.pin_source == 'user' else 'auto'})"
+            )
+        if session.last_model:
+            via = f" via {session.last_profile}" if session.last_profile else ""
+            lines.append(
+                f"Last answer: {session.last_model}{via}" + (" (fallback)" if session.last_fallback else "")
+            )
+        return "\n".join(lines)
+
+    # -- helpers ------------------------------------------------------------------------------------------
+
+    def _agent_ids(self) -> list[str]:
+        return list(agent_ids(self._config))
+
+    def _chain_refs(self, agent_id: str) -> list[ModelRef]:
+        models = agent_models(self._config, agent_id)
+        image = [models.image_primary] if models.image_primary else []
+        return [models.primary, *models.fallbacks, *image, *models.image_fallbacks]

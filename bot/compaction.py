@@ -1,0 +1,96 @@
+"""Compaction (spec §7): when history nears the model's context window, older turns become one summary."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+from bot.catalog import Catalog
+from bot.clock import Clock
+from bot.config.schema import Config
+from bot.engine import Engine, TurnInput
+from bot.errors import TurnError
+from bot.providers.base import ChatMessage
+from bot.refs import ModelRef
+from bot.store.protocol import SessionStore
+from bot.store.types import NewMessage, SessionRecord, StoredMessage
+
+log = logging.getLogger("modelbot.compaction")
+
+KEEP_LAST = 4  # the newest messages stay verbatim: the summary replaces only what came before them
+TRANSCRIPT_CHARS = 60_000  # what the summariser is given at most, newest kept
+
+SUMMARY_INSTRUCTION = (
+    "Summarise the conversation below for your own later reference. Keep facts, decisions, names, numbers, "
+    "open questions and the user's preferences; drop small talk. Write plain prose, at most 300 words."
+)
+
+
+def estimate_tokens(text: str) -> int:
+    """A cheap, provider-independent estimate: about four characters a token, plus message overhead."""
+    return len(text) // 4 + 4
+
+
+def transcript(messages: Sequence[StoredMessage]) -> str:
+    """The older turns as plain text for the summariser (an earlier summary first, then the turns)."""
+    lines = []
+    for message in messages:
+        who = {"summary": "Earlier summary", "user": "User", "assistant": "Assistant"}.get(
+            message.role, message.role
+        )
+        lines.append(f"{who}: {message.content}")
+    text = "\n\n".join(lines)
+    return text[-TRANSCRIPT_CHARS:]
+
+
+def needs_compaction(
+    history: Sequence[StoredMessage], pending: str, *, window: int, threshold: float
+) -> bool:
+    total = sum(m.token_estimate or estimate_tokens(m.content) for m in history) + estimate_tokens(pending)
+    return total >= threshold * window and len(history) > KEEP_LAST
+
+
+class Compactor:
+    """Summarises a session's older history with the session's own chain of models."""
+
+    def __init__(
+        self,
+        *,
+        engine_for: Callable[[str], Engine],
+        store: SessionStore,
+        catalog: Catalog,
+        clock: Clock,
+        config: Config,
+    ) -> None:
+        self._engine_for = engine_for
+        self._store = store
+        self._catalog = catalog
+        self._clock = clock
+        self._threshold = config.agents.defaults.compaction_threshold
+
+    async def maybe_compact(
+        self, session: SessionRecord, chain: Sequence[ModelRef], *, pending: str, force: bool = False
+    ) -> SessionRecord:
+        """Compact if the history is near the window (or ``force``); returns the session as it now is."""
+        history = await self._store.history(session.key)
+        window = self._catalog.context_window(chain[0])
+        if len(history) <= KEEP_LAST:
+            return session
+        if not force and not needs_compaction(history, pending, window=window, threshold=self._threshold):
+            return session
+        older = history[:-KEEP_LAST]
+        request = TurnInput(
+            chain=chain,
+            messages=[ChatMessage("user", f"{SUMMARY_INSTRUCTION}\n\n{transcript(older)}")],
+        )
+        try:
+            result = await self._engine_for(session.agent_id).complete(request)
+        except TurnError as exc:
+            log.warning("compaction of %s failed: %s", session.key, exc)
+            return session
+        summary = NewMessage("summary", result.text, (), estimate_tokens(result.text))
+        await self._store.replace_history(
+            session.key, summary, KEEP_LAST, now_ms=self._clock.now_ms(), through_id=older[-1].id
+        )
+        updated = await self._store.get(session.key)
+        return updated if updated is not None else session

@@ -1,0 +1,391 @@
+"""The chat pipeline: a message becomes a command reply or an LLM turn (spec §7), one session at a time.
+
+Adapters call ``handle``; two messages to one session never interleave (the second waits), while different
+sessions run fully concurrently. ``/stop`` is the one command that does not wait: it cancels the turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from bot import commands as c
+from bot.agents import agent_for, agent_models
+from bot.catalog import Catalog
+from bot.chain import plan_chain
+from bot.chat import Incoming, NullSink, Reply, ReplySink
+from bot.clock import Clock
+from bot.command_handlers import AuthOverview, CommandHandlers, session_models
+from bot.compaction import Compactor, estimate_tokens
+from bot.config.schema import Config
+from bot.engine import AttemptFailed, Engine, Pin, TextDelta, TurnDone, TurnInput, TurnResult
+from bot.errors import AllCandidatesFailed, CommandError, StreamInterrupted, TurnStopped
+from bot.providers.base import ChatMessage
+from bot.reasons import Reason
+from bot.refs import ModelRef
+from bot.store.protocol import SessionStore
+from bot.store.types import (
+    Attachment,
+    FailoverEvent,
+    NewMessage,
+    SessionPatch,
+    SessionRecord,
+    console_session_key,
+    session_key,
+)
+
+log = logging.getLogger("modelbot.turns")
+
+TurnObserver = Callable[[str, TurnResult | None, list[AttemptFailed], float], None]
+
+
+@dataclass
+class _Inflight:
+    task: asyncio.Task[Reply]
+
+
+class ChatPipeline:
+    """Routes messages to commands or turns; one instance serves every adapter."""
+
+    def __init__(
+        self,
+        *,
+        config: Config,
+        catalog: Catalog,
+        engine_for: Callable[[str], Engine],
+        store: SessionStore,
+        auth_for: Callable[[str], AuthOverview],
+        clock: Clock,
+        observer: TurnObserver | None = None,
+    ) -> None:
+        self._config = config
+        self._catalog = catalog
+        self._engine_for = engine_for
+        self._store = store
+        self._clock = clock
+        self._observer = observer
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._waiters: dict[str, int] = {}
+        self._inflight: dict[str, _Inflight] = {}
+        self._retry_text: dict[str, Incoming] = {}
+        self._known_users: dict[tuple[str, str], str] = {}  # (platform, lower-case name) -> user id
+        self._compactor = Compactor(
+            engine_for=engine_for, store=store, catalog=catalog, clock=clock, config=config
+        )
+        self.commands = CommandHandlers(
+            config=config,
+            catalog=catalog,
+            store=store,
+            auth_for=auth_for,
+            clock=clock,
+            retry=self._retry,
+            reset_other=self._reset_other,
+        )
+
+    # -- entry points -------------------------------------------------------------------------------------
+
+    def session_key(self, msg: Incoming, *, user_id: str | None = None) -> str:
+        """Platform + chat (+ member, when ``session.scope`` is "user" in groups) + thread."""
+        if msg.platform == "console":
+            return console_session_key(msg.session_name or "main")
+        member = user_id or msg.user_id
+        per_user = msg.is_group and self._config.session.scope == "user"
+        return session_key(
+            msg.platform, msg.chat_id, user_id=member if per_user else None, thread_id=msg.thread_id
+        )
+
+    async def handle(self, msg: Incoming, sink: ReplySink | None = None) -> list[Reply]:
+        """Handle one message; always returns at least one reply, never raises for bad input."""
+        sink = sink if sink is not None else NullSink()
+        if msg.user_name:
+            self._known_users[(msg.platform, msg.user_name.lstrip("@").lower())] = msg.user_id
+        try:
+            command = c.parse_command(msg.text, bot_username=msg.bot_username)
+        except CommandError as exc:
+            return [Reply(str(exc), kind="error")]
+        key = self.session_key(msg)
+        if isinstance(command, c.Stop):
+            return [self._stop(key)]
+        if command is None and len(msg.text) > self._config.session.max_message_chars:
+            limit = self._config.session.max_message_chars
+            return [Reply(f"That message is too long (at most {limit} characters).", kind="error")]
+        if command is None and not msg.text.strip() and not msg.images:
+            return [Reply("Send some text or an image.", kind="error")]
+        async with self._session_lock(key):
+            session = await self._session(msg, key)
+            if command is None:
+                return [await self._run_turn(msg, session, sink)]
+            return [await self.commands.run(command, msg, session)]
+
+    async def choose(self, msg: Incoming, token: str) -> Reply:
+        """A picker button was pressed."""
+        key = self.session_key(msg)
+        async with self._session_lock(key):
+            session = await self._session(msg, key)
+            return await self.commands.choose_token(session, token)
+
+    # -- sessions -----------------------------------------------------------------------------------------
+
+    def _session_lock(self, key: str) -> _SessionLock:
+        return _SessionLock(self, key)
+
+    async def _session(self, msg: Incoming, key: str) -> SessionRecord:
+        agent = msg.agent_id or agent_for(
+            self._config, channel=msg.platform, chat_id=msg.chat_id, guild_id=msg.guild_id
+        )
+        per_user = msg.platform != "console" and msg.is_group and self._config.session.scope == "user"
+        return await self._store.get_or_create(
+            key,
+            agent_id=agent,
+            platform=msg.platform,
+            chat_id=(msg.session_name or msg.chat_id) if msg.platform == "console" else msg.chat_id,
+            user_id=msg.user_id if per_user or not msg.is_group else None,
+            thread_id=msg.thread_id,
+            now_ms=self._clock.now_ms(),
+        )
+
+    async def _reset_other(self, msg: Incoming, target: str) -> str:
+        """An admin resets another member's session: by reply, ``@name`` or ``user:<id>``."""
+        user_id = target[5:] if target.startswith("user:") else None
+        if user_id is None:
+            user_id = self._known_users.get((msg.platform, target.lstrip("@").lower()))
+        if user_id is None:
+            raise CommandError(
+                f"I don't know {c.echo(target)} yet. Reply to one of their messages with /reset."
+            )
+        # With one shared session per group chat (scope "chat"), a member's session is the chat's session.
+        key = self.session_key(msg, user_id=user_id)
+        if await self._store.get(key) is None:
+            return f"{c.echo(target)} has no session here."
+        async with self._session_lock(key):
+            await self._store.reset(key, keep_model=True, now_ms=self._clock.now_ms())
+        return f"Session of {c.echo(target)} reset."
+
+    def _stop(self, key: str) -> Reply:
+        inflight = self._inflight.get(key)
+        if inflight is None or inflight.task.done():
+            return Reply("Nothing to stop.")
+        inflight.task.cancel()
+        return Reply("Stopping the current answer.")
+
+    # -- turns --------------------------------------------------------------------------------------------
+
+    async def _retry(self, msg: Incoming, session: SessionRecord) -> Reply:
+        previous = self._retry_text.get(session.key)
+        if previous is None:
+            return Reply("There is nothing to retry.", kind="error")
+        return await self._run_turn(previous, session, NullSink())
+
+    async def _run_turn(self, msg: Incoming, session: SessionRecord, sink: ReplySink) -> Reply:
+        task = asyncio.create_task(self._turn(msg, session, sink))
+        self._inflight[session.key] = _Inflight(task)
+        try:
+            return await task
+        except asyncio.CancelledError:
+            if task.cancelled() and not _current_task_cancelling():
+                self._retry_text[session.key] = msg
+                return Reply("Stopped. Send /retry to ask again.", kind="error")
+            raise
+        finally:
+            self._inflight.pop(session.key, None)
+
+    async def _turn(self, msg: Incoming, session: SessionRecord, sink: ReplySink) -> Reply:
+        models = session_models(self._config, self._catalog, session)
+        agent = agent_models(self._config, session.agent_id)
+        try:
+            plan = plan_chain(
+                models.current if models.is_override else None,
+                primary=agent.primary,
+                fallbacks=agent.fallbacks,
+                image_primary=agent.image_primary,
+                image_fallbacks=agent.image_fallbacks,
+                has_images=bool(msg.images),
+                accepts_images=self._catalog.accepts_images,
+            )
+        except TurnStopped as exc:
+            return Reply(str(exc), kind="error")
+        user_message = ChatMessage("user", msg.text, msg.images)
+        await sink.typing()
+        session = await self._compactor.maybe_compact(session, plan.chain, pending=msg.text)
+        for attempt in (1, 2):
+            try:
+                result, failures = await self._stream(session, plan.chain, user_message, sink)
+            except TurnStopped as exc:
+                if exc.reason is Reason.CONTEXT_OVERFLOW and attempt == 1:
+                    compacted = await self._compactor.maybe_compact(
+                        session, plan.chain, pending=msg.text, force=True
+                    )
+                    if compacted.compaction_count != session.compaction_count:
+                        session = compacted
+                        continue
+                self._retry_text[session.key] = msg
+                return Reply(str(exc), kind="error")
+            except AllCandidatesFailed as exc:
+                self._retry_text[session.key] = msg
+                return Reply(str(exc), kind="error")
+            except StreamInterrupted as exc:
+                self._retry_text[session.key] = msg
+                return Reply(
+                    f"{exc.partial_text}\n\n⚠ {exc}",
+                    kind="interrupted",
+                    model=exc.ref,
+                    profile=exc.profile_id,
+                )
+            await self._save_turn(session, msg, result)
+            self._retry_text.pop(session.key, None)
+            self._observe(session.key, result, failures)
+            note = result.note if self._config.agents.defaults.fallback_note else None
+            return Reply(
+                result.text, kind="answer", model=str(result.ref), profile=result.profile_id, note=note
+            )
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _stream(
+        self, session: SessionRecord, chain: Sequence[ModelRef], user: ChatMessage, sink: ReplySink
+    ) -> tuple[TurnResult, list[AttemptFailed]]:
+        history = await self._store.history(session.key, limit=self._config.session.history_limit)
+        system_parts = [p for p in (self._system_prompt(session),) if p]
+        messages: list[ChatMessage] = []
+        for stored in history:
+            if stored.role == "summary":
+                system_parts.append("Summary of the earlier conversation:\n" + stored.content)
+            elif stored.role in ("user", "assistant"):
+                messages.append(ChatMessage(stored.role, stored.content))
+        messages.append(user)
+        turn = TurnInput(
+            chain=chain,
+            messages=messages,
+            system="\n\n".join(system_parts) or None,
+            pin=self._pin(session),
+            max_tokens=self._config.agents.defaults.max_output_tokens,
+        )
+        failures: list[AttemptFailed] = []
+        try:
+            async for event in self._engine_for(session.agent_id).run(turn):
+                if isinstance(event, TextDelta):
+                    await sink.delta(event.text)
+                elif isinstance(event, AttemptFailed):
+                    failures.append(event)
+                    await self._log_failure(session.key, event)
+                elif isinstance(event, TurnDone):
+                    return event.result, failures
+        except (AllCandidatesFailed, TurnStopped, StreamInterrupted):
+            self._observe(session.key, None, failures)
+            raise
+        raise AssertionError("the engine ended without a result")  # pragma: no cover
+
+    def _pin(self, session: SessionRecord) -> Pin | None:
+        """A user pin holds for the session; an auto pin until a compaction completes."""
+        if session.pin_profile is None or session.pin_source is None:
+            return None
+        if session.pin_source == "auto" and session.pin_compaction != session.compaction_count:
+            return None
+        return Pin(session.pin_profile, session.pin_source)
+
+    def _system_prompt(self, session: SessionRecord) -> str | None:
+        for agent in self._config.agents.list:
+            if agent.id == session.agent_id and agent.system_prompt:
+                return agent.system_prompt
+        return self._config.agents.defaults.system_prompt
+
+    async def _save_turn(self, session: SessionRecord, msg: Incoming, result: TurnResult) -> None:
+        attachments = tuple(Attachment(i.media_type, len(i.data)) for i in msg.images)
+        now = self._clock.now_ms()
+        await self._store.append_messages(
+            session.key,
+            [
+                NewMessage("user", msg.text, attachments, estimate_tokens(msg.text)),
+                NewMessage("assistant", result.text, (), estimate_tokens(result.text)),
+            ],
+            now_ms=now,
+        )
+        patch = SessionPatch(
+            last_model=str(result.ref),
+            last_profile=result.profile_id,
+            last_fallback=result.fell_back or result.rotated,
+        )
+        if (
+            result.pin is not None
+            and result.pin.source == "auto"
+            and (
+                result.pin.profile_id != session.pin_profile
+                or session.pin_compaction != session.compaction_count
+            )
+        ):
+            patch = SessionPatch(
+                last_model=str(result.ref),
+                last_profile=result.profile_id,
+                last_fallback=result.fell_back or result.rotated,
+                pin_profile=result.pin.profile_id,
+                pin_source="auto",
+                pin_compaction=session.compaction_count,
+            )
+        await self._store.update(session.key, patch, now_ms=now)
+
+    async def _log_failure(self, key: str, event: AttemptFailed) -> None:
+        record = event.record
+        await self._store.record_event(
+            FailoverEvent(
+                at=self._clock.now_ms(),
+                session_key=key,
+                ref=record.ref,
+                profile_id=record.profile_id,
+                reason=str(record.reason) if record.reason else "skipped",
+                cooldown_until=event.cooldown_until,
+            )
+        )
+
+    def _observe(self, key: str, result: TurnResult | None, failures: list[AttemptFailed]) -> None:
+        latency = result.latency_ms if result is not None else 0.0
+        if self._observer is not None:
+            self._observer(key, result, failures, latency)
+        attempts = (
+            ", ".join(f"{f.record.ref}@{f.record.profile_id}:{f.record.reason}" for f in failures) or "-"
+        )
+        if result is not None:
+            log.info(
+                "turn session=%s model=%s profile=%s attempts=%s latency_ms=%.1f",
+                key,
+                result.ref,
+                result.profile_id,
+                attempts,
+                latency,
+            )
+        else:
+            log.info("turn session=%s model=- profile=- attempts=%s failed", key, attempts)
+
+
+class _SessionLock:
+    """Per-session mutual exclusion; the lock object is dropped when nobody holds or awaits it."""
+
+    def __init__(self, pipeline: ChatPipeline, key: str) -> None:
+        self._pipeline = pipeline
+        self._key = key
+
+    async def __aenter__(self) -> None:
+        p = self._pipeline
+        lock = p._locks.setdefault(self._key, asyncio.Lock())
+        p._waiters[self._key] = p._waiters.get(self._key, 0) + 1
+        try:
+            await lock.acquire()
+        except BaseException:
+            self._release_waiter()
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._pipeline._locks[self._key].release()
+        self._release_waiter()
+
+    def _release_waiter(self) -> None:
+        p = self._pipeline
+        p._waiters[self._key] -= 1
+        if p._waiters[self._key] == 0:
+            del p._waiters[self._key]
+            del p._locks[self._key]
+
+
+def _current_task_cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

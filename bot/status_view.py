@@ -1,0 +1,123 @@
+"""Rendering of model and auth status (``/model status`` and ``modelbot models status``): pure text."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from bot.engine import format_wait
+
+
+@dataclass(frozen=True)
+class ProfileLine:
+    """One auth candidate of a provider, in rotation order."""
+
+    profile_id: str
+    type: str  # api_key | token | oauth | env | config | builtin | none
+    masked: str
+    cooldown_until: int | None = None
+    disabled_until: int | None = None
+    disabled_reason: str | None = None
+    expired: bool = False
+    expires: int | None = None
+
+
+@dataclass(frozen=True)
+class ProviderStatus:
+    provider: str
+    base_url: str
+    api: str
+    profiles: tuple[ProfileLine, ...] = ()
+    missing_auth: bool = False
+
+
+@dataclass(frozen=True)
+class ModelStatusView:
+    """Everything ``/model status`` shows; the caller gathers it, this module only renders."""
+
+    current: str
+    current_source: str  # "session override" | "agent default"
+    last_model: str | None
+    last_fallback: bool
+    default: str
+    fallbacks: tuple[str, ...]
+    image_model: str | None
+    image_fallbacks: tuple[str, ...]
+    providers: tuple[ProviderStatus, ...] = ()
+    pin_profile: str | None = None
+    pin_source: str | None = None
+    aliases: dict[str, str] = field(default_factory=dict)
+
+
+def profile_flags(
+    line: ProfileLine, *, now_ms: int, pin: str | None, pin_source: str | None, is_next: bool
+) -> list[str]:
+    """The flags of spec §3: pinned/user-pinned, next, cooldown 4m12s, disabled: billing 4h, expired."""
+    flags: list[str] = []
+    if pin == line.profile_id:
+        flags.append("user-pinned" if pin_source == "user" else "pinned")
+    if is_next:
+        flags.append("next")
+    if line.disabled_until is not None and line.disabled_until > now_ms:
+        flags.append(
+            f"disabled: {line.disabled_reason or 'unknown'} {format_wait(line.disabled_until - now_ms)}"
+        )
+    if line.cooldown_until is not None and line.cooldown_until > now_ms:
+        flags.append(f"cooldown {format_wait(line.cooldown_until - now_ms)}")
+    if line.expired:
+        flags.append("expired")
+    return flags
+
+
+def is_available(line: ProfileLine, now_ms: int) -> bool:
+    blocked = [t for t in (line.cooldown_until, line.disabled_until) if t is not None and t > now_ms]
+    return not blocked and not line.expired
+
+
+def render_model_status(view: ModelStatusView, *, now_ms: int) -> str:
+    """The detailed view: models first, then each provider's endpoint and auth candidates."""
+    lines = [f"Current: {view.current} ({view.current_source})"]
+    if view.last_model and view.last_fallback:
+        lines.append(f"Last answer: {view.last_model} (fallback)")
+    lines.append(f"Default: {view.default}")
+    lines.append("Fallbacks: " + (", ".join(view.fallbacks) if view.fallbacks else "none"))
+    image = view.image_model or "none"
+    if view.image_fallbacks:
+        image += " (fallbacks: " + ", ".join(view.image_fallbacks) + ")"
+    lines.append(f"Image model: {image}")
+    for provider in view.providers:
+        lines.append("")
+        lines.append(f"{provider.provider}: {provider.base_url} [{provider.api}]")
+        if provider.missing_auth or not provider.profiles:
+            lines.append("  (no credentials)")
+            continue
+        next_id = next((p.profile_id for p in provider.profiles if is_available(p, now_ms)), None)
+        if view.pin_profile and any(p.profile_id == view.pin_profile for p in provider.profiles):
+            pinned = next((p for p in provider.profiles if p.profile_id == view.pin_profile), None)
+            if pinned is not None and is_available(pinned, now_ms):
+                next_id = pinned.profile_id
+        for number, line in enumerate(provider.profiles, 1):
+            flags = profile_flags(
+                line,
+                now_ms=now_ms,
+                pin=view.pin_profile,
+                pin_source=view.pin_source,
+                is_next=line.profile_id == next_id,
+            )
+            suffix = f" — {', '.join(flags)}" if flags else ""
+            lines.append(f"  {number}. {line.profile_id} ({line.type}) {line.masked}{suffix}")
+    return "\n".join(lines)
+
+
+def render_provider_table(providers: Sequence[ProviderStatus], *, now_ms: int) -> list[list[str]]:
+    """Rows for the CLI's auth overview: provider, profile, type, secret, state."""
+    rows: list[list[str]] = []
+    for provider in providers:
+        for line in provider.profiles:
+            flags = profile_flags(line, now_ms=now_ms, pin=None, pin_source=None, is_next=False)
+            rows.append(
+                [provider.provider, line.profile_id, line.type, line.masked, ", ".join(flags) or "ok"]
+            )
+        if not provider.profiles:
+            rows.append([provider.provider, "-", "-", "-", "missing auth"])
+    return rows
