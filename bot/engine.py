@@ -154,17 +154,19 @@ def summarize(attempts: Sequence[AttemptRecord], soonest_ms: int | None, now_ms:
 def fallback_note(
     answered: ModelRef, profile_id: str, chain_head: ModelRef, attempts: Sequence[AttemptRecord]
 ) -> str | None:
-    """The quiet line under a reply that another model or profile gave because of a failure."""
+    """The quiet line under a reply that another model or profile gave because of a failure.
+
+    A rotation names the failure that moved the turn off its first profile; a fallback names the last
+    failure before it, the one that exhausted the previous model.
+    """
     failures = [a for a in attempts if a.reason is not None or a.skipped]
     if not failures:
         return None
-    first = failures[0]
     if answered == chain_head:
-        who = first.profile_id or first.ref
-        return f"↪ answered by {answered} ({profile_id}) — {who} {_failure_label(first)}"
-    provider = first.ref.split("/", 1)[0]
-    cause = provider if first.ref != str(answered) else (first.profile_id or provider)
-    return f"↪ answered by {answered} — {cause} {_failure_label(first)}"
+        first = failures[0]
+        return f"↪ answered by {answered} ({profile_id}) — {first.profile_id or first.ref} {_failure_label(first)}"
+    last = failures[-1]
+    return f"↪ answered by {answered} — {last.ref.split('/', 1)[0]} {_failure_label(last)}"
 
 
 def _failure_label(attempt: AttemptRecord) -> str:
