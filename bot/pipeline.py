@@ -126,6 +126,21 @@ class ChatPipeline:
             session = await self._session(msg, key)
             return await self.commands.choose_token(session, token)
 
+    def model_choices(self, msg: Incoming, typed: str, *, limit: int = 25) -> list[str]:
+        """Models the user may pick, filtered by what was typed (autocomplete): picker order, best matches first."""
+        agent = msg.agent_id or agent_for(
+            self._config, channel=msg.platform, chat_id=msg.chat_id, guild_id=msg.guild_id
+        )
+        refs = [str(ref) for entry in self.commands.picker(agent) for ref in entry.refs]
+        needle = typed.strip().lower()
+        if not needle:
+            return refs[:limit]
+        starts = [
+            r for r in refs if r.lower().startswith(needle) or r.split("/", 1)[-1].lower().startswith(needle)
+        ]
+        contains = [r for r in refs if needle in r.lower() and r not in starts]
+        return (starts + contains)[:limit]
+
     # -- sessions -----------------------------------------------------------------------------------------
 
     def _session_lock(self, key: str) -> _SessionLock:

@@ -12,6 +12,7 @@ from bot.app import App, build_app
 from bot.chat import Incoming, Reply
 from bot.clock import FakeClock
 from bot.providers.base import ImagePart
+from bot.reasons import Reason
 from bot.store.memory import InMemorySessionStore
 
 PNG_1x1 = bytes.fromhex(
@@ -70,7 +71,9 @@ async def test_unknown_model_gets_suggestions_and_no_switch(app: App) -> None:
     assert "Model: demo/echo" in (await say(app, "/status")).text
 
 
-async def test_rate_limited_profile_rotates_and_cooldown_is_persisted(app: App, state_dir: Path, clock: FakeClock) -> None:
+async def test_rate_limited_profile_rotates_and_cooldown_is_persisted(
+    app: App, state_dir: Path, clock: FakeClock
+) -> None:
     """demo:busy is rate-limited: the turn rotates to demo:main, the note says so, the cooldown is on disk."""
     reply = await say(app, "hello")
     assert reply.kind == "answer" and reply.model == "demo/echo" and reply.profile == "demo:main"
@@ -154,13 +157,16 @@ async def test_image_goes_to_the_image_model(app: App) -> None:
 async def test_same_session_is_serialised_other_sessions_are_not(state_dir: Path, clock: FakeClock) -> None:
     """Two messages to one session never interleave; other sessions proceed meanwhile."""
     built = build_app(
-        env={"MODELBOT_STATE_DIR": str(state_dir)}, clock=clock, store=InMemorySessionStore(), demo_delay_s=0.01
+        env={"MODELBOT_STATE_DIR": str(state_dir)},
+        clock=clock,
+        store=InMemorySessionStore(),
+        demo_delay_s=0.002,
     )
     await built.start()
     try:
         pipeline = built.chat()
         first = asyncio.create_task(pipeline.handle(msg("first message here")))
-        await asyncio.sleep(0.005)
+        await asyncio.sleep(0.003)
         second = asyncio.create_task(pipeline.handle(msg("second")))
         other = asyncio.create_task(pipeline.handle(msg("/status", chat="c2")))
         done, _ = await asyncio.wait({first, second, other}, return_when=asyncio.FIRST_COMPLETED)
@@ -175,13 +181,16 @@ async def test_same_session_is_serialised_other_sessions_are_not(state_dir: Path
 async def test_stop_cancels_the_answer_and_retry_resends(state_dir: Path, clock: FakeClock) -> None:
     """/stop cancels the turn in progress without waiting for it; /retry asks again."""
     built = build_app(
-        env={"MODELBOT_STATE_DIR": str(state_dir)}, clock=clock, store=InMemorySessionStore(), demo_delay_s=0.05
+        env={"MODELBOT_STATE_DIR": str(state_dir)},
+        clock=clock,
+        store=InMemorySessionStore(),
+        demo_delay_s=0.01,
     )
     await built.start()
     try:
         pipeline = built.chat()
         turn = asyncio.create_task(pipeline.handle(msg("a long question")))
-        await asyncio.sleep(0.06)
+        await asyncio.sleep(0.03)
         stop = await pipeline.handle(msg("/stop"))
         assert stop[0].text == "Stopping the current answer."
         stopped = await turn
@@ -229,8 +238,6 @@ async def test_all_models_failing_gives_one_summary(app: App, clock: FakeClock) 
     await say(app, "/model demo/broken@demo:busy", admin=True)
     # Cool demo:main so the fallbacks have nothing either.
     backend = app.backend("main")
-    from bot.reasons import Reason
-
     await backend.record_failure("demo:main", Reason.RATE_LIMIT, now_ms=clock.now_ms(), retry_after_ms=None)
     reply = await say(app, "anyone there?")
     assert reply.kind == "error"
@@ -259,3 +266,14 @@ async def test_compaction_summarises_and_repins(state_dir: Path, clock: FakeCloc
         assert history[0].role == "summary"
     finally:
         await built.stop()
+
+
+async def test_model_choices_filter_for_autocomplete(app: App) -> None:
+    """Autocomplete offers allowed models matching what was typed, prefix matches first, at most the limit."""
+    pipeline = app.chat()
+    assert pipeline.model_choices(msg(""), "") == ["demo/broken", "demo/echo", "demo/story", "demo/vision"]
+    assert pipeline.model_choices(msg(""), "st") == ["demo/story"]
+    assert (
+        pipeline.model_choices(msg(""), "o") == ["demo/broken", "demo/echo", "demo/story", "demo/vision"][:4]
+    )
+    assert pipeline.model_choices(msg(""), "", limit=2) == ["demo/broken", "demo/echo"]
