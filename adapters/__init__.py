@@ -1,0 +1,1 @@
+"""Platform adapters: they translate chat payloads to core messages and render replies, nothing more."""

@@ -1,0 +1,1 @@
+"""Platform-neutral text utilities shared by the adapters: splitting and rendering."""
