@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,26 +25,28 @@ PNG_1x1 = bytes.fromhex(
 
 
 @pytest.fixture
-async def app(state_dir: Path, clock: FakeClock) -> App:
+async def app(state_dir: Path, clock: FakeClock) -> AsyncIterator[App]:
     """The bot on the built-in default (demo provider), an in-memory session store and a fake clock."""
     built = build_app(env={"MODELBOT_STATE_DIR": str(state_dir)}, clock=clock, store=InMemorySessionStore())
     await built.start()
-    yield built  # type: ignore[misc]
+    yield built
     await built.stop()
 
 
-def msg(text: str, *, user: str = "u1", chat: str = "c1", admin: bool = False, **kw: object) -> Incoming:
-    return Incoming(platform="telegram", chat_id=chat, user_id=user, text=text, is_admin=admin, **kw)  # type: ignore[arg-type]
+def msg(text: str, *, user: str = "u1", chat: str = "c1", admin: bool = False, **kw: Any) -> Incoming:
+    return Incoming(platform="telegram", chat_id=chat, user_id=user, text=text, is_admin=admin, **kw)
 
 
-async def say(app: App, text: str, **kw: object) -> Reply:
+async def say(app: App, text: str, **kw: Any) -> Reply:
     replies = await app.chat().handle(msg(text, **kw))
     assert len(replies) == 1
     return replies[0]
 
 
 def usage(state_dir: Path) -> dict[str, dict[str, int]]:
-    data = json.loads((state_dir / "agents/main/agent/auth-profiles.json").read_text())
+    data: dict[str, dict[str, dict[str, int]]] = json.loads(
+        (state_dir / "agents/main/agent/auth-profiles.json").read_text()
+    )
     return data["usageStats"]
 
 
