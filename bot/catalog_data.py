@@ -15,9 +15,17 @@ BuiltinRow = tuple[str, str, str, tuple[InputKind, ...], int | None, int | None]
 # OpenRouter mirrors use the same last segment as the first-party id on purpose: the picker groups by
 # that segment, so "claude-sonnet-4-5" is one entry offered by anthropic and openrouter.
 BUILTIN_MODELS: Final[tuple[BuiltinRow, ...]] = (
+    ("anthropic", "claude-opus-5-5", "Claude Opus 5.5", VISION, 200_000, 64_000),
+    ("anthropic", "claude-sonnet-5-5", "Claude Sonnet 5.5", VISION, 200_000, 64_000),
+    ("anthropic", "claude-haiku-5-5", "Claude Haiku 5.5", VISION, 200_000, 64_000),
+    ("anthropic", "claude-opus-4-6", "Claude Opus 4.6", VISION, 200_000, 64_000),
+    ("anthropic", "claude-sonnet-4-6", "Claude Sonnet 4.6", VISION, 200_000, 64_000),
     ("anthropic", "claude-opus-4-5", "Claude Opus 4.5", VISION, 200_000, 64_000),
     ("anthropic", "claude-sonnet-4-5", "Claude Sonnet 4.5", VISION, 200_000, 64_000),
     ("anthropic", "claude-haiku-4-5", "Claude Haiku 4.5", VISION, 200_000, 64_000),
+    ("openai", "gpt-5.5", "GPT-5.5", VISION, 400_000, 128_000),
+    ("openai", "gpt-5.4", "GPT-5.4", VISION, 400_000, 128_000),
+    ("openai", "gpt-5.4-mini", "GPT-5.4 mini", VISION, 400_000, 128_000),
     ("openai", "gpt-5.2", "GPT-5.2", VISION, 400_000, 128_000),
     ("openai", "gpt-5.2-mini", "GPT-5.2 mini", VISION, 400_000, 128_000),
     ("openai", "gpt-5", "GPT-5", VISION, 400_000, 128_000),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ _ENV_NAMES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_pro
 
 
 @pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Drop provider keys and proxies; point the state dir at a fresh temp folder."""
     for name in list(os.environ):
         if name.startswith(_ENV_PREFIXES) or name.endswith(_ENV_SUFFIXES) or name in _ENV_NAMES:
@@ -25,7 +24,6 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setenv("PTB_TIMEDELTA", "1")
     monkeypatch.setenv("MODELBOT_STATE_DIR", str(tmp_path / "state"))
-    yield
 
 
 @pytest.fixture

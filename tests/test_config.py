@@ -462,7 +462,7 @@ def test_builtin_default_reads_os_environ(monkeypatch: pytest.MonkeyPatch) -> No
     """load_config with no env mapping sees the process environment."""
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
     loaded = load_config(None)
-    assert loaded.config.agents.defaults.model.primary == "anthropic/claude-sonnet-4-5"
+    assert loaded.config.agents.defaults.model.primary == "anthropic/claude-sonnet-5-5"
     assert loaded.config.agents.defaults.model.fallbacks == ("demo/echo",)
 
 

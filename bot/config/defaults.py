@@ -21,7 +21,7 @@ DEMO_IMAGE_PRIMARY = DEMO_VISION
 
 # Env var ⇒ the model it makes the default, in order of preference: the first key found is the primary.
 ENV_PROVIDER_MODELS: tuple[tuple[str, str], ...] = (
-    ("ANTHROPIC_API_KEY", "anthropic/claude-sonnet-4-5"),
+    ("ANTHROPIC_API_KEY", "anthropic/claude-sonnet-5-5"),
     ("OPENAI_API_KEY", "openai/gpt-5.2"),
     ("OPENROUTER_API_KEY", "openrouter/anthropic/claude-sonnet-4.5"),
     ("GEMINI_API_KEY", "google/gemini-2.5-flash"),

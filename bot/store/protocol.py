@@ -1,0 +1,111 @@
+"""The session store port: every method is one short transaction, so none can be held across an LLM call."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from bot.errors import StoreError
+from bot.store.types import FailoverEvent, NewMessage, SessionPatch, SessionRecord, StoredMessage
+
+
+def unknown_session(key: str) -> StoreError:
+    """The error every store raises when asked to change a session that does not exist."""
+    return StoreError(f'No session "{key}".')
+
+
+class SessionStore(Protocol):
+    """Sessions, their history and the failover event log; SQL-backed or in memory.
+
+    Methods that change a session raise ``StoreError`` when the session does not exist, and so does any
+    failure of the backend. Timestamps are ms since the epoch and always passed in (``now_ms``).
+    """
+
+    async def start(self) -> None:
+        """Open the backend (and bring its schema up to date)."""
+
+    async def stop(self) -> None:
+        """Release the backend; the store can be started again."""
+
+    async def get(self, key: str) -> SessionRecord | None:
+        """The session, or None."""
+
+    async def get_or_create(
+        self,
+        key: str,
+        *,
+        agent_id: str,
+        platform: str,
+        chat_id: str,
+        user_id: str | None = None,
+        thread_id: str | None = None,
+        now_ms: int,
+    ) -> SessionRecord:
+        """The session, created if missing; safe when several processes create the same key at once."""
+
+    async def update(self, key: str, patch: SessionPatch, *, now_ms: int) -> SessionRecord:
+        """Apply ``patch`` (its non-UNCHANGED fields) and return the session as it now is."""
+
+    async def append_messages(
+        self, key: str, messages: Sequence[NewMessage], *, now_ms: int
+    ) -> list[StoredMessage]:
+        """Append to the history, in order; returns the stored messages with their ids."""
+
+    async def history(self, key: str, *, limit: int | None = None) -> list[StoredMessage]:
+        """The last ``limit`` messages (all when None), oldest first."""
+
+    async def replace_history(
+        self,
+        key: str,
+        summary: NewMessage,
+        keep_last: int,
+        *,
+        now_ms: int,
+        through_id: int | None = None,
+    ) -> int:
+        """Compaction: keep the last ``keep_last`` messages behind ``summary``, delete the rest.
+
+        Messages with an id above ``through_id`` (the newest message the summary covers) are kept too, so
+        a turn appended while the summary was being written is never lost. Returns the new compaction count.
+        """
+
+    async def reset(
+        self, key: str, *, keep_model: bool, model_override: str | None = None, now_ms: int
+    ) -> SessionRecord:
+        """``/new``, ``/reset``: empty history, no pins, compaction count 0.
+
+        ``model_override`` set: it becomes the session's model (source "user"); else the model override
+        survives only when ``keep_model``.
+        """
+
+    async def list_sessions(
+        self,
+        *,
+        platform: str | None = None,
+        chat_id: str | None = None,
+        user_id: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[SessionRecord]:
+        """Sessions matching every given filter, most recently updated first."""
+
+    async def delete_older_than(self, cutoff_ms: int) -> int:
+        """Delete sessions last updated before ``cutoff_ms`` with their messages; returns how many."""
+
+    async def reset_all(self, *, older_than_ms: int | None = None) -> int:
+        """Clear history and pins of every session (last updated before ``older_than_ms``, a timestamp,
+        when given), keeping the rows and model overrides; returns how many were reset."""
+
+    async def record_event(self, event: FailoverEvent) -> None:
+        """Append to the failover log."""
+
+    async def events(
+        self, *, since_ms: int | None = None, profile_id: str | None = None, limit: int = 100
+    ) -> list[FailoverEvent]:
+        """Failover events at or after ``since_ms`` (and of ``profile_id``), newest first."""
+
+    async def prune_events(self, before_ms: int) -> int:
+        """Delete failover events older than ``before_ms``; returns how many."""
+
+    async def count_sessions(self) -> int:
+        """How many sessions exist."""
