@@ -446,3 +446,12 @@ async def test_a_malformed_stream_is_a_server_failure(server, flavour, client) -
     deltas, error = await collect(client, flavour.endpoint(server), api_key(), ask())
     assert deltas == []
     assert error is not None and error.reason is Reason.SERVER
+
+
+def test_openai_itself_gets_max_completion_tokens() -> None:
+    """api.openai.com takes max_completion_tokens; OpenAI-compatible servers keep max_tokens."""
+    from bot.providers.openai_client import _uses_max_completion_tokens
+
+    assert _uses_max_completion_tokens(Endpoint("openai", "https://api.openai.com/v1", "openai-completions"))
+    assert not _uses_max_completion_tokens(Endpoint("groq", "https://api.groq.com/openai/v1", "openai-completions"))
+    assert not _uses_max_completion_tokens(Endpoint("x", "http://127.0.0.1:9/v1", "openai-completions"))

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import httpx2
 import openai
-from openai import AsyncOpenAI
+from openai import AsyncOpenAI, Omit, omit
 from openai.types.chat import ChatCompletionContentPartParam, ChatCompletionMessageParam
 
 from bot.classify import FailureSignal, classify
@@ -23,14 +23,10 @@ PLACEHOLDER_KEY = "modelbot-no-key"
 _ClientKey = tuple[str, str, tuple[tuple[str, str], ...], float]
 
 
-def _token_limit(endpoint: Endpoint, request: ChatRequest) -> dict[str, int]:
+def _uses_max_completion_tokens(endpoint: Endpoint) -> bool:
     """OpenAI's own API wants ``max_completion_tokens`` (its reasoning models reject ``max_tokens``);
     OpenAI-compatible servers (OpenRouter, Groq, Ollama, …) still expect ``max_tokens``."""
-    if request.max_tokens is None:
-        return {}
-    host = urlsplit(endpoint.base_url).hostname or ""
-    key = "max_completion_tokens" if host == "api.openai.com" else "max_tokens"
-    return {key: request.max_tokens}
+    return (urlsplit(endpoint.base_url).hostname or "") == "api.openai.com"
 
 
 class OpenAICompletionsClient:
@@ -47,12 +43,14 @@ class OpenAICompletionsClient:
         client = self._client_for(endpoint, auth)
         started = False
         finish_reason: str | None = None
+        limit: int | Omit = omit if request.max_tokens is None else request.max_tokens
         try:
             chunks = await client.chat.completions.create(
                 model=request.model,
                 messages=_messages(request),
                 stream=True,
-                **_token_limit(endpoint, request),
+                max_completion_tokens=limit if _uses_max_completion_tokens(endpoint) else omit,
+                max_tokens=omit if _uses_max_completion_tokens(endpoint) else limit,
             )
             started = True
             async with chunks:
