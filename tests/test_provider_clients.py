@@ -15,7 +15,7 @@ from bot.errors import ProviderError
 from bot.providers.anthropic_client import OAUTH_BETA, AnthropicMessagesClient
 from bot.providers.base import ChatMessage, ChatRequest, Endpoint, ImagePart, ProviderClient, ResolvedAuth
 from bot.providers.clients import build_clients, close_clients
-from bot.providers.openai_client import OpenAICompletionsClient
+from bot.providers.openai_client import OpenAICompletionsClient, _uses_max_completion_tokens
 from bot.reasons import Reason
 from tests.fakes.provider_server import (
     Behaviour,
@@ -450,8 +450,8 @@ async def test_a_malformed_stream_is_a_server_failure(server, flavour, client) -
 
 def test_openai_itself_gets_max_completion_tokens() -> None:
     """api.openai.com takes max_completion_tokens; OpenAI-compatible servers keep max_tokens."""
-    from bot.providers.openai_client import _uses_max_completion_tokens
-
     assert _uses_max_completion_tokens(Endpoint("openai", "https://api.openai.com/v1", "openai-completions"))
-    assert not _uses_max_completion_tokens(Endpoint("groq", "https://api.groq.com/openai/v1", "openai-completions"))
+    assert not _uses_max_completion_tokens(
+        Endpoint("groq", "https://api.groq.com/openai/v1", "openai-completions")
+    )
     assert not _uses_max_completion_tokens(Endpoint("x", "http://127.0.0.1:9/v1", "openai-completions"))
