@@ -6,7 +6,10 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from bot.picker import PickerEntry
-from bot.providers.base import ImagePart
+from bot.providers.base import ImagePart as ImagePart  # re-exported: adapters build images without importing providers
+
+# ImagePart is part of this seam: adapters build Incoming.images without importing bot.providers.
+__all__ = ["ImagePart", "Incoming", "NullSink", "PickerView", "Platform", "Reply", "ReplyKind", "ReplySink"]
 
 Platform = Literal["console", "telegram", "discord"]
 ReplyKind = Literal["answer", "command", "error", "interrupted"]
