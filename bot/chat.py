@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from bot.picker import PickerEntry
-from bot.providers.base import ImagePart as ImagePart  # re-exported: adapters build images without importing providers
+from bot.providers.base import ImagePart
 
 # ImagePart is part of this seam: adapters build Incoming.images without importing bot.providers.
 __all__ = ["ImagePart", "Incoming", "NullSink", "PickerView", "Platform", "Reply", "ReplyKind", "ReplySink"]
