@@ -21,7 +21,7 @@ from bot.command_handlers import AuthOverview, CommandHandlers, session_models
 from bot.compaction import Compactor, estimate_tokens
 from bot.config.schema import Config
 from bot.engine import AttemptFailed, Engine, Pin, TextDelta, TurnDone, TurnInput, TurnResult
-from bot.errors import AllCandidatesFailed, CommandError, StreamInterrupted, TurnStopped
+from bot.errors import AllCandidatesFailed, CommandError, ModelbotError, StreamInterrupted, TurnStopped
 from bot.providers.base import ChatMessage
 from bot.reasons import Reason
 from bot.refs import ModelRef
@@ -113,11 +113,16 @@ class ChatPipeline:
             return [Reply(f"That message is too long (at most {limit} characters).", kind="error")]
         if command is None and not msg.text.strip() and not msg.images:
             return [Reply("Send some text or an image.", kind="error")]
-        async with self._session_lock(key):
-            session = await self._session(msg, key)
-            if command is None:
-                return [await self._run_turn(msg, session, sink)]
-            return [await self.commands.run(command, msg, session)]
+        try:
+            async with self._session_lock(key):
+                session = await self._session(msg, key)
+                if command is None:
+                    return [await self._run_turn(msg, session, sink)]
+                return [await self.commands.run(command, msg, session)]
+        except ModelbotError as exc:
+            # A broken auth file or an unreachable database: one plain sentence, never a traceback.
+            log.error("message in %s failed: %s", key, exc)
+            return [Reply(str(exc), kind="error")]
 
     async def choose(self, msg: Incoming, token: str) -> Reply:
         """A picker button was pressed."""

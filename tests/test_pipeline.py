@@ -281,3 +281,17 @@ async def test_model_choices_filter_for_autocomplete(app: App) -> None:
         pipeline.model_choices(msg(""), "o") == ["demo/broken", "demo/echo", "demo/story", "demo/vision"][:4]
     )
     assert pipeline.model_choices(msg(""), "", limit=2) == ["demo/broken", "demo/echo"]
+
+
+async def test_corrupt_auth_file_is_reported_and_kept(app: App, state_dir: Path) -> None:
+    """A corrupt auth-profiles.json gets a plain reply; the file is left as it was and a backup is kept."""
+    path = state_dir / "agents/main/agent/auth-profiles.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        '{"version": 1, "profiles": {"openai:work": {"type": "api_key", "provider": "openai", "key": '
+    )
+    reply = await say(app, "hello")
+    assert reply.kind == "error"
+    assert "not a valid auth store" in reply.text and "Traceback" not in reply.text
+    assert path.read_text().endswith('"key": ')
+    assert list(path.parent.glob("auth-profiles.json.corrupt-*"))
