@@ -156,6 +156,13 @@ class CommandHandlers:
                 )
                 models = agent_models(self._config, session.agent_id)
                 return Reply(f"Model reset to the default: {models.primary}.")
+            case c.ResetSession(target_user=None) if msg.reply_to_user_id not in (None, msg.user_id):
+                # "/reset" sent as a reply to a member's message resets that member's session.
+                return await self._run(
+                    c.ResetSession(command.model_text, command.raw, f"user:{msg.reply_to_user_id}"),
+                    msg,
+                    session,
+                )
             case c.NewSession(model_text=text) | c.ResetSession(model_text=text, target_user=None):
                 return await self._new(msg, session, text, command)
             case c.ResetSession(target_user=target) if target is not None:

@@ -233,6 +233,14 @@ async def test_admin_resets_another_members_session(state_dir: Path, clock: Fake
         done = await pipeline.handle(msg("/reset @alice", user="7", is_group=True, admin=True))
         assert done[0].text == "Session of @alice reset."
         assert (await built.store.get(alice_key)).message_count == 0  # type: ignore[union-attr]
+        await pipeline.handle(msg("hello again", user="42", user_name="alice", is_group=True))
+        by_reply = await pipeline.handle(
+            msg("/reset", user="7", is_group=True, admin=True, reply_to_user_id="42")
+        )
+        assert by_reply[0].text == "Session of user:42 reset."
+        assert (await built.store.get(alice_key)).message_count == 0  # type: ignore[union-attr]
+        own = await pipeline.handle(msg("/reset", user="42", is_group=True, reply_to_user_id="42"))
+        assert own[0].text.startswith("Session reset.")
     finally:
         await built.stop()
 
