@@ -8,10 +8,10 @@ import sys
 from collections.abc import Sequence
 
 from bot import __version__
-from bot.cli import chat_cmd
+from bot.cli import auth_cmd, chat_cmd, config_cmd, models_cmd, run_cmd, sessions_cmd
 from bot.errors import ModelbotError
 
-SUBCOMMANDS = (chat_cmd,)
+SUBCOMMANDS = (chat_cmd, run_cmd, models_cmd, auth_cmd, sessions_cmd, config_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,6 +39,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ModelbotError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a file or socket the command needed: say which, without a traceback
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

@@ -1,0 +1,340 @@
+"""``modelbot auth``: the credentials in auth-profiles.json — list, add, remove, order, tokens and cooldowns.
+
+Secrets come from a prompt, or from stdin when it is not a terminal; they are never printed (only masked).
+Every change goes through ``AuthStore.update`` (locked, atomic), so a running bot loses nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+from typing import Any
+
+from bot.auth.backend import profile_line
+from bot.auth.mask import mask_secret
+from bot.auth.resolver import CredentialResolver, credential_source
+from bot.auth.types import Credential, CredentialType
+from bot.cli.common import Context, add_common_options, agent_of, load_context, resolver_for, session_store
+from bot.cli.output import format_time, print_json, print_table, warn
+from bot.cli.sessions_cmd import parse_duration
+from bot.clock import SystemClock
+from bot.errors import CommandError
+from bot.providers.registry import known_providers, spec_for
+from bot.status_view import profile_flags
+
+SETUP_TOKEN_PREFIX = "sk-ant-oat01-"  # noqa: S105 - the shape of a token, not a token
+MAX_PROFILE_NAME = 128
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    auth = sub.add_parser("auth", help="auth profiles: keys, tokens, rotation order, cooldowns")
+    asub = auth.add_subparsers(dest="auth_command", metavar="ACTION", required=True)
+    p = _leaf(asub, "list", "every credential, masked, with its state", run_list)
+    p.add_argument("--json", action="store_true", help="JSON for scripts")
+    p = _leaf(asub, "add", "store an API key (or a token) for a provider", run_add)
+    _profile_options(p)
+    p.add_argument("--type", choices=("api_key", "token"), default="api_key", help="default: api_key")
+    p.add_argument("--key", help="the secret itself (visible in shell history; prefer the prompt or stdin)")
+    p = _leaf(asub, "paste-token", "store a static bearer token for a provider", run_paste_token)
+    _profile_options(p)
+    p = _leaf(
+        asub, "setup-token", "store an Anthropic setup-token (from `claude setup-token`)", run_setup_token
+    )
+    p.add_argument("--profile-id", help="profile id (default: anthropic:default)")
+    p.add_argument("--email", help="the account, shown in status")
+    p = _leaf(asub, "remove", "delete a profile", run_remove)
+    p.add_argument("profile_id", metavar="ID")
+    p = _leaf(asub, "clear-cooldown", "end a profile's cooldown and billing disable", run_clear_cooldown)
+    p.add_argument("profile_id", metavar="ID")
+    p = _leaf(asub, "cooldowns", "profiles resting now, and recent failures with reasons", run_cooldowns)
+    p.add_argument("--since", default="24h", help="history window, e.g. 24h, 7d, 90m (default 24h)")
+    p.add_argument("--limit", type=int, default=50, help="at most this many events (default 50)")
+    p.add_argument("--json", action="store_true", help="JSON for scripts")
+
+    order = asub.add_parser("order", help="the rotation order of a provider's profiles")
+    osub = order.add_subparsers(dest="order_command", metavar="ACTION", required=True)
+    for name, help_text, func in (
+        ("get", "show the stored, configured and effective order", run_order_get),
+        ("set", "pin the order (profile ids, best first)", run_order_set),
+        ("clear", "forget the stored order", run_order_clear),
+    ):
+        p = _leaf(osub, name, help_text, func)
+        p.add_argument("--provider", required=True)
+        if name == "set":
+            p.add_argument("ids", nargs="+", metavar="ID")
+
+
+def _leaf(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_text: str, func: Any
+) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help_text)
+    add_common_options(p)
+    p.set_defaults(func=func)
+    return p
+
+
+def _profile_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--provider", required=True, help="e.g. anthropic, openai, openrouter")
+    p.add_argument("--profile-id", help="provider:name, or just the name (default: <provider>:default)")
+    p.add_argument("--email", help="the account, shown in status")
+
+
+def _open(args: argparse.Namespace) -> tuple[Context, CredentialResolver]:
+    ctx = load_context(args, quiet=True)
+    return ctx, resolver_for(ctx, agent_of(args, ctx.config))
+
+
+def _provider(ctx: Context, text: str) -> str:
+    provider = text.strip().lower()
+    if not spec_for(provider, ctx.config).needs_auth:  # unknown providers raise, with suggestions
+        raise CommandError(f'Provider "{provider}" needs no credentials.')
+    return provider
+
+
+def profile_id_for(provider: str, given: str | None) -> str:
+    """``provider:default``, or the given id; a bare name gets the provider's prefix."""
+    if given is None:
+        return f"{provider}:default"
+    given = given.strip()
+    head, colon, name = given.partition(":")
+    if not colon:
+        head, name = provider, given
+    if head.strip().lower() != provider:
+        raise CommandError(f'Profile id "{given}" must start with "{provider}:".')
+    if not name or len(name) > MAX_PROFILE_NAME or any(ch.isspace() or not ch.isprintable() for ch in name):
+        raise CommandError("A profile name is one word of printable characters (at most 128).")
+    return f"{provider}:{name}"
+
+
+def read_secret(prompt: str, given: str | None = None) -> str:
+    """The secret from ``--key``, a hidden prompt (terminal) or stdin; checked, never echoed."""
+    if given is not None:
+        warn("--key leaves the secret in your shell history and the process list; prefer the prompt or stdin")
+        secret = given
+    elif sys.stdin.isatty():
+        secret = getpass.getpass(prompt)
+    else:
+        secret = sys.stdin.read()
+    secret = secret.strip()
+    if not secret:
+        raise CommandError("No secret was given; nothing was stored.")
+    if any(ch.isspace() or not ch.isprintable() for ch in secret):
+        raise CommandError(
+            "The secret contains spaces, line breaks or control characters; nothing was stored."
+        )
+    return secret
+
+
+def _store(
+    args: argparse.Namespace, *, provider: str, kind: CredentialType, secret: str, profile_id: str
+) -> int:
+    ctx, resolver = _open(args)
+    cred = Credential(type=kind, provider=provider, secret=secret, email=args.email)
+    existed = profile_id in resolver.store.load().profiles
+    resolver.store.upsert_profile(profile_id, cred)
+    verb = "Replaced" if existed else "Stored"
+    print(f"{verb} {profile_id} ({kind}, {mask_secret(secret)}) in {resolver.store.path}.")
+    order = resolver.store.load().order.get(provider) or ctx.config.auth.order.get(provider)
+    if order and profile_id not in order:
+        warn(
+            f"{provider} has an explicit rotation order without {profile_id}, so it will not be used; "
+            f"add it with `modelbot auth order set --provider {provider} …`"
+        )
+    return 0
+
+
+def run_add(args: argparse.Namespace) -> int:
+    ctx, _ = _open(args)
+    provider = _provider(ctx, args.provider)
+    profile_id = profile_id_for(provider, args.profile_id)
+    secret = read_secret(f"{'Token' if args.type == 'token' else 'API key'} for {profile_id}: ", args.key)
+    return _store(args, provider=provider, kind=args.type, secret=secret, profile_id=profile_id)
+
+
+def run_paste_token(args: argparse.Namespace) -> int:
+    ctx, _ = _open(args)
+    provider = _provider(ctx, args.provider)
+    profile_id = profile_id_for(provider, args.profile_id)
+    secret = read_secret(f"Token for {profile_id}: ")
+    return _store(args, provider=provider, kind="token", secret=secret, profile_id=profile_id)
+
+
+def run_setup_token(args: argparse.Namespace) -> int:
+    profile_id = profile_id_for("anthropic", args.profile_id)
+    secret = read_secret("Anthropic setup-token (from `claude setup-token`): ")
+    if not secret.startswith(SETUP_TOKEN_PREFIX) or len(secret) <= len(SETUP_TOKEN_PREFIX):
+        raise CommandError(
+            f'That is not an Anthropic setup-token (they start with "{SETUP_TOKEN_PREFIX}"; '
+            "run `claude setup-token` to get one). Nothing was stored."
+        )
+    return _store(args, provider="anthropic", kind="token", secret=secret, profile_id=profile_id)
+
+
+def run_remove(args: argparse.Namespace) -> int:
+    ctx, resolver = _open(args)
+    resolver.store.remove_profile(args.profile_id)
+    print(f"Removed {args.profile_id}.")
+    provider = args.profile_id.split(":", 1)[0]
+    if args.profile_id in ctx.config.auth.order.get(provider, ()):
+        warn(f"{args.profile_id} is still listed in auth.order.{provider} of the config")
+    return 0
+
+
+def run_clear_cooldown(args: argparse.Namespace) -> int:
+    _, resolver = _open(args)
+    resolver.store.clear_cooldown(args.profile_id)
+    print(f"Cleared the cooldown and billing disable of {args.profile_id}.")
+    return 0
+
+
+# -- list ------------------------------------------------------------------------------------------------
+
+
+def run_list(args: argparse.Namespace) -> int:
+    ctx, resolver = _open(args)
+    now = SystemClock().now_ms()
+    doc = resolver.store.load()
+    creds: dict[str, Credential] = dict(sorted(doc.profiles.items()))
+    for provider in known_providers(ctx.config):  # keys from the environment or the config count too
+        for pid, cred in resolver.implicit_profiles(provider, doc).items():
+            if credential_source(cred) in ("env", "config"):
+                creds[pid] = cred
+    rows: list[dict[str, Any]] = []
+    for pid, cred in creds.items():
+        line = profile_line(pid, cred, doc, now)
+        flags = profile_flags(line, now_ms=now, pin=None, pin_source=None, is_next=False)
+        stats = doc.stats(pid)
+        rows.append(
+            {
+                "id": pid,
+                "provider": cred.provider,
+                "type": line.type,
+                "secret": line.masked,
+                "email": cred.email,
+                "expires": cred.expires,
+                "expired": line.expired,
+                "cooldownUntil": stats.cooldown_until,
+                "disabledUntil": stats.disabled_until,
+                "disabledReason": stats.disabled_reason,
+                "errorCount": stats.error_count,
+                "lastUsed": stats.last_used,
+                "state": ", ".join(flags) or "ok",
+            }
+        )
+    if args.json:
+        print_json(rows)
+        return 0
+    table = [
+        [r["id"], r["type"], r["secret"], r["email"] or "-", format_time(r["expires"]), r["state"]]
+        for r in rows
+    ]
+    print_table(["profile", "type", "secret", "email", "expires", "state"], table, empty="no credentials")
+    return 0
+
+
+# -- order -----------------------------------------------------------------------------------------------
+
+
+def run_order_get(args: argparse.Namespace) -> int:
+    ctx, resolver = _open(args)
+    provider = args.provider.strip().lower()
+    spec_for(provider, ctx.config)
+    stored = resolver.store.load().order.get(provider)
+    configured = ctx.config.auth.order.get(provider)
+    print(f"stored:     {', '.join(stored) if stored else '-'}")
+    print(f"config:     {', '.join(configured) if configured else '-'}")
+    effective = resolver.candidates(provider, SystemClock().now_ms())
+    print(f"rotation:   {', '.join(effective) or '(no usable profile)'}")
+    return 0
+
+
+def run_order_set(args: argparse.Namespace) -> int:
+    ctx, resolver = _open(args)
+    provider = args.provider.strip().lower()
+    spec_for(provider, ctx.config)
+    doc = resolver.store.load()
+    known = {pid for pid, cred in doc.profiles.items() if cred.provider == provider}
+    known |= set(resolver.implicit_profiles(provider, doc))
+    unknown = [pid for pid in args.ids if pid not in known]
+    if unknown:
+        raise CommandError(
+            f'No profile "{unknown[0]}" for {provider}. Profiles: {", ".join(sorted(known)) or "none"}.'
+        )
+    resolver.store.set_order(provider, args.ids)
+    print(f"Rotation order of {provider}: {', '.join(dict.fromkeys(args.ids))}.")
+    return 0
+
+
+def run_order_clear(args: argparse.Namespace) -> int:
+    ctx, resolver = _open(args)
+    provider = args.provider.strip().lower()
+    spec_for(provider, ctx.config)
+    resolver.store.clear_order(provider)
+    print(f"Cleared the stored rotation order of {provider}.")
+    return 0
+
+
+# -- cooldowns -------------------------------------------------------------------------------------------
+
+
+def run_cooldowns(args: argparse.Namespace) -> int:
+    ctx, resolver = _open(args)
+    since_ms = parse_duration(args.since)
+    if args.limit <= 0:
+        raise CommandError("--limit must be a positive number.")
+    now = SystemClock().now_ms()
+    doc = resolver.store.load()
+    current: list[dict[str, Any]] = []
+    for pid, stats in sorted(doc.usage_stats.items()):
+        if stats.unavailable_until(now) is None:
+            continue
+        line = profile_line(pid, doc.profiles.get(pid) or _unknown(pid), doc, now)
+        current.append(
+            {
+                "id": pid,
+                "state": ", ".join(profile_flags(line, now_ms=now, pin=None, pin_source=None, is_next=False)),
+                "cooldownUntil": stats.cooldown_until,
+                "disabledUntil": stats.disabled_until,
+                "disabledReason": stats.disabled_reason,
+                "errorCount": stats.error_count,
+                "failureCounts": dict(stats.failure_counts),
+                "lastFailureAt": stats.last_failure_at,
+            }
+        )
+    history = asyncio.run(_history(ctx, now - since_ms, args.limit))
+    if args.json:
+        print_json({"current": current, "history": history})
+        return 0
+    rows = [[c["id"], c["state"], str(c["errorCount"]), format_time(c["lastFailureAt"])] for c in current]
+    print_table(["profile", "state", "errors", "last failure"], rows, title="Resting now", empty="none")
+    print()
+    events = [
+        [format_time(e["at"]), e["profile"] or "-", e["model"], e["reason"], e["session"] or "-"]
+        for e in history
+    ]
+    title = f"Failures in the last {args.since}"
+    print_table(["time", "profile", "model", "reason", "session"], events, title=title, empty="none")
+    return 0
+
+
+def _unknown(profile_id: str) -> Credential:
+    """Usage stats can outlive their profile (implicit ids like ``openai:env``); show them anyway."""
+    return Credential(type="api_key", provider=profile_id.split(":", 1)[0], secret="")
+
+
+async def _history(ctx: Context, since_ms: int, limit: int) -> list[dict[str, Any]]:
+    async with session_store(ctx) as store:
+        events = await store.events(since_ms=since_ms, limit=limit)
+    return [
+        {
+            "at": e.at,
+            "profile": e.profile_id,
+            "model": e.ref,
+            "reason": e.reason,
+            "cooldownUntil": e.cooldown_until,
+            "session": e.session_key,
+        }
+        for e in events
+    ]

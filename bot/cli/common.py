@@ -1,0 +1,150 @@
+"""What the management subcommands share: common options, the config in use, auth, the session store, edits."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from bot.agents import agent_ids, default_agent_id
+from bot.app import Paths, auth_store_for, build_resolver, resolve_paths
+from bot.auth.backend import StoreAuthBackend
+from bot.auth.cooldowns import CooldownPolicy
+from bot.auth.resolver import CredentialResolver
+from bot.cli.output import warn
+from bot.config.config_file import env_names, open_config, save_config
+from bot.config.edit import Change, Json5Document
+from bot.config.json5_cst import loads
+from bot.config.loader import KeyPath, LoadedConfig, load_config, parse_config_text
+from bot.config.paths import default_database_url
+from bot.config.schema import Config
+from bot.errors import CommandError, ConfigError
+from bot.providers.registry import endpoint_for
+from bot.store.protocol import SessionStore
+
+Edit = Callable[[Json5Document], list[Change]]
+
+
+def add_common_options(parser: argparse.ArgumentParser, *, agent: bool = True, inherit: bool = False) -> None:
+    """``--config`` (and ``--agent``); with ``inherit`` a subcommand leaves its parent's value alone."""
+    # argparse lets a subparser's defaults overwrite what its parent parsed (`models --config X list`).
+    default = argparse.SUPPRESS if inherit else None
+    parser.add_argument(
+        "--config",
+        default=default,
+        help="config file (default: $MODELBOT_CONFIG or $MODELBOT_STATE_DIR/config.json5)",
+    )
+    if agent:
+        parser.add_argument("--agent", default=default, help="agent id (default: the default agent)")
+
+
+@dataclass(frozen=True)
+class Context:
+    """The config in use, where state lives, and the environment it was read with."""
+
+    paths: Paths
+    loaded: LoadedConfig
+    env: Mapping[str, str]
+
+    @property
+    def config(self) -> Config:
+        return self.loaded.config
+
+
+def load_context(args: argparse.Namespace, *, quiet: bool = False) -> Context:
+    """Load the config for a management command.
+
+    ``${VAR}``s that are not set here count as empty (with a warning), so an operator can inspect and edit
+    a config on a machine that does not hold the bot's secrets; ``modelbot run`` stays strict.
+    """
+    env = dict(os.environ)
+    cli_config = getattr(args, "config", None)
+    paths = resolve_paths(cli_config, env)
+    if not paths.config.exists():
+        return Context(paths, load_config(paths.config, env=env, must_exist=cli_config is not None), env)
+    file = str(paths.config)
+    try:
+        text = paths.config.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(file, "", f"cannot read the file ({exc})") from None
+    missing = sorted(env_names(loads(text, file)) - set(env))
+    try:
+        loaded = parse_config_text(
+            text, file=file, path=paths.config, env={**env, **dict.fromkeys(missing, "")}
+        )
+    except ConfigError:
+        if not missing:
+            raise
+        parse_config_text(text, file=file, path=paths.config, env=env)  # names the missing variable
+        raise
+    if not quiet:
+        for warning in loaded.warnings:
+            warn(warning)
+        if missing:
+            warn("not set in this environment, so treated as empty here: " + ", ".join(missing))
+    return Context(paths, loaded, env)
+
+
+def agent_of(args: argparse.Namespace, config: Config) -> str:
+    """``--agent`` checked against the config's agents, else the default agent."""
+    agent = getattr(args, "agent", None)
+    if agent is None:
+        return default_agent_id(config)
+    known = agent_ids(config)
+    if agent not in known:
+        raise CommandError(f'Unknown agent "{agent}". Known agents: {", ".join(known)}.')
+    return str(agent)
+
+
+def resolver_for(ctx: Context, agent: str) -> CredentialResolver:
+    return build_resolver(ctx.loaded, auth_store_for(ctx.paths, agent), ctx.env)
+
+
+def backend_for(ctx: Context, resolver: CredentialResolver) -> StoreAuthBackend:
+    return StoreAuthBackend(
+        resolver,
+        policy=CooldownPolicy.from_config(ctx.config.auth.cooldowns),
+        endpoint_for=lambda provider: endpoint_for(provider, ctx.config),
+    )
+
+
+@asynccontextmanager
+async def session_store(ctx: Context) -> AsyncIterator[SessionStore]:
+    """The bot's session store (SQLite by default, or ``storage.url``), started for one command."""
+    from bot.store.sql import SqlSessionStore  # noqa: PLC0415 - SQLAlchemy loads only for commands that need it
+
+    url = ctx.config.storage.url
+    unset = sorted(env_names(ctx.loaded.env_refs.get(("storage", "url"), "")) - set(ctx.env))
+    if unset:  # an empty password or host would reach a different database, or none
+        expected = f"environment variable `{unset[0]}` is not set"
+        raise ConfigError(str(ctx.paths.config), "storage.url", expected)
+    store = SqlSessionStore(url or default_database_url(ctx.paths.state_dir))
+    await store.start()
+    try:
+        yield store
+    finally:
+        await store.stop()
+
+
+def defaults_path(doc: Json5Document) -> KeyPath:
+    """Where the agent defaults live in this file: ``agents.defaults``, or the legacy ``agent``."""
+    return ("agent",) if "agent" in doc.data else ("agents", "defaults")
+
+
+def edit_config(ctx: Context, edit: Edit) -> int:
+    """Apply ``edit`` to the config file, keeping its comments; validate, back up, write, report."""
+    config = open_config(ctx.paths.config)
+    changes = edit(config.doc)
+    if not changes:
+        print("Nothing changed.")
+        return 0
+    loaded, backup = save_config(config, ctx.env)
+    for change in changes:
+        print(change)
+    where = f"backup: {backup}" if backup is not None else "new file"
+    print(f"Updated {ctx.paths.config} ({where}).")
+    for warning in loaded.warnings:
+        warn(warning)
+    return 0

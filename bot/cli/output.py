@@ -1,0 +1,85 @@
+"""How the CLI prints: rich tables for people, JSON for scripts, one value per line with ``--plain``."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+# Piped output is not cut to 80 columns: a table keeps its natural width (rich never pads it out).
+_PIPE_WIDTH = 1000
+
+
+def _console() -> Console:
+    # Created per call, on the sys.stdout of that moment, so redirections (and pytest's capsys) are honoured.
+    out = sys.stdout
+    width = None if out.isatty() else _PIPE_WIDTH
+    return Console(file=out, width=width, highlight=False, markup=False, emoji=False, soft_wrap=True)
+
+
+def print_table(
+    columns: Sequence[str], rows: Sequence[Sequence[str]], *, title: str | None = None, empty: str = "(none)"
+) -> None:
+    """A table for people; cell text is shown literally (no rich markup)."""
+    if title:
+        print(title)
+    if not rows:
+        print(f"  {empty}")
+        return
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*(Text(cell) for cell in row))
+    console = _console()
+    with console.capture() as captured:
+        console.print(table)
+    # rich pads every cell to its column's width; trailing blanks only get in the way of copy and paste.
+    print("\n".join(line.rstrip() for line in captured.get().splitlines()))
+
+
+def print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def print_lines(values: Sequence[str]) -> None:
+    for value in values:
+        print(value)
+
+
+def print_pairs(pairs: Sequence[tuple[str, str]]) -> None:
+    """``key: value`` lines, values aligned."""
+    width = max((len(key) for key, _ in pairs), default=0)
+    for key, value in pairs:
+        print(f"{key + ':':<{width + 1}} {value}")
+
+
+def warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def error(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+
+
+def format_time(ms: int | None) -> str:
+    """A timestamp for people, in local time: ``2025-01-31 14:05``."""
+    if ms is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ms / 1000))
+
+
+def format_tokens(count: int | None) -> str:
+    """A context window: ``200k``, ``1M``, ``-`` when unknown."""
+    if count is None:
+        return "-"
+    if count >= 1_000_000:
+        return f"{count / 1_000_000:.3g}M"
+    return f"{round(count / 1000)}k" if count >= 1000 else str(count)

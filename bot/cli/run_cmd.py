@@ -1,0 +1,183 @@
+"""``modelbot run``: start every enabled channel, serve until SIGINT/SIGTERM, then shut down in order.
+
+Adapters are built by ``adapters.<channel>.build_adapter(app)``, imported only when that channel is
+enabled (so a bot with Telegram alone never loads discord.py). Tests inject their own factories.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import os
+import signal
+from collections.abc import Callable, Iterator, Mapping
+
+from adapters.base import ChannelAdapter
+from bot.app import App, auth_store_for, build_app, load
+from bot.cli.common import add_common_options
+from bot.cli.output import error
+from bot.errors import ModelbotError
+from bot.logging_setup import LEVELS, configure_logging, redact
+from bot.metrics import Metrics, MetricsServer
+
+log = logging.getLogger("modelbot.run")
+
+AdapterFactory = Callable[[App], ChannelAdapter]
+CHANNELS = ("telegram", "discord")
+STOP_TIMEOUT_S = 30.0  # per channel: in-flight turns get this long to finish before being cancelled
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+class ChannelUnavailable(ModelbotError):
+    """An enabled channel whose adapter cannot be loaded."""
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("run", help="run the enabled channels (Telegram, Discord) until SIGINT/SIGTERM")
+    add_common_options(p, agent=False)
+    p.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=LEVELS,
+        help="DEBUG, INFO, WARNING or ERROR (default: logging.level)",
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, factories: Mapping[str, AdapterFactory] | None = None) -> int:
+    return asyncio.run(serve(args.config, log_level=args.log_level, factories=factories))
+
+
+def adapter_factory(channel: str, module: str | None = None) -> AdapterFactory:
+    """``adapters.<channel>.build_adapter``, imported when first called."""
+    name = module or f"adapters.{channel}"
+
+    def build(app: App) -> ChannelAdapter:
+        try:
+            factory = getattr(importlib.import_module(name), "build_adapter", None)
+        except ImportError as exc:
+            raise ChannelUnavailable(
+                f"The {channel} channel is enabled but its adapter cannot be loaded ({exc}). "
+                "Reinstall modelbot (pip install -e .), or disable the channel."
+            ) from None
+        if not callable(factory):
+            raise ChannelUnavailable(f"The {channel} adapter ({name}) has no build_adapter(app).")
+        adapter: ChannelAdapter = factory(app)
+        return adapter
+
+    return build
+
+
+async def serve(
+    cli_config: str | None,
+    *,
+    log_level: str | None = None,
+    factories: Mapping[str, AdapterFactory] | None = None,
+    stop: asyncio.Event | None = None,
+    env: Mapping[str, str] | None = None,
+) -> int:
+    """Run until ``stop`` is set (when not given: until SIGINT/SIGTERM); returns the exit code."""
+    env = dict(os.environ) if env is None else env
+    _, loaded = load(cli_config, env)  # refuse a bot without channels before loading the provider SDKs
+    enabled = [c for c in CHANNELS if getattr(loaded.config.channels, c).enabled]
+    if not enabled:
+        where = loaded.path or "the config (none found; the built-in default enables no channel)"
+        error(
+            f"no channel is enabled in {where}: set channels.telegram.enabled or channels.discord.enabled "
+            "to true, or use `modelbot chat` to talk to the bot in this terminal."
+        )
+        return EXIT_USAGE
+    metrics = Metrics()
+    app = build_app(cli_config=cli_config, env=env, observer=metrics.observe)
+    secrets = set(_secrets(app, env))
+    configure_logging(log_level or app.loaded.config.logging.level, secrets=secrets)
+    for warning in app.loaded.warnings:
+        log.warning("%s", warning)
+    factories = factories or {}
+    try:
+        adapters = [(factories.get(c) or adapter_factory(c))(app) for c in enabled]
+    except ModelbotError as exc:
+        error(redact(str(exc), secrets))
+        await app.stop()  # closes the provider clients it made
+        return EXIT_FAILED
+    if stop is not None:
+        return await _lifetime(app, adapters, metrics, stop, secrets)
+    stop = asyncio.Event()
+    with _signals(stop):
+        return await _lifetime(app, adapters, metrics, stop, secrets)
+
+
+async def _lifetime(
+    app: App, adapters: list[ChannelAdapter], metrics: Metrics, stop: asyncio.Event, secrets: set[str]
+) -> int:
+    settings = app.loaded.config.metrics
+    server: MetricsServer | None = None
+    started: list[ChannelAdapter] = []
+    code = 0
+    try:
+        await app.start()
+        if settings.enabled:
+            server = metrics.serve(settings.host, settings.port)
+            log.info("metrics on http://%s:%d/metrics", settings.host, server.port)
+        for adapter in adapters:
+            await adapter.start()
+            started.append(adapter)
+        log.info("modelbot running: %s", ", ".join(a.name for a in started))
+        await stop.wait()
+        log.info("stopping")
+    except ModelbotError as exc:
+        error(redact(str(exc), secrets))
+        code = EXIT_FAILED
+    except Exception:
+        log.exception("a channel failed to start")
+        code = EXIT_FAILED
+    finally:
+        for adapter in reversed(started):
+            await _stop_adapter(adapter)
+        if server is not None:
+            server.close()
+        await app.stop()
+    log.info("stopped")
+    return code
+
+
+async def _stop_adapter(adapter: ChannelAdapter) -> None:
+    try:
+        await asyncio.wait_for(adapter.stop(), STOP_TIMEOUT_S)
+    except TimeoutError:
+        log.error("the %s channel did not stop within %gs", adapter.name, STOP_TIMEOUT_S)
+    except Exception:
+        log.exception("stopping the %s channel failed", adapter.name)
+
+
+class _signals:
+    """SIGINT and SIGTERM set ``stop`` while the bot runs; the previous handlers come back afterwards."""
+
+    def __init__(self, stop: asyncio.Event) -> None:
+        self._stop = stop
+        self._loop = asyncio.get_running_loop()
+
+    def __enter__(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._loop.add_signal_handler(sig, self._stop.set)
+
+    def __exit__(self, *exc: object) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._loop.remove_signal_handler(sig)
+
+
+def _secrets(app: App, env: Mapping[str, str]) -> Iterator[str]:
+    """Everything that must never reach a log line: channel tokens, provider keys, stored credentials."""
+    config = app.loaded.config
+    telegram = config.channels.telegram
+    yield from (s for s in (telegram.bot_token, config.channels.discord.token) if s)
+    if telegram.webhook is not None and telegram.webhook.secret_token:
+        yield telegram.webhook.secret_token
+    yield from (p.api_key for p in config.models.providers.values() if p.api_key)
+    yield from (value for name, value in env.items() if name.endswith(("_API_KEY", "_TOKEN")) and value)
+    for agent_id in app.backends:
+        for cred in auth_store_for(app.paths, agent_id).load().profiles.values():
+            yield from (s for s in (cred.secret, cred.refresh) if s)

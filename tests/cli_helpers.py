@@ -1,0 +1,52 @@
+"""Helpers for the CLI tests: run ``modelbot`` in-process or as the installed console script."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from bot.cli.main import main
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE_CONFIG = ROOT / "config.example.json5"
+MODELBOT = Path(sys.executable).parent / "modelbot"
+
+
+@dataclass(frozen=True)
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> Result:
+    """``modelbot ARGV`` in this process; what it printed, and its exit code."""
+    capsys.readouterr()  # drop anything printed before
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return Result(code, captured.out, captured.err)
+
+
+def run_script(*argv: str, stdin: str = "", env: dict[str, str] | None = None, timeout: float = 60) -> Result:
+    """The installed ``modelbot`` console script in a child process, with this test's environment."""
+    done = subprocess.run(
+        [str(MODELBOT), *argv],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+    return Result(done.returncode, done.stdout, done.stderr)
+
+
+def write_config(path: Path, text: str) -> str:
+    """Write a config file and return its path as a CLI argument."""
+    path.write_text(text, encoding="utf-8")
+    return str(path)
