@@ -179,8 +179,11 @@ class ChatPipeline:
         key = self.session_key(msg, user_id=user_id)
         if await self._store.get(key) is None:
             return f"{c.echo(target)} has no session here."
-        async with self._session_lock(key):
-            await self._store.reset(key, keep_model=True, now_ms=self._clock.now_ms())
+        # No second session lock: handle() holds the caller's, and waiting for another one could deadlock
+        # (two admins resetting each other). The reset is one atomic store call; an answer the member has
+        # in flight is cancelled first so it cannot write into the fresh session.
+        self._stop(key)
+        await self._store.reset(key, keep_model=True, now_ms=self._clock.now_ms())
         return f"Session of {c.echo(target)} reset."
 
     def _stop(self, key: str) -> Reply:

@@ -303,3 +303,23 @@ async def test_corrupt_auth_file_is_reported_and_kept(app: App, state_dir: Path)
     assert "not a valid auth store" in reply.text and "Traceback" not in reply.text
     assert path.read_text().endswith('"key": ')
     assert list(path.parent.glob("auth-profiles.json.corrupt-*"))
+
+
+async def test_two_admins_resetting_each_other_do_not_deadlock(state_dir: Path, clock: FakeClock) -> None:
+    """Per-user sessions: simultaneous cross resets both complete (no lock-ordering deadlock)."""
+    (state_dir / "config.json5").write_text('{session: {scope: "user"}}')
+    built = build_app(env={"MODELBOT_STATE_DIR": str(state_dir)}, clock=clock, store=InMemorySessionStore())
+    await built.start()
+    try:
+        pipeline = built.chat()
+        await pipeline.handle(msg("hi", user="1", user_name="ann", is_group=True))
+        await pipeline.handle(msg("hi", user="2", user_name="bob", is_group=True))
+        both = asyncio.gather(
+            pipeline.handle(msg("/reset @bob", user="1", is_group=True, admin=True)),
+            pipeline.handle(msg("/reset @ann", user="2", is_group=True, admin=True)),
+        )
+        first, second = await asyncio.wait_for(both, timeout=5)
+        assert first[0].text == "Session of @bob reset."
+        assert second[0].text == "Session of @ann reset."
+    finally:
+        await built.stop()

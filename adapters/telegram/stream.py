@@ -1,0 +1,158 @@
+"""The reply sink for one Telegram message: typing, one message edited as the answer streams, final render."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+
+from telegram import InlineKeyboardMarkup
+from telegram.error import TelegramError
+
+from adapters.telegram.render import Piece, answer_pieces, picker_keyboard, reply_pieces
+from adapters.telegram.sender import ChatUnavailable, Sender, Target
+from bot.chat import Reply
+
+log = logging.getLogger("modelbot.telegram")
+
+
+class ReplyStream:
+    """Streams a turn into messages: the text so far, edited at most once per ``interval_s``.
+
+    Rendering goes through the same splitter as the final answer, so a long answer grows into as many
+    messages as it needs; the final render edits what changed, sends what is missing, deletes extras.
+    """
+
+    def __init__(
+        self, sender: Sender, target: Target, *, interval_s: float, typing_interval_s: float = 4.0
+    ) -> None:
+        self._sender = sender
+        self._target = target
+        self._interval = interval_s
+        self._typing_interval = typing_interval_s
+        self._text = ""
+        self._ids: list[int] = []  # our messages showing this reply, in order
+        self._shown: list[Piece] = []
+        self._last_render = float("-inf")
+        self._lock = asyncio.Lock()
+        self._finishing = asyncio.Event()
+        self._flusher: asyncio.Task[None] | None = None
+        self._typist: asyncio.Task[None] | None = None
+        self.unavailable = False  # the chat refused our messages (blocked): nothing more is sent
+
+    # -- ReplySink ----------------------------------------------------------------------------------------
+
+    async def typing(self) -> None:
+        if self._typist is None and not self._finishing.is_set():
+            self._typist = asyncio.create_task(self._keep_typing())
+
+    async def delta(self, text: str) -> None:
+        self._text += text
+        if self._flusher is None and not self._finishing.is_set():
+            self._flusher = asyncio.create_task(self._flush())
+
+    # -- the end of the turn ------------------------------------------------------------------------------
+
+    async def finish(self, replies: Sequence[Reply]) -> None:
+        """Render the replies: the first into the streamed messages (when there are any), the rest anew."""
+        await self.close()
+        for index, reply in enumerate(replies):
+            if self.unavailable:
+                return
+            markup = picker_keyboard(reply.picker) if reply.picker is not None else None
+            if index == 0 and self._ids:
+                await self._throttle()
+                await self._show(reply_pieces(reply, streamed=self._text), markup)
+            else:
+                await send_pieces(self._sender, self._target, reply_pieces(reply), markup)
+
+    async def close(self) -> None:
+        """Stop typing and streaming; edits in flight finish first (also after an error)."""
+        self._finishing.set()
+        for task in (self._flusher, self._typist):
+            if task is not None:
+                await task
+
+    # -- internals ----------------------------------------------------------------------------------------
+
+    async def _keep_typing(self) -> None:
+        while not self._finishing.is_set() and not self.unavailable:
+            try:
+                await self._sender.typing(self._target)
+            except ChatUnavailable:
+                self.unavailable = True
+                return
+            await self._pause(self._typing_interval)
+
+    async def _flush(self) -> None:
+        """Show the text so far; keep showing newer text, no more often than once per interval."""
+        loop = asyncio.get_running_loop()
+        try:
+            while not self._finishing.is_set() and not self.unavailable:
+                wait = self._last_render + self._interval - loop.time()
+                if wait > 0:
+                    await self._pause(wait)
+                    continue
+                shown = self._text
+                try:
+                    await self._show(answer_pieces(shown), None)
+                except ChatUnavailable:
+                    return
+                except TelegramError as exc:  # the final render tries again
+                    log.warning("telegram: streaming edit in chat %s failed: %s", self._target.chat_id, exc)
+                self._last_render = loop.time()
+                if self._text == shown:
+                    return
+        finally:
+            self._flusher = None
+
+    async def _throttle(self) -> None:
+        """The final edit keeps the interval too: Telegram counts it like any other."""
+        wait = self._last_render + self._interval - asyncio.get_running_loop().time()
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._finishing.wait(), seconds)
+
+    async def _show(self, pieces: list[Piece], markup: InlineKeyboardMarkup | None) -> None:
+        """Make our messages show ``pieces``: edit changed ones, send missing ones, delete extra ones."""
+        async with self._lock:
+            try:
+                for index, piece in enumerate(pieces):
+                    keyboard = markup if index == len(pieces) - 1 else None
+                    if index >= len(self._ids):
+                        sent = await self._sender.send(
+                            self._target, piece, markup=keyboard, quote=not self._ids
+                        )
+                        self._ids.append(sent.message_id)
+                        self._shown.append(piece)
+                        continue
+                    if self._shown[index] == piece and keyboard is None:
+                        continue
+                    if not await self._sender.edit(
+                        self._target.chat_id, self._ids[index], piece, markup=keyboard
+                    ):
+                        sent = await self._sender.send(self._target, piece, markup=keyboard)
+                        self._ids[index] = sent.message_id
+                    self._shown[index] = piece
+                while len(self._ids) > len(pieces):
+                    await self._sender.delete(self._target.chat_id, self._ids.pop())
+                    self._shown.pop()
+            except ChatUnavailable:
+                self.unavailable = True
+                raise
+
+
+async def send_pieces(
+    sender: Sender, target: Target, pieces: Sequence[Piece], markup: InlineKeyboardMarkup | None = None
+) -> list[int]:
+    """Send a reply's pieces as new messages (the keyboard under the last); returns their ids."""
+    ids = []
+    for index, piece in enumerate(pieces):
+        keyboard = markup if index == len(pieces) - 1 else None
+        sent = await sender.send(target, piece, markup=keyboard, quote=index == 0)
+        ids.append(sent.message_id)
+    return ids
