@@ -18,8 +18,8 @@ from bot.config.loader import LoadedConfig, load_config
 from bot.config.paths import auth_profiles_path, config_path, default_database_url, state_dir
 from bot.engine import Engine
 from bot.pipeline import ChatPipeline, TurnObserver
-from bot.providers.base import Endpoint, ProviderClient
-from bot.providers.clients import build_clients, close_clients
+from bot.providers.base import Endpoint
+from bot.providers.clients import ProviderClients, build_clients, close_clients
 from bot.providers.registry import BUILTIN_PROVIDERS, endpoint_for, spec_for
 from bot.store.protocol import SessionStore
 from bot.store.sql import SqlSessionStore
@@ -49,7 +49,7 @@ class App:
     paths: Paths
     catalog: Catalog
     store: SessionStore
-    clients: dict[str, ProviderClient]
+    clients: ProviderClients
     clock: Clock
     backends: dict[str, StoreAuthBackend] = field(default_factory=dict)
     engines: dict[str, Engine] = field(default_factory=dict)

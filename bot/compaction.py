@@ -69,15 +69,20 @@ class Compactor:
         self._threshold = config.agents.defaults.compaction_threshold
 
     async def maybe_compact(
-        self, session: SessionRecord, chain: Sequence[ModelRef], *, pending: str, force: bool = False
-    ) -> SessionRecord:
-        """Compact if the history is near the window (or ``force``); returns the session as it now is."""
-        history = await self._store.history(session.key)
+        self,
+        session: SessionRecord,
+        chain: Sequence[ModelRef],
+        history: list[StoredMessage],
+        *,
+        pending: str,
+        force: bool = False,
+    ) -> tuple[SessionRecord, list[StoredMessage]]:
+        """Compact if ``history`` is near the window (or ``force``); returns the session and history as they now are."""
         window = self._catalog.context_window(chain[0])
         if len(history) <= KEEP_LAST:
-            return session
+            return session, history
         if not force and not needs_compaction(history, pending, window=window, threshold=self._threshold):
-            return session
+            return session, history
         older = history[:-KEEP_LAST]
         request = TurnInput(
             chain=chain,
@@ -87,10 +92,10 @@ class Compactor:
             result = await self._engine_for(session.agent_id).complete(request)
         except TurnError as exc:
             log.warning("compaction of %s failed: %s", session.key, exc)
-            return session
+            return session, history
         summary = NewMessage("summary", result.text, (), estimate_tokens(result.text))
         await self._store.replace_history(
             session.key, summary, KEEP_LAST, now_ms=self._clock.now_ms(), through_id=older[-1].id
         )
         updated = await self._store.get(session.key)
-        return updated if updated is not None else session
+        return (updated if updated is not None else session), await self._store.history(session.key)

@@ -271,7 +271,7 @@ class Engine:
         elif order:
             for profile_id in order:
                 state.note_unavailable(self._auth.unavailable_until(profile_id, now))
-            detail = "skipped: every profile cooling down"
+            detail = "skipped: every profile cooling down or disabled"
         else:
             detail = "skipped: no credentials"
         state.attempts.append(AttemptRecord(str(ref), None, None, detail, skipped=True))

@@ -7,6 +7,7 @@ sessions run fully concurrently. ``/stop`` is the one command that does not wait
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from bot.store.types import (
     NewMessage,
     SessionPatch,
     SessionRecord,
+    StoredMessage,
     console_session_key,
     session_key,
 )
@@ -231,14 +233,15 @@ class ChatPipeline:
             return Reply(str(exc), kind="error")
         user_message = ChatMessage("user", msg.text, msg.images)
         await sink.typing()
-        session = await self._compactor.maybe_compact(session, plan.chain, pending=msg.text)
+        history = await self._store.history(session.key, limit=self._config.session.history_limit)
+        session, history = await self._compactor.maybe_compact(session, plan.chain, history, pending=msg.text)
         for attempt in (1, 2):
             try:
-                result, failures = await self._stream(session, plan.chain, user_message, sink)
+                result, failures = await self._stream(session, history, plan.chain, user_message, sink)
             except TurnStopped as exc:
                 if exc.reason is Reason.CONTEXT_OVERFLOW and attempt == 1:
-                    compacted = await self._compactor.maybe_compact(
-                        session, plan.chain, pending=msg.text, force=True
+                    compacted, history = await self._compactor.maybe_compact(
+                        session, plan.chain, history, pending=msg.text, force=True
                     )
                     if compacted.compaction_count != session.compaction_count:
                         session = compacted
@@ -266,9 +269,13 @@ class ChatPipeline:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _stream(
-        self, session: SessionRecord, chain: Sequence[ModelRef], user: ChatMessage, sink: ReplySink
+        self,
+        session: SessionRecord,
+        history: Sequence[StoredMessage],
+        chain: Sequence[ModelRef],
+        user: ChatMessage,
+        sink: ReplySink,
     ) -> tuple[TurnResult, list[AttemptFailed]]:
-        history = await self._store.history(session.key, limit=self._config.session.history_limit)
         system_parts = [p for p in (self._system_prompt(session),) if p]
         messages: list[ChatMessage] = []
         for stored in history:
@@ -314,38 +321,37 @@ class ChatPipeline:
         return self._config.agents.defaults.system_prompt
 
     async def _save_turn(self, session: SessionRecord, msg: Incoming, result: TurnResult) -> None:
+        """The turn's two messages and the session's bookkeeping, in one write."""
         attachments = tuple(Attachment(i.media_type, len(i.data)) for i in msg.images)
-        now = self._clock.now_ms()
-        await self._store.append_messages(
-            session.key,
-            [
-                NewMessage("user", msg.text, attachments, estimate_tokens(msg.text)),
-                NewMessage("assistant", result.text, (), estimate_tokens(result.text)),
-            ],
-            now_ms=now,
-        )
-        patch = SessionPatch(
-            last_model=str(result.ref),
-            last_profile=result.profile_id,
-            last_fallback=result.fell_back or result.rotated,
-        )
-        if (
+        repin = (
             result.pin is not None
             and result.pin.source == "auto"
             and (
                 result.pin.profile_id != session.pin_profile
                 or session.pin_compaction != session.compaction_count
             )
-        ):
-            patch = SessionPatch(
-                last_model=str(result.ref),
-                last_profile=result.profile_id,
-                last_fallback=result.fell_back or result.rotated,
+        )
+        patch = SessionPatch(
+            last_model=str(result.ref),
+            last_profile=result.profile_id,
+            last_fallback=result.fell_back or result.rotated,
+        )
+        if repin and result.pin is not None:
+            patch = dataclasses.replace(
+                patch,
                 pin_profile=result.pin.profile_id,
                 pin_source="auto",
                 pin_compaction=session.compaction_count,
             )
-        await self._store.update(session.key, patch, now_ms=now)
+        await self._store.append_messages(
+            session.key,
+            [
+                NewMessage("user", msg.text, attachments, estimate_tokens(msg.text)),
+                NewMessage("assistant", result.text, (), estimate_tokens(result.text)),
+            ],
+            now_ms=self._clock.now_ms(),
+            patch=patch,
+        )
 
     async def _log_failure(self, key: str, event: AttemptFailed) -> None:
         record = event.record

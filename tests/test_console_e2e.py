@@ -250,9 +250,9 @@ async def test_failover_cooldowns_pins_billing_and_restart(state_dir: Path, star
         failed = await second.send("anyone?")
         assert (failed["kind"], failed["model"], failed["profile"]) == ("error", None, None)
         assert re.fullmatch(
-            r"All models failed: openai/gpt-5-mini \(skipped: every profile cooling down\), "
+            r"All models failed: openai/gpt-5-mini \(skipped: every profile cooling down or disabled\), "
             r"anthropic/claude-sonnet-4-5 \(anthropic:env billing problem\), "
-            r"openai/gpt-5\.2 \(skipped: every profile cooling down\)\. "
+            r"openai/gpt-5\.2 \(skipped: every profile cooling down or disabled\)\. "
             r"The first profile is available again in (\d\ds|\ds|1m)\.",
             failed["text"],
         ), failed["text"]

@@ -236,6 +236,24 @@ async def test_history_is_oldest_first_and_limited_to_the_newest(store: SessionS
     assert record is not None and (record.message_count, record.updated_at) == (5, T0 + 2)
 
 
+async def test_append_with_a_patch_saves_the_turn_in_one_call(store: SessionStore) -> None:
+    """A turn's messages and its session changes (last model, pin) are written together."""
+    await _session(store)
+    patch = SessionPatch(
+        last_model="demo/echo", last_profile="demo:main", pin_profile="demo:main", pin_source="auto"
+    )
+    await store.append_messages(KEY, _msgs("q", "a"), now_ms=T0 + 5, patch=patch)
+    record = await store.get(KEY)
+    assert record is not None
+    assert (record.message_count, record.last_model, record.pin_profile, record.pin_source) == (
+        2,
+        "demo/echo",
+        "demo:main",
+        "auto",
+    )
+    assert record.updated_at == T0 + 5
+
+
 async def test_append_returns_what_history_shows(store: SessionStore) -> None:
     """The returned messages carry the ids and values history() reads back, attachments included."""
     await _session(store)

@@ -69,7 +69,8 @@ class StoreAuthBackend:
             and stats.disabled_until is None
         )
         recent = stats.last_used is not None and 0 <= now_ms - stats.last_used < LAST_USED_RESOLUTION_MS
-        if clean and recent and doc.last_good.get(provider) == profile_id:
+        if clean and recent:
+            # lastGood may lag by up to that second when answers alternate between profiles: it is only shown.
             return
         await self._store.arecord_success(profile_id, provider=provider, now_ms=now_ms)
 

@@ -132,7 +132,7 @@ class CredentialResolver:
 
     async def resolve(self, profile_id: str, *, now_ms: int) -> ResolvedAuth:
         """The credential to send; an OAuth token close to expiry is refreshed first (once, across processes)."""
-        cred = self.lookup(profile_id, await self.store.aload())
+        cred = self.lookup(profile_id, self.store.load())  # cached by file stat: no thread hop per attempt
         source = credential_source(cred)
         if source in ("builtin", "local"):
             return ResolvedAuth(profile_id, "none", "")

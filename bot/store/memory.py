@@ -109,13 +109,17 @@ class InMemorySessionStore:
         return record
 
     async def append_messages(
-        self, key: str, messages: Sequence[NewMessage], *, now_ms: int
+        self, key: str, messages: Sequence[NewMessage], *, now_ms: int, patch: SessionPatch | None = None
     ) -> list[StoredMessage]:
         record = self._require(key)
         stored = [self._stored(key, message, now_ms) for message in messages]
         self._messages[key].extend(stored)
+        changes = patch.changes() if patch is not None else {}
         self._sessions[key] = dataclasses.replace(
-            record, updated_at=now_ms, message_count=record.message_count + len(stored)
+            record,
+            updated_at=now_ms,
+            message_count=record.message_count + len(stored),
+            **changes,  # type: ignore[arg-type]
         )
         return stored
 

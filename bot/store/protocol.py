@@ -47,9 +47,10 @@ class SessionStore(Protocol):
         """Apply ``patch`` (its non-UNCHANGED fields) and return the session as it now is."""
 
     async def append_messages(
-        self, key: str, messages: Sequence[NewMessage], *, now_ms: int
+        self, key: str, messages: Sequence[NewMessage], *, now_ms: int, patch: SessionPatch | None = None
     ) -> list[StoredMessage]:
-        """Append to the history, in order; returns the stored messages with their ids."""
+        """Append to the history, in order, and apply ``patch`` in the same transaction (a whole turn is
+        saved in one write); returns the stored messages with their ids."""
 
     async def history(self, key: str, *, limit: int | None = None) -> list[StoredMessage]:
         """The last ``limit`` messages (all when None), oldest first."""

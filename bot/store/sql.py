@@ -8,6 +8,8 @@ updates or failing with "database is locked".
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -40,6 +42,10 @@ class SqlSessionStore:
     def __init__(self, url: str) -> None:
         self._url = url
         self._engine: AsyncEngine | None = None
+        # SQLite allows one writer. Pooled connections of one process that race for it wait in SQLite's
+        # sleeping busy handler and can time out under load ("database is locked"); queueing this
+        # process's writes here first leaves busy_timeout to arbitrate between processes only.
+        self._write_lock: asyncio.Lock | None = None
 
     async def start(self) -> None:
         """Create the engine (and the SQLite file's directory) and migrate the schema to head."""
@@ -51,6 +57,7 @@ class SqlSessionStore:
         except BaseException:
             await engine.dispose()
             raise
+        self._write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
         self._engine = engine
 
     async def stop(self) -> None:
@@ -65,11 +72,14 @@ class SqlSessionStore:
         if self._engine is None:
             raise StoreError("The session store is not started.")
         try:
-            async with self._engine.connect() as conn:
+            async with contextlib.AsyncExitStack() as stack:
+                if write and self._write_lock is not None:
+                    await stack.enter_async_context(self._write_lock)
+                conn = await stack.enter_async_context(self._engine.connect())
                 if write:
                     await conn.execution_options(**WRITE)
-                async with conn.begin():
-                    yield conn
+                await stack.enter_async_context(conn.begin())
+                yield conn
         except (SQLAlchemyError, OSError) as exc:
             raise StoreError(f"The session store failed ({type(exc).__name__}).") from exc
 
@@ -134,7 +144,7 @@ class SqlSessionStore:
         return rows.session(row)
 
     async def append_messages(
-        self, key: str, messages_: Sequence[NewMessage], *, now_ms: int
+        self, key: str, messages_: Sequence[NewMessage], *, now_ms: int, patch: SessionPatch | None = None
     ) -> list[StoredMessage]:
         async with self._tx(write=True) as conn:
             # The UPDATE locks the session row first, so appends to one session never interleave and
@@ -142,7 +152,11 @@ class SqlSessionStore:
             bump = (
                 sa.update(sessions)
                 .where(sessions.c.key == key)
-                .values(updated_at=now_ms, message_count=sessions.c.message_count + len(messages_))
+                .values(
+                    updated_at=now_ms,
+                    message_count=sessions.c.message_count + len(messages_),
+                    **(patch.changes() if patch is not None else {}),
+                )
                 .returning(sessions.c.key)
             )
             if (await conn.execute(bump)).first() is None:
