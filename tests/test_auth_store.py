@@ -514,3 +514,26 @@ def test_two_processes_lose_no_update(tmp_path: Path) -> None:
     shared = doc.stats("p:shared")
     assert shared.error_count == 200
     assert shared.failure_counts == {"rate_limit": 200}
+
+
+def test_credential_writes_sync_the_directory_stats_writes_do_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A credential change fsyncs file and directory; a usage-stats change fsyncs only the new file's content."""
+    store = AuthStore(tmp_path / "agents/main/agent/auth-profiles.json")
+    calls: list[bool] = []  # True: a directory was synced
+    real_fsync = os.fsync
+
+    def counting_fsync(fd: int) -> None:
+        calls.append(stat.S_ISDIR(os.fstat(fd).st_mode))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", counting_fsync)
+    store.upsert_profile("openai:work", Credential("api_key", "openai", "sk-test-credential-0001"))
+    assert calls == [False, True]
+    calls.clear()
+    store.record_failure(
+        "openai:work", Reason.RATE_LIMIT, provider="openai", now_ms=1, policy=CooldownPolicy()
+    )
+    assert calls == [False]
+    assert store.reload().profiles["openai:work"].secret == "sk-test-credential-0001"
