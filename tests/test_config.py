@@ -221,7 +221,7 @@ def test_env_substitution_whole_embedded_and_escaped(tmp_path: Path) -> None:
 
 def test_missing_env_variable_names_key_path_and_variable(tmp_path: Path) -> None:
     """An unset variable is an error at the key that uses it."""
-    error = _error(tmp_path, '{channels: {discord: {token: "${DISCORD_BOT_TOKEN}"}}}')
+    error = _error(tmp_path, '{channels: {discord: {enabled: true, token: "${DISCORD_BOT_TOKEN}"}}}')
     assert error.key_path == "channels.discord.token"
     assert error.expected == "environment variable `DISCORD_BOT_TOKEN` is not set"
 
@@ -491,3 +491,22 @@ def test_default_model_fill_keeps_what_the_file_says() -> None:
     assert with_default_model(own, {}) == own
     named = {"agents": {"defaults": {"model": "x/y"}}}
     assert with_default_model(named, {}) is named
+
+
+def test_unset_variables_of_a_disabled_channel_read_as_empty(tmp_path: Path) -> None:
+    """A disabled channel's unset ${VAR} does not stop the bot; an enabled one still needs it."""
+    text = (
+        '{channels: {telegram: {enabled: false, botToken: "${TELEGRAM_BOT_TOKEN}"},'
+        ' discord: {enabled: false, token: "${DISCORD_BOT_TOKEN}"}}}'
+    )
+    loaded = _load(tmp_path, text)
+    assert loaded.config.channels.telegram.bot_token == ""
+    assert loaded.config.channels.discord.token == ""
+    enabled = text.replace("telegram: {enabled: false", "telegram: {enabled: true")
+    error = _error(tmp_path, enabled)
+    assert error.key_path == "channels.telegram.botToken"
+    assert "TELEGRAM_BOT_TOKEN" in str(error)
+    elsewhere = _error(
+        tmp_path, '{models: {providers: {x: {baseUrl: "${X_URL}", api: "openai-completions"}}}}'
+    )
+    assert "X_URL" in str(elsewhere)

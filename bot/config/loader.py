@@ -6,7 +6,7 @@ import difflib
 import os
 import re
 import types
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Union, get_args, get_origin
@@ -85,7 +85,21 @@ def parse_config_text(
     data = _parse_json5(text, file)
     _reject_literal_secrets(data, file)
     env_refs: dict[KeyPath, str] = {}
-    substituted = _substitute(data, env, file, (), env_refs)
+    # A channel that is not enabled needs none of its values: an unset ${VAR} there (its token, typically)
+    # reads as empty instead of stopping `modelbot chat` on a machine that does not hold the bot's secrets.
+    disabled = {
+        name
+        for name, section in _dict(data.get("channels")).items()
+        if _dict(section).get("enabled") is not True
+    }
+    substituted = _substitute(
+        data,
+        env,
+        file,
+        (),
+        env_refs,
+        optional=lambda p: len(p) > 1 and p[0] == "channels" and p[1] in disabled,
+    )
     return _build(substituted, env_refs, env, file=file, path=path)
 
 
@@ -147,13 +161,27 @@ def _parse_json5(text: str, file: str) -> dict[str, Any]:
 
 
 def _substitute(
-    value: Any, env: Mapping[str, str], file: str, path: KeyPath, refs: dict[KeyPath, str]
+    value: Any,
+    env: Mapping[str, str],
+    file: str,
+    path: KeyPath,
+    refs: dict[KeyPath, str],
+    *,
+    optional: Callable[[KeyPath], bool],
 ) -> Any:
-    """Replace ``${VAR}`` in every string value; ``$${VAR}`` is the escape for a literal ``${VAR}``."""
+    """Replace ``${VAR}`` in every string value; ``$${VAR}`` is the escape for a literal ``${VAR}``.
+
+    An unset variable is an error, except at paths ``optional`` accepts, where it reads as empty.
+    """
     if isinstance(value, dict):
-        return {key: _substitute(item, env, file, (*path, key), refs) for key, item in value.items()}
+        return {
+            key: _substitute(item, env, file, (*path, key), refs, optional=optional)
+            for key, item in value.items()
+        }
     if isinstance(value, list):
-        return [_substitute(item, env, file, (*path, i), refs) for i, item in enumerate(value)]
+        return [
+            _substitute(item, env, file, (*path, i), refs, optional=optional) for i, item in enumerate(value)
+        ]
     if not isinstance(value, str) or "${" not in value:
         return value
 
@@ -162,6 +190,8 @@ def _substitute(
         if escaped:
             return "${" + name + "}"
         if name not in env:
+            if optional(path):
+                return ""
             raise ConfigError(file, format_key_path(path), f"environment variable `{name}` is not set")
         return env[name]
 
