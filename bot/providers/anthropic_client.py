@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import ssl
 from collections.abc import AsyncIterator
 from typing import Literal, cast
@@ -16,6 +15,7 @@ from anthropic.types import ImageBlockParam, MessageParam, TextBlockParam
 
 from bot.classify import FailureSignal, classify
 from bot.providers.base import ChatMessage, ChatRequest, Endpoint, ResolvedAuth
+from bot.providers.sdk_pool import SdkClientPool, json_text, response_text
 
 DEFAULT_MAX_TOKENS = 4096  # the Messages API requires max_tokens on every call
 OAUTH_BETA = "oauth-2025-04-20"  # Anthropic accepts OAuth/setup tokens only with this beta flag
@@ -30,9 +30,12 @@ class AnthropicMessagesClient:
     """``POST {baseUrl}/v1/messages`` with ``stream: true``; one SDK client per endpoint and credential."""
 
     def __init__(self, *, ssl_context: ssl.SSLContext | None = None) -> None:
-        self._ssl_context = ssl_context  # None: the SDK's default trust store
-        self._http: httpx2.AsyncClient | None = None
-        self._clients: dict[_ClientKey, AsyncAnthropic] = {}
+        verify: ssl.SSLContext | bool = (
+            True if ssl_context is None else ssl_context
+        )  # True: the SDK's trust store
+        self._pool: SdkClientPool[AsyncAnthropic] = SdkClientPool(
+            lambda: anthropic.DefaultAsyncHttpxClient(verify=verify)
+        )
 
     async def stream(
         self, endpoint: Endpoint, auth: ResolvedAuth, request: ChatRequest
@@ -73,19 +76,7 @@ class AnthropicMessagesClient:
             raise classify(FailureSignal(message="stop_reason: model_context_window_exceeded"))
 
     async def aclose(self) -> None:
-        clients, self._clients = list(self._clients.values()), {}
-        for client in clients:
-            await client.close()
-        if self._http is not None:
-            await self._http.aclose()
-            self._http = None
-
-    def _http_client(self) -> httpx2.AsyncClient:
-        # One connection pool and one TLS setup for every credential and endpoint of this API mode.
-        if self._http is None:
-            verify = True if self._ssl_context is None else self._ssl_context
-            self._http = anthropic.DefaultAsyncHttpxClient(verify=verify)
-        return self._http
+        await self._pool.aclose()
 
     def _client_for(self, endpoint: Endpoint, auth: ResolvedAuth) -> AsyncAnthropic:
         secret = auth.secret or PLACEHOLDER_KEY
@@ -99,20 +90,19 @@ class AnthropicMessagesClient:
         # Keyed by a digest so the cache's keys never hold the secret itself.
         digest = hashlib.sha256(secret.encode()).hexdigest()
         key = (endpoint.base_url, digest, str(bearer), tuple(sorted(headers.items())), endpoint.timeout_s)
-        client = self._clients.get(key)
-        if client is None:
-            # A credential argument is always given, so the SDK never falls back to env vars or config files.
-            client = AsyncAnthropic(
+        # A credential argument is always given, so the SDK never falls back to env vars or config files.
+        return self._pool.get(
+            key,
+            lambda http: AsyncAnthropic(
                 api_key=None if bearer else secret,
                 auth_token=secret if bearer else None,
                 base_url=_root(endpoint.base_url),
                 default_headers=headers,
                 timeout=endpoint.timeout_s,
                 max_retries=0,  # the engine decides about retries, never the SDK
-                http_client=self._http_client(),
-            )
-            self._clients[key] = client
-        return client
+                http_client=http,
+            ),
+        )
 
 
 def _key_headers(auth: ResolvedAuth) -> dict[str, str | anthropic.Omit]:
@@ -134,7 +124,7 @@ def _signal(exc: Exception, *, started: bool) -> FailureSignal:
         return FailureSignal(
             status=exc.status_code,
             headers=dict(exc.response.headers),
-            body=_response_text(exc.response, exc.body),
+            body=response_text(exc.response, exc.body),
             message=exc.message,
         )
     if isinstance(exc, anthropic.APITimeoutError | httpx2.TimeoutException):
@@ -143,21 +133,8 @@ def _signal(exc: Exception, *, started: bool) -> FailureSignal:
         # Once the response has begun, a broken connection means the answer was cut off mid-way.
         return FailureSignal(transport="stream_cut" if started else "connection")
     if isinstance(exc, anthropic.APIError):
-        return FailureSignal(body=_json_text(exc.body), message=exc.message)
+        return FailureSignal(body=json_text(exc.body), message=exc.message)
     return FailureSignal(message=f"{type(exc).__name__}: {exc}")
-
-
-def _response_text(response: httpx2.Response, body: object) -> str:
-    try:
-        return response.text
-    except httpx2.ResponseNotRead:
-        return _json_text(body)
-
-
-def _json_text(body: object) -> str:
-    if body is None:
-        return ""
-    return body if isinstance(body, str) else json.dumps(body, default=str)
 
 
 def _messages(request: ChatRequest) -> list[MessageParam]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import ssl
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
@@ -16,6 +15,7 @@ from openai.types.chat import ChatCompletionContentPartParam, ChatCompletionMess
 
 from bot.classify import FailureSignal, classify
 from bot.providers.base import ChatMessage, ChatRequest, Endpoint, ResolvedAuth
+from bot.providers.sdk_pool import SdkClientPool, json_text, response_text
 
 # Local servers (Ollama, LM Studio, vLLM) ignore the key, but the SDK refuses to start without one.
 PLACEHOLDER_KEY = "modelbot-no-key"
@@ -33,9 +33,12 @@ class OpenAICompletionsClient:
     """``POST {baseUrl}/chat/completions`` with ``stream=True``; one SDK client per endpoint and credential."""
 
     def __init__(self, *, ssl_context: ssl.SSLContext | None = None) -> None:
-        self._ssl_context = ssl_context  # None: the SDK's default trust store
-        self._http: httpx2.AsyncClient | None = None
-        self._clients: dict[_ClientKey, AsyncOpenAI] = {}
+        verify: ssl.SSLContext | bool = (
+            True if ssl_context is None else ssl_context
+        )  # True: the SDK's trust store
+        self._pool: SdkClientPool[AsyncOpenAI] = SdkClientPool(
+            lambda: openai.DefaultAsyncHttpxClient(verify=verify)
+        )
 
     async def stream(
         self, endpoint: Endpoint, auth: ResolvedAuth, request: ChatRequest
@@ -72,37 +75,24 @@ class OpenAICompletionsClient:
             raise classify(FailureSignal(message="finish_reason: content_filter"))
 
     async def aclose(self) -> None:
-        clients, self._clients = list(self._clients.values()), {}
-        for client in clients:
-            await client.close()
-        if self._http is not None:
-            await self._http.aclose()
-            self._http = None
-
-    def _http_client(self) -> httpx2.AsyncClient:
-        # One connection pool and one TLS setup for every credential and endpoint of this API mode.
-        if self._http is None:
-            verify = True if self._ssl_context is None else self._ssl_context
-            self._http = openai.DefaultAsyncHttpxClient(verify=verify)
-        return self._http
+        await self._pool.aclose()
 
     def _client_for(self, endpoint: Endpoint, auth: ResolvedAuth) -> AsyncOpenAI:
         secret = auth.secret if auth.type != "none" and auth.secret else PLACEHOLDER_KEY
         # Keyed by a digest so the cache's keys never hold the secret itself.
         digest = hashlib.sha256(secret.encode()).hexdigest()
         key = (endpoint.base_url, digest, tuple(sorted(endpoint.headers.items())), endpoint.timeout_s)
-        client = self._clients.get(key)
-        if client is None:
-            client = AsyncOpenAI(
+        return self._pool.get(
+            key,
+            lambda http: AsyncOpenAI(
                 api_key=secret,
                 base_url=endpoint.base_url,
                 default_headers=dict(endpoint.headers),
                 timeout=endpoint.timeout_s,
                 max_retries=0,  # the engine decides about retries, never the SDK
-                http_client=self._http_client(),
-            )
-            self._clients[key] = client
-        return client
+                http_client=http,
+            ),
+        )
 
 
 def _signal(exc: Exception, *, started: bool) -> FailureSignal:
@@ -111,7 +101,7 @@ def _signal(exc: Exception, *, started: bool) -> FailureSignal:
         return FailureSignal(
             status=exc.status_code,
             headers=dict(exc.response.headers),
-            body=_response_text(exc.response, exc.body),
+            body=response_text(exc.response, exc.body),
             message=exc.message,
         )
     if isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException):
@@ -120,21 +110,8 @@ def _signal(exc: Exception, *, started: bool) -> FailureSignal:
         # Once the response has begun, a broken connection means the answer was cut off mid-way.
         return FailureSignal(transport="stream_cut" if started else "connection")
     if isinstance(exc, openai.APIError):  # an error object sent inside a 200 stream
-        return FailureSignal(body=_json_text(exc.body), message=exc.message)
+        return FailureSignal(body=json_text(exc.body), message=exc.message)
     return FailureSignal(message=f"{type(exc).__name__}: {exc}")
-
-
-def _response_text(response: httpx2.Response, body: object) -> str:
-    try:
-        return response.text
-    except httpx2.ResponseNotRead:
-        return _json_text(body)
-
-
-def _json_text(body: object) -> str:
-    if body is None:
-        return ""
-    return body if isinstance(body, str) else json.dumps(body, default=str)
 
 
 def _messages(request: ChatRequest) -> list[ChatCompletionMessageParam]:
