@@ -7,8 +7,10 @@ this package, so an installed modelbot migrates its database by itself. To write
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -19,15 +21,16 @@ from alembic.util import CommandError
 from sqlalchemy import CheckConstraint, inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.errors import StoreError
-from bot.store.engine import WRITE, make_engine
+from bot.store.database import Database, open_database
 from bot.store.tables import metadata
 
 MIGRATIONS_DIR: Final = Path(__file__).resolve().with_name("migrations")
 # Any constant shared by every modelbot process: b"modelbot" as a bigint.
 _PG_MIGRATION_LOCK: Final = int.from_bytes(b"modelbot", "big")
+
+T = TypeVar("T")
 
 
 def alembic_config(connection: Connection | None = None, *, url: str | None = None) -> Config:
@@ -47,22 +50,17 @@ def head_revision() -> str | None:
 
 
 def _upgrade(connection: Connection, revision: str) -> None:
+    if connection.dialect.name == "postgresql":
+        # Two processes starting at once would both CREATE TABLE; the second waits here, then finds the
+        # version table at head and does nothing. (On SQLite, BEGIN IMMEDIATE serialises racing starts.)
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK})
     command.upgrade(alembic_config(connection), revision)
 
 
-async def upgrade_engine(engine: AsyncEngine, revision: str = "head") -> None:
+async def upgrade_database(database: Database, revision: str = "head") -> None:
     """Bring the schema to ``revision`` in one transaction; concurrent starts run it one at a time."""
     try:
-        async with engine.connect() as conn:
-            await conn.execution_options(**WRITE)  # SQLite: BEGIN IMMEDIATE serialises racing starts
-            async with conn.begin():
-                if conn.dialect.name == "postgresql":
-                    # Two processes starting at once would both CREATE TABLE; the second waits here, then
-                    # finds the version table at head and does nothing.
-                    await conn.execute(
-                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK}
-                    )
-                await conn.run_sync(_upgrade, revision)
+        await database.run(functools.partial(_upgrade, revision=revision), write=True)
     except CommandError as exc:
         # Typically a database migrated by a newer modelbot: its revision is unknown here.
         raise StoreError(f"Cannot migrate the session database: {exc}.") from exc
@@ -72,11 +70,11 @@ async def upgrade_engine(engine: AsyncEngine, revision: str = "head") -> None:
 
 async def upgrade(url: str, revision: str = "head") -> None:
     """Migrate the database at ``url`` with a short-lived engine of its own."""
-    engine = make_engine(url)
+    database = open_database(url)
     try:
-        await upgrade_engine(engine, revision)
+        await upgrade_database(database, revision)
     finally:
-        await engine.dispose()
+        await database.dispose()
 
 
 def _drift(connection: Connection) -> list[Any]:
@@ -95,21 +93,19 @@ def _revision(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
+async def _read(url: str, body: Callable[[Connection], T]) -> T:
+    database = open_database(url)
+    try:
+        return await database.run(body)
+    finally:
+        await database.dispose()
+
+
 async def schema_drift(url: str) -> list[Any]:
     """Alembic's autogenerate differences between the database and ``tables.py``: [] when in step."""
-    engine = make_engine(url)
-    try:
-        async with engine.connect() as conn:
-            return await conn.run_sync(_drift)
-    finally:
-        await engine.dispose()
+    return await _read(url, _drift)
 
 
 async def current_revision(url: str) -> str | None:
     """The revision the database at ``url`` is at; None before the first migration."""
-    engine = make_engine(url)
-    try:
-        async with engine.connect() as conn:
-            return await conn.run_sync(_revision)
-    finally:
-        await engine.dispose()
+    return await _read(url, _revision)

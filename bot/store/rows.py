@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
-from typing import Any, TypeVar
+import json
+from collections.abc import Collection, Sequence
+from typing import Any, Final, TypeVar
 
-from sqlalchemy import Row
+import sqlalchemy as sa
 
 from bot.errors import StoreError
+from bot.store.tables import events, messages, sessions
 from bot.store.types import (
     MESSAGE_ROLES,
     MODEL_SOURCES,
@@ -20,6 +22,47 @@ from bot.store.types import (
 )
 
 T = TypeVar("T")
+
+# What to SELECT (or RETURN) for each value, in the order its converter below unpacks the row: by position,
+# because row._mapping lookups cost more than SQLite takes to find the row (history reads 200 at a time).
+SESSION_COLUMNS: Final = (
+    sessions.c.key,
+    sessions.c.agent_id,
+    sessions.c.platform,
+    sessions.c.chat_id,
+    sessions.c.user_id,
+    sessions.c.thread_id,
+    sessions.c.model_override,
+    sessions.c.model_source,
+    sessions.c.pin_profile,
+    sessions.c.pin_source,
+    sessions.c.pin_compaction,
+    sessions.c.compaction_count,
+    sessions.c.last_model,
+    sessions.c.last_profile,
+    sessions.c.last_fallback,
+    sessions.c.created_at,
+    sessions.c.updated_at,
+    sessions.c.message_count,
+)
+MESSAGE_COLUMNS: Final = (
+    messages.c.id,
+    messages.c.session_key,
+    messages.c.role,
+    messages.c.content,
+    # As text: nearly every message has no attachment, and "[]" is cheaper to recognise than to decode.
+    sa.type_coerce(messages.c.attachments, sa.Text()).label("attachments"),
+    messages.c.token_estimate,
+    messages.c.created_at,
+)
+EVENT_COLUMNS: Final = (
+    events.c.at,
+    events.c.session_key,
+    events.c.ref,
+    events.c.profile_id,
+    events.c.reason,
+    events.c.cooldown_until,
+)
 
 
 def _one_of(value: Any, allowed: Collection[T], what: str) -> T:
@@ -66,52 +109,79 @@ def fresh_values() -> dict[str, Any]:
     }
 
 
-def session(row: Row[Any]) -> SessionRecord:
-    m = row._mapping
+def session(row: Sequence[Any]) -> SessionRecord:
+    """A row of ``SESSION_COLUMNS``."""
+    (
+        key,
+        agent_id,
+        platform,
+        chat_id,
+        user_id,
+        thread_id,
+        model_override,
+        model_source,
+        pin_profile,
+        pin_source,
+        pin_compaction,
+        compaction_count,
+        last_model,
+        last_profile,
+        last_fallback,
+        created_at,
+        updated_at,
+        message_count,
+    ) = row
     return SessionRecord(
-        key=m["key"],
-        agent_id=m["agent_id"],
-        platform=m["platform"],
-        chat_id=m["chat_id"],
-        user_id=m["user_id"],
-        thread_id=m["thread_id"],
-        model_override=m["model_override"],
-        model_source=_one_of(m["model_source"], (*MODEL_SOURCES, None), "model source"),
-        pin_profile=m["pin_profile"],
-        pin_source=_one_of(m["pin_source"], (*PIN_SOURCES, None), "pin source"),
-        pin_compaction=m["pin_compaction"],
-        compaction_count=m["compaction_count"],
-        last_model=m["last_model"],
-        last_profile=m["last_profile"],
-        last_fallback=bool(m["last_fallback"]),
-        created_at=m["created_at"],
-        updated_at=m["updated_at"],
-        message_count=m["message_count"],
+        key=key,
+        agent_id=agent_id,
+        platform=platform,
+        chat_id=chat_id,
+        user_id=user_id,
+        thread_id=thread_id,
+        model_override=model_override,
+        model_source=_one_of(model_source, (*MODEL_SOURCES, None), "model source"),
+        pin_profile=pin_profile,
+        pin_source=_one_of(pin_source, (*PIN_SOURCES, None), "pin source"),
+        pin_compaction=pin_compaction,
+        compaction_count=compaction_count,
+        last_model=last_model,
+        last_profile=last_profile,
+        last_fallback=bool(last_fallback),
+        created_at=created_at,
+        updated_at=updated_at,
+        message_count=message_count,
     )
 
 
 def _attachments(raw: Any) -> tuple[Attachment, ...]:
+    # SQLite hands back the JSON text; on PostgreSQL the asyncpg codec SQLAlchemy installs decoded it already.
+    if raw in ("[]", []):
+        return ()
     try:
-        return tuple(Attachment(media_type=a["media_type"], size=a["size"], name=a.get("name")) for a in raw)
-    except (TypeError, KeyError, AttributeError) as exc:
+        decoded = json.loads(raw) if isinstance(raw, str) else raw
+        return tuple(
+            Attachment(media_type=a["media_type"], size=a["size"], name=a.get("name")) for a in decoded
+        )
+    except (TypeError, KeyError, AttributeError, ValueError) as exc:
         raise StoreError("The session database holds malformed attachment metadata.") from exc
 
 
-def message(row: Row[Any]) -> StoredMessage:
-    m = row._mapping
+def message(row: Sequence[Any]) -> StoredMessage:
+    """A row of ``MESSAGE_COLUMNS``."""
+    id_, session_key, role, content, attachments, token_estimate, created_at = row
     return StoredMessage(
-        id=m["id"],
-        session_key=m["session_key"],
-        role=_one_of(m["role"], MESSAGE_ROLES, "message role"),
-        content=m["content"],
-        attachments=_attachments(m["attachments"]),
-        token_estimate=m["token_estimate"],
-        created_at=m["created_at"],
+        id=id_,
+        session_key=session_key,
+        role=_one_of(role, MESSAGE_ROLES, "message role"),
+        content=content,
+        attachments=_attachments(attachments),
+        token_estimate=token_estimate,
+        created_at=created_at,
     )
 
 
-def as_new(row: Row[Any]) -> NewMessage:
-    """A stored message as a message to insert again (compaction keeps it behind the summary)."""
+def as_new(row: Sequence[Any]) -> NewMessage:
+    """A row of ``MESSAGE_COLUMNS`` as a message to insert again (compaction keeps it behind the summary)."""
     stored = message(row)
     return NewMessage(stored.role, stored.content, stored.attachments, stored.token_estimate)
 
@@ -131,15 +201,16 @@ def message_values(key: str, new: NewMessage, created_at: int) -> dict[str, Any]
     }
 
 
-def event(row: Row[Any]) -> FailoverEvent:
-    m = row._mapping
+def event(row: Sequence[Any]) -> FailoverEvent:
+    """A row of ``EVENT_COLUMNS``."""
+    at, session_key, ref, profile_id, reason, cooldown_until = row
     return FailoverEvent(
-        at=m["at"],
-        session_key=m["session_key"],
-        ref=m["ref"],
-        profile_id=m["profile_id"],
-        reason=m["reason"],
-        cooldown_until=m["cooldown_until"],
+        at=at,
+        session_key=session_key,
+        ref=ref,
+        profile_id=profile_id,
+        reason=reason,
+        cooldown_until=cooldown_until,
     )
 
 

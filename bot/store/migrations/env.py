@@ -8,7 +8,7 @@ from alembic import context
 from alembic.config import Config
 from sqlalchemy.engine import Connection
 
-from bot.store.engine import make_engine
+from bot.store.database import open_database
 from bot.store.tables import metadata
 
 
@@ -25,12 +25,11 @@ def _configure(connection: Connection) -> None:
 
 
 async def _standalone(url: str) -> None:
-    engine = make_engine(url)
+    database = open_database(url)
     try:
-        async with engine.begin() as conn:
-            await conn.run_sync(_configure)
+        await database.run(_configure, write=True)
     finally:
-        await engine.dispose()
+        await database.dispose()
 
 
 def _main(config: Config) -> None:
