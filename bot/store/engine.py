@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any, Final
 
@@ -76,11 +78,33 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     try:
-        # busy_timeout first: switching a fresh file to WAL needs a lock another process may hold.
-        for pragma in ("busy_timeout=5000", "journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
+        cursor.execute("PRAGMA busy_timeout=5000")
+        _enable_wal(cursor)
+        for pragma in ("synchronous=NORMAL", "foreign_keys=ON"):
             cursor.execute(f"PRAGMA {pragma}")
     finally:
         cursor.close()
+
+
+WAL_ATTEMPTS = 100  # x 0.05 s: a bound well above any migration's lock hold
+
+
+def _enable_wal(cursor: Any) -> None:
+    """Switch the file to WAL once; the mode persists in the file, so later connections only check it.
+
+    The switch needs a moment with no other connection in the file, and SQLite answers SQLITE_BUSY at once
+    in some lock states instead of waiting out busy_timeout. That only happens while several processes race
+    to create the database, so a short, bounded retry is enough (this runs on a worker thread).
+    """
+    for attempt in range(WAL_ATTEMPTS):
+        try:
+            if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if ("locked" not in str(exc) and "busy" not in str(exc)) or attempt == WAL_ATTEMPTS - 1:
+                raise
+            time.sleep(0.05)
 
 
 def _sqlite_begin(conn: Connection) -> None:
