@@ -98,7 +98,8 @@ def _enable_wal(cursor: Any) -> None:
     """
     for attempt in range(WAL_ATTEMPTS):
         try:
-            if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+            cursor.execute("PRAGMA journal_mode")  # DB-API form: execute, then fetch (adapted cursors too)
+            if str(cursor.fetchone()[0]).lower() != "wal":
                 cursor.execute("PRAGMA journal_mode=WAL")
             return
         except sqlite3.OperationalError as exc:
