@@ -20,6 +20,7 @@ from bot.clock import FakeClock
 from bot.config.schema import DiscordChannel
 from bot.reasons import Reason
 from bot.store.memory import InMemorySessionStore
+from tests import log_guard
 from tests.fakes.discord_server import FakeDiscordServer
 from tests.fakes.scripted import Fail, ScriptedClient, ok
 
@@ -49,31 +50,11 @@ PNG_1x1 = bytes.fromhex(
 )
 
 
-class _ErrorRecords(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 @pytest.fixture(autouse=True)
 def fail_on_error_logs() -> Iterator[None]:
     """discord.py and the adapter only log exceptions raised in handlers: such records fail the test."""
-    handler = _ErrorRecords()
-    loggers = [logging.getLogger("discord"), logging.getLogger("modelbot.discord")]
-    for logger in loggers:
-        logger.addHandler(handler)
-    try:
+    with log_guard.fail_on_error_logs(["discord", "modelbot.discord"]):
         yield
-    finally:
-        for logger in loggers:
-            logger.removeHandler(handler)
-    if handler.records:
-        pytest.fail(
-            "errors were logged:\n" + "\n".join(f"{r.name}: {r.getMessage()}" for r in handler.records)
-        )
 
 
 async def _populate(dc: FakeDiscordServer) -> None:

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import io
 import json
-import logging
 import zlib
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -17,6 +16,7 @@ import pytest
 from discord import app_commands
 from discord.ext import commands
 
+from tests import log_guard
 from tests.fakes.discord_server import FakeDiscordServer
 
 TOKEN = "fake-bot-token"
@@ -32,29 +32,11 @@ DM = 800_000_000_000_000_001
 LATE_GUILD = 900_000_000_000_000_100
 
 
-class _ErrorRecords(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 @pytest.fixture(autouse=True)
 def fail_on_discord_errors() -> Iterator[None]:
     """discord.py only logs exceptions raised in handlers: turn such log records into test failures."""
-    handler = _ErrorRecords()
-    logger = logging.getLogger("discord")
-    logger.addHandler(handler)
-    try:
+    with log_guard.fail_on_error_logs(["discord"]):
         yield
-    finally:
-        logger.removeHandler(handler)
-    if handler.records:
-        pytest.fail(
-            "discord logged errors:\n" + "\n".join(f"{r.name}: {r.getMessage()}" for r in handler.records)
-        )
 
 
 async def _populate(dc: FakeDiscordServer) -> None:

@@ -28,6 +28,7 @@ from bot.help import COMMAND_DESCRIPTIONS
 from bot.providers.base import ChatRequest, Endpoint, ResolvedAuth
 from bot.reasons import Reason
 from bot.store.memory import InMemorySessionStore
+from tests import log_guard
 from tests.fakes.scripted import Fail, ScriptedClient, ok
 from tests.fakes.scripted import Reply as ScriptedReply
 from tests.fakes.telegram_server import ChatType, FakeMessage, FakeTelegramServer, make_png, utf16_len
@@ -49,34 +50,16 @@ FAST = Timings(
 )
 
 
-class _ErrorRecords(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        # PTB logs a non-JSON error page (a proxy's 502) before raising NetworkError, which is retried.
-        if record.name == "telegram.request.BaseRequest" and "invalid JSON" in record.getMessage():
-            return
-        self.records.append(record)
+def _retried_bad_gateway(record: logging.LogRecord) -> bool:
+    # PTB logs a non-JSON error page (a proxy's 502) before raising NetworkError, which is retried.
+    return record.name == "telegram.request.BaseRequest" and "invalid JSON" in record.getMessage()
 
 
 @pytest.fixture(autouse=True)
 def fail_on_error_logs() -> Iterator[None]:
     """PTB and the adapter only log what goes wrong in handlers: any ERROR record fails the test."""
-    handler = _ErrorRecords()
-    loggers = [logging.getLogger("telegram"), logging.getLogger("modelbot.telegram")]
-    for logger in loggers:
-        logger.addHandler(handler)
-    try:
+    with log_guard.fail_on_error_logs(["telegram", "modelbot.telegram"], ignore=_retried_bad_gateway):
         yield
-    finally:
-        for logger in loggers:
-            logger.removeHandler(handler)
-    if handler.records:
-        pytest.fail(
-            "errors were logged:\n" + "\n".join(f"{r.name}: {r.getMessage()}" for r in handler.records)
-        )
 
 
 @pytest.fixture
