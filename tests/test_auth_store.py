@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import os
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from bot.auth import codec
+from bot.auth import codec, lockfile
 from bot.auth.cooldowns import CooldownPolicy
 from bot.auth.store import AuthStore
 from bot.auth.types import AuthProfiles, Credential, UsageStats
@@ -537,3 +538,63 @@ def test_credential_writes_sync_the_directory_stats_writes_do_not(
     )
     assert calls == [False]
     assert store.reload().profiles["openai:work"].secret == "sk-test-credential-0001"
+
+
+def test_try_update_changes_nothing_while_another_writer_holds_the_lock(tmp_path: Path) -> None:
+    """``try_update`` never waits: with the lock held elsewhere it returns None and leaves the file alone."""
+    store = store_at(tmp_path)
+    store.upsert_profile("p:a", api_key())
+    before = store.path.read_bytes()
+    holder = lockfile.lock(store.lock_path, 1)
+    try:
+        result = store.try_update(lambda doc: AuthProfiles(profiles={}))
+    finally:
+        lockfile.unlock(holder)
+    assert result is None
+    assert store.path.read_bytes() == before
+    assert store.try_update(lambda doc: _with_profile(doc, "p:b")) is not None
+    assert set(store.reload().profiles) == {"p:a", "p:b"}
+
+
+async def test_uncontended_failure_is_written_without_a_worker_thread(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failover waits for this write: with the lock free it happens right away, with no thread hand-off."""
+    store = store_at(tmp_path)
+    store.upsert_profile("p:a", api_key())
+
+    async def no_thread(*args: object, **kwargs: object) -> None:
+        raise AssertionError("handed to a worker thread")
+
+    monkeypatch.setattr(asyncio, "to_thread", no_thread)
+    stats = await store.arecord_failure(
+        "p:a", Reason.RATE_LIMIT, provider="p", now_ms=clock.now_ms(), policy=POLICY
+    )
+    assert stats.cooldown_until == clock.now_ms() + MINUTE_MS
+    assert store.reload().stats("p:a").cooldown_until == clock.now_ms() + MINUTE_MS
+
+
+async def test_contended_failure_waits_in_a_thread_and_keeps_the_loop_running(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """While another process holds the lock, the write waits off the event loop and lands after release."""
+    store = store_at(tmp_path, lock_timeout_s=2)
+    store.upsert_profile("p:a", api_key())
+    holder = lockfile.lock(store.lock_path, 1)
+    try:
+        write = asyncio.create_task(
+            store.arecord_failure("p:a", Reason.AUTH, provider="p", now_ms=clock.now_ms(), policy=POLICY)
+        )
+        # Had the write waited on the loop, this sleep would only end after its lock timeout, failed.
+        await asyncio.sleep(0.05)
+        assert not write.done()
+        assert store.reload().stats("p:a").error_count == 0
+    finally:
+        lockfile.unlock(holder)
+    stats = await asyncio.wait_for(write, 5)
+    assert stats.error_count == 1
+    assert store.reload().stats("p:a").error_count == 1
+
+
+def _with_profile(doc: AuthProfiles, profile_id: str) -> AuthProfiles:
+    return AuthProfiles(profiles={**doc.profiles, profile_id: api_key()}, usage_stats=doc.usage_stats)

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from filelock import FileLock
 
+from bot.auth import lockfile
 from bot.auth.cooldowns import CooldownPolicy
 from bot.auth.resolver import (
     PLACEHOLDER_SECRET,
@@ -298,8 +298,7 @@ async def test_waiter_takes_the_other_process_result(tmp_path: Path, clock: Fake
     refresher = CountingRefresher(clock.now_ms())
     resolver = make(tmp_path, refresher=refresher)
     resolver.store.upsert_profile("g:me", oauth(clock.now_ms() + MINUTE_MS))
-    holder = FileLock(resolver.store.refresh_lock_path, thread_local=False)
-    holder.acquire()
+    holder = lockfile.lock(resolver.store.refresh_lock_path, 5)
     try:
         task = asyncio.create_task(resolver.resolve("g:me", now_ms=clock.now_ms()))
         await asyncio.sleep(0.2)
@@ -307,7 +306,7 @@ async def test_waiter_takes_the_other_process_result(tmp_path: Path, clock: Fake
         other = AuthStore(resolver.store.path)
         other.upsert_profile("g:me", oauth(clock.now_ms() + HOUR_MS, refresh="refresh-x", access="access-x"))
     finally:
-        holder.release()
+        lockfile.unlock(holder)
     assert (await task).secret == "access-x"
     assert refresher.calls == []
 

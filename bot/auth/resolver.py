@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Collection, Mapping
 from dataclasses import replace
+from pathlib import Path
 from typing import Literal, NamedTuple, Protocol
 
-from filelock import FileLock, Timeout
-
+from bot.auth import lockfile
 from bot.auth.rotation import order_profiles
 from bot.auth.store import FILE_MODE, AuthStore
 from bot.auth.types import AuthProfiles, Credential, UsageStats
@@ -167,16 +167,9 @@ class CredentialResolver:
     async def _refresh_locked(
         self, profile_id: str, seen: Credential, refresher: OAuthRefresher, now_ms: int
     ) -> Credential:
-        # A new lock object per call, shared by no thread: acquired in a worker thread, released here.
-        lock = FileLock(
-            self.store.refresh_lock_path,
-            timeout=self._refresh_lock_timeout_s,
-            mode=FILE_MODE,
-            thread_local=False,
-        )
         try:
-            await _acquire(lock)
-        except Timeout:
+            fd = await _acquire(self.store.refresh_lock_path, self._refresh_lock_timeout_s)
+        except lockfile.LockTimeout:
             raise ProviderError(
                 Reason.TIMEOUT, f'Gave up waiting for another refresh of profile "{profile_id}".'
             ) from None
@@ -198,17 +191,17 @@ class CredentialResolver:
                 raise ProviderError(Reason.AUTH, f'The login of profile "{profile_id}" has expired.')
             return current
         finally:
-            lock.release()
+            lockfile.unlock(fd)
 
 
-async def _acquire(lock: FileLock) -> None:
-    """Wait for the lock off the event loop; if cancelled meanwhile, release it once the thread gets it."""
-    pending = asyncio.ensure_future(asyncio.to_thread(lock.acquire))
+async def _acquire(path: Path, timeout_s: float) -> int:
+    """Wait for the lock in a worker thread; if cancelled meanwhile, release it once the thread gets it."""
+    pending = asyncio.ensure_future(asyncio.to_thread(lockfile.lock, path, timeout_s, mode=FILE_MODE))
     try:
-        await asyncio.shield(pending)
+        return await asyncio.shield(pending)
     except asyncio.CancelledError:
         pending.add_done_callback(
-            lambda f: lock.release() if not f.cancelled() and not f.exception() else None
+            lambda f: lockfile.unlock(f.result()) if not f.cancelled() and not f.exception() else None
         )
         raise
 
