@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
+import subprocess
 import sys
 import traceback
 from collections import defaultdict
@@ -16,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from bot.store import NewMessage, SessionPatch
+from bot.store.engine import prepare_sqlite_file
 from bot.store.migrate import current_revision, head_revision, schema_drift, upgrade
 from bot.store.sql import SqlSessionStore, sqlite_url
 from tests.pg import pg_url, scratch_database, truncate_all  # noqa: F401
@@ -154,6 +157,40 @@ async def test_racing_starts_migrate_once(
         await asyncio.gather(*(upgrade(url) for _ in range(5)))
         assert await current_revision(url) == head_revision()
         assert await schema_drift(url) == []
+
+
+TAKE_WRITE_LOCK = """
+import sqlite3, sys
+sqlite3.connect(sys.argv[1], timeout=0, isolation_level=None).execute("BEGIN IMMEDIATE")
+"""
+
+
+def _other_process_can_write(path: Path) -> bool:
+    done = subprocess.run(
+        [sys.executable, "-c", TAKE_WRITE_LOCK, str(path)], capture_output=True, check=False
+    )
+    assert done.returncode == 0 or b"locked" in done.stderr, done.stderr
+    return done.returncode == 0
+
+
+def test_preparing_a_database_in_use_keeps_this_process_locks(tmp_path: Path) -> None:
+    """Opening the store's file again (another engine, the CLI's helpers) must not drop this process's
+    SQLite locks: POSIX locks die with *any* closed descriptor of the file, and other processes would
+    then write over a transaction in progress."""
+    path = tmp_path / "modelbot.sqlite"
+    prepare_sqlite_file(path)
+    holder = sqlite3.connect(path, isolation_level=None)  # rollback journal: the lock is on this file
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        assert not _other_process_can_write(path)
+        prepare_sqlite_file(path)
+        assert not _other_process_can_write(path)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert _other_process_can_write(path)
+    assert path.stat().st_mode & 0o777 == 0o600
 
 
 def _main(argv: list[str]) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import time
 from pathlib import Path
 from typing import Any, Final
@@ -65,12 +66,29 @@ def sqlite_in_memory(url: URL) -> bool:
     return url.get_backend_name() == "sqlite" and (url.database or "") in ("", ":memory:")
 
 
+# Serialises this process's file creations: see prepare_sqlite_file.
+_CREATING = threading.Lock()
+
+
 def prepare_sqlite_file(path: Path) -> None:
-    """Create the directory (0700) and an empty file (0600): the history is private conversation."""
+    """Create the directory (0700) and, if missing, an empty file (0600): the history is private conversation.
+
+    An existing database file is never opened here. SQLite's locks are POSIX advisory locks, which belong to
+    the process: closing *any* descriptor of the file drops every lock this process's SQLite connections
+    hold on it, and another process may then delete a WAL that is in use (measured: a whole process's
+    committed writes lost, "disk I/O error" on connect). A new file is safe to open and close: no
+    connection of this process can have it open before this function returns, as creations are serialised.
+    """
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    # SQLite gives its -wal and -shm files the database file's mode, so this covers them too.
-    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
-    os.close(fd)
+    with _CREATING:
+        if path.exists():
+            return
+        try:
+            # SQLite gives its -wal and -shm files the database file's mode, so this covers them too.
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+        except FileExistsError:  # another process created it meanwhile, and may be using it
+            return
+        os.close(fd)
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
