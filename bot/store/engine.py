@@ -34,6 +34,8 @@ _SYNC_SQLITE: Final = "sqlite+pysqlite"
 # and WAL readers do not block, so a second thread only keeps reads flowing while a write waits for another
 # process's lock; more threads just compete for the GIL (measured: 5 threads cost 10-15 % in bench.pipeline).
 SQLITE_THREADS: Final = 2
+# Connections the event loop holds for its own quick transactions (reads, writes): see bot.store.sqlite_database.
+SQLITE_LOOP_CONNECTIONS: Final = 2
 
 
 def parse_url(url: str) -> URL:
@@ -173,7 +175,7 @@ def make_sqlite_engine(url: URL) -> Engine:
         engine = create_engine(
             sync_url,
             poolclass=QueuePool,
-            pool_size=SQLITE_THREADS,
+            pool_size=SQLITE_THREADS + SQLITE_LOOP_CONNECTIONS,
             max_overflow=0,  # never more threads than connections, so no thread waits for one
             connect_args=connect_args,
         )

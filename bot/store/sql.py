@@ -50,17 +50,20 @@ class SqlSessionStore:
             database, self._database = self._database, None
             await database.dispose()
 
-    async def _run(self, body: Callable[[Connection], T], *, write: bool = False) -> T:
-        """One transaction; where the running store's database errors become ``StoreError``."""
+    async def _run(self, body: Callable[[Connection], T], *, write: bool = False, quick: bool = False) -> T:
+        """One transaction; where the running store's database errors become ``StoreError``.
+
+        ``quick``: one of a turn's few-row transactions (see ``Database.run``); bulk ones never are.
+        """
         if self._database is None:
             raise StoreError("The session store is not started.")
         try:
-            return await self._database.run(body, write=write)
+            return await self._database.run(body, write=write, quick=quick)
         except (SQLAlchemyError, OSError) as exc:
             raise StoreError(f"The session store failed ({type(exc).__name__}).") from exc
 
     async def get(self, key: str) -> SessionRecord | None:
-        return await self._run(partial(sql_ops.get, key=key))
+        return await self._run(partial(sql_ops.get, key=key), quick=True)
 
     async def get_or_create(
         self,
@@ -86,21 +89,22 @@ class SqlSessionStore:
             thread_id=thread_id,
             now_ms=now_ms,
         )
-        return await self._run(partial(sql_ops.create, values=values), write=True)
+        return await self._run(partial(sql_ops.create, values=values), write=True, quick=True)
 
     async def update(self, key: str, patch: SessionPatch, *, now_ms: int) -> SessionRecord:
-        return await self._run(partial(sql_ops.update, key=key, patch=patch, now_ms=now_ms), write=True)
+        body = partial(sql_ops.update, key=key, patch=patch, now_ms=now_ms)
+        return await self._run(body, write=True, quick=True)
 
     async def append_messages(
         self, key: str, messages_: Sequence[NewMessage], *, now_ms: int, patch: SessionPatch | None = None
     ) -> list[StoredMessage]:
         body = partial(sql_ops.append_messages, key=key, new=list(messages_), now_ms=now_ms, patch=patch)
-        return await self._run(body, write=True)
+        return await self._run(body, write=True, quick=True)
 
     async def history(self, key: str, *, limit: int | None = None) -> list[StoredMessage]:
         if limit is not None and limit <= 0:
             return []
-        return await self._run(partial(sql_ops.history, key=key, limit=limit))
+        return await self._run(partial(sql_ops.history, key=key, limit=limit), quick=limit is not None)
 
     async def replace_history(
         self,
@@ -150,7 +154,7 @@ class SqlSessionStore:
         return await self._run(partial(sql_ops.reset_all, older_than_ms=older_than_ms), write=True)
 
     async def record_event(self, event: FailoverEvent) -> None:
-        await self._run(partial(sql_ops.record_event, event=event), write=True)
+        await self._run(partial(sql_ops.record_event, event=event), write=True, quick=True)
 
     async def events(
         self, *, since_ms: int | None = None, profile_id: str | None = None, limit: int = 100

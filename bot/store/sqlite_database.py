@@ -1,0 +1,226 @@
+"""SQLite transactions on the event loop when they can start at once, else in worker threads; checkpoints.
+
+Measured on this project's 2-vCPU VM: handing a transaction to a thread and back costs 0.15-0.4 ms each way,
+more than the turn's transactions themselves on a held connection (read a session ~0.05 ms, save a turn
+~0.2 ms). Under WAL with ``synchronous=NORMAL`` a commit is memory work and ``write()`` calls, no fsync, so
+running it on the loop costs less than any hand-off. What could make it wait — another process's write lock,
+WAL recovery — is refused at once on the loop's connections (``busy_timeout=0``); the transaction is then run
+again, from the start, in a worker thread, where ``busy_timeout`` waits. Bulk transactions (listing, resetting
+or pruning many rows) always run in a thread. sqlite3 releases the GIL while SQLite works, so the loop keeps
+running meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Final, TypeVar
+
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+from bot.store.engine import WRITE
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+# Writes on the loop between checkpoints: SQLite's own autocheckpoint size (1000 pages) at the ~4 pages a
+# saved turn dirties.
+CHECKPOINT_EVERY_WRITES: Final = 250
+# The WAL is made to start over once it holds this many frames (16 MiB of 4 KiB pages): see _checkpoint.
+RESTART_WAL_AFTER_FRAMES: Final = 4096
+
+
+class SqliteDatabase:
+    """A sync pysqlite engine: quick transactions on the loop's two held connections, others in threads."""
+
+    def __init__(self, engine: Engine, *, workers: int, on_loop: bool) -> None:
+        self._engine = engine
+        self._writer = engine.execution_options(**WRITE)  # same pool; its transactions BEGIN IMMEDIATE
+        # No more threads than pooled connections, so a thread never waits for a connection.
+        self._threads = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="modelbot-store")
+        self._on_loop = on_loop
+        self._loop_connections: _LoopConnections | None = None
+        self._opening: asyncio.Future[_LoopConnections] | None = None
+        self._thread_write: asyncio.Future[Any] | None = None  # see _write
+        self._writes_since_checkpoint = 0
+        self._checkpointing: asyncio.Task[None] | None = None
+
+    @property
+    def dialect(self) -> str:
+        return self._engine.dialect.name
+
+    async def run(self, body: Callable[[Connection], T], *, write: bool = False, quick: bool = False) -> T:
+        on_loop = await self._loop_side() if quick else None
+        if write:
+            return await self._write(body, None if on_loop is None else on_loop.writer)
+        if on_loop is not None:
+            try:
+                return _transaction_now(on_loop.reader, body)
+            except _Busy:
+                pass
+        return await asyncio.get_running_loop().run_in_executor(
+            self._threads, _transaction, self._engine, body
+        )
+
+    async def _write(self, body: Callable[[Connection], T], on_loop: Connection | None) -> T:
+        """This process's writes, one at a time: on the loop when possible, else one thread write at a time.
+
+        SQLite allows one writer, and connections of one process that race for it wait in SQLite's sleeping
+        busy handler, where they can time out under load ("database is locked"); so a write waits here for
+        the thread write in progress, if any, leaving busy_timeout to arbitrate between processes only.
+        Writes on the loop need no lock: nothing else runs on the loop while one does. Waiters wait for the
+        thread write only, not for each other, so they all run as soon as it ends: an asyncio.Lock handed
+        over one waiter per loop iteration kept a queue of every conversation's save under load (measured:
+        all 200 conversations of bench.pipeline parked there for good after the first compaction).
+        """
+        while (current := self._thread_write) is not None and not current.done():
+            await asyncio.wait([current])  # never raises, and leaves the thread write alone if cancelled
+        if on_loop is not None:
+            try:
+                result = _transaction_now(on_loop, body)
+            except _Busy:
+                pass  # another process is writing: wait for it in a thread
+            else:
+                self._count_write()
+                return result
+        done = asyncio.get_running_loop().run_in_executor(self._threads, _transaction, self._writer, body)
+        # Until its transaction has ended (a thread cannot be interrupted), even if our caller is cancelled.
+        self._thread_write = done
+        return await asyncio.shield(done)
+
+    async def _loop_side(self) -> _LoopConnections | None:
+        """The loop's two connections, opened in a thread on first use (connecting may wait for a lock)."""
+        if not self._on_loop:
+            return None
+        if self._loop_connections is not None:
+            return self._loop_connections
+        if self._opening is None or self._opening.done():  # done, yet no connections: it failed, try again
+            loop = asyncio.get_running_loop()
+            self._opening = loop.run_in_executor(self._threads, self._open_loop_connections)
+        return await asyncio.shield(self._opening)  # callers meanwhile wait for the same opening
+
+    def _open_loop_connections(self) -> _LoopConnections:
+        # Set here, in the thread, so that dispose() closes them even if every caller was cancelled.
+        self._loop_connections = _LoopConnections.open(self._engine)
+        return self._loop_connections
+
+    def _count_write(self) -> None:
+        self._writes_since_checkpoint += 1
+        if self._writes_since_checkpoint >= CHECKPOINT_EVERY_WRITES and self._checkpointing is None:
+            self._writes_since_checkpoint = 0
+            self._checkpointing = asyncio.ensure_future(self._checkpoint())
+
+    async def _checkpoint(self) -> None:
+        """Copy the WAL into the database beside the loop's writes; now and then, make the WAL start over.
+
+        The loop's connections never checkpoint (a checkpoint fsyncs). SQLite reuses the WAL from its start
+        only when a write begins with every frame already copied, which a checkpoint running beside a steady
+        stream of writes never achieves (measured: the WAL grew by 20 MB/s in bench.pipeline, and reads
+        slowed as it grew). When idle moments do not let it happen by itself and the WAL passes
+        ``RESTART_WAL_AFTER_FRAMES``, a second pass copies the few frames written meanwhile as a thread
+        write: this process's writes wait for it (its two fsyncs: ~10 ms here), and the next one restarts
+        the WAL. Waiting on every checkpoint instead cost 1-2 % of the turns that long.
+        """
+        loop = asyncio.get_running_loop()
+        try:
+            frames = await loop.run_in_executor(self._threads, _checkpoint, self._engine)
+            if frames < RESTART_WAL_AFTER_FRAMES:
+                return
+            while (current := self._thread_write) is not None and not current.done():
+                await asyncio.wait([current])
+            self._thread_write = loop.run_in_executor(self._threads, _checkpoint, self._engine)
+            await self._thread_write
+        except (SQLAlchemyError, sqlite3.Error, OSError) as exc:
+            log.warning("WAL checkpoint failed (%s); the next one will retry", type(exc).__name__)
+        finally:
+            self._checkpointing = None
+
+    async def dispose(self) -> None:
+        if self._checkpointing is not None:
+            self._checkpointing.cancel()  # its thread work, if any, still ends before the pool closes
+            await asyncio.wait([self._checkpointing])
+        await asyncio.to_thread(self._close)
+
+    def _close(self) -> None:
+        self._threads.shutdown(wait=True)  # transactions and checkpoints already handed over finish first
+        if self._loop_connections is not None:
+            self._loop_connections.close()
+            self._loop_connections = None
+        self._engine.dispose()
+
+
+class _Busy(Exception):
+    """SQLite refused to wait for a lock on a loop connection; the transaction did nothing."""
+
+
+class _LoopConnections:
+    """Two held connections for the event loop (reads, and writes that BEGIN IMMEDIATE), never waiting."""
+
+    def __init__(self, reader: Connection, writer: Connection) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    def open(cls, engine: Engine) -> _LoopConnections:
+        opened: list[Connection] = []
+        try:
+            for options in ({}, WRITE):
+                conn = engine.connect().execution_options(**options)
+                opened.append(conn)
+                # Held for the database's life, so these settings never reach the threads' connections.
+                _driver(conn).execute("PRAGMA busy_timeout=0")
+                _driver(conn).execute("PRAGMA wal_autocheckpoint=0")
+        except BaseException:
+            for conn in opened:  # back to the pool, or its few connections would run out
+                conn.close()
+            raise
+        return cls(*opened)
+
+    def close(self) -> None:
+        self.reader.close()
+        self.writer.close()
+
+
+def _transaction_now(conn: Connection, body: Callable[[Connection], T]) -> T:
+    """One transaction on a loop connection; ``_Busy``, with nothing done, when SQLite would have waited."""
+    try:
+        with conn.begin():
+            return body(conn)
+    except OperationalError as exc:
+        if not _is_busy(exc):
+            raise
+        if conn.in_transaction():  # BEGIN itself was refused: SQLAlchemy may still count it as open
+            conn.rollback()
+        raise _Busy from exc
+
+
+_BUSY_CODES: Final = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+
+
+def _is_busy(exc: OperationalError) -> bool:
+    code = getattr(exc.orig, "sqlite_errorcode", None)
+    return isinstance(exc.orig, sqlite3.OperationalError) and code is not None and code & 0xFF in _BUSY_CODES
+
+
+def _transaction(engine: Engine, body: Callable[[Connection], T]) -> T:
+    with engine.connect() as conn, conn.begin():
+        return body(conn)
+
+
+def _checkpoint(engine: Engine) -> int:
+    """A PASSIVE checkpoint, which copies what it can without waiting for, or blocking, any reader or
+    writer; returns the frames in the WAL. Run outside any transaction, on the sqlite3 connection itself
+    (which is in autocommit mode: see bot.store.engine)."""
+    with engine.connect() as conn:
+        _busy, frames, _copied = _driver(conn).execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        return int(frames)
+
+
+def _driver(conn: Connection) -> sqlite3.Connection:
+    driver = conn.connection.driver_connection
+    assert isinstance(driver, sqlite3.Connection)
+    return driver

@@ -1,0 +1,158 @@
+"""SQLite transactions: on the event loop when they can start at once, in a thread when they would wait;
+checkpoints that keep the WAL from growing without end."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from bot.store import NewMessage
+from bot.store import sqlite_database as sqlite_db
+from bot.store.database import open_database
+from bot.store.sql import SqlSessionStore, sqlite_url
+from bot.store.sqlite_database import SqliteDatabase
+
+T0 = 1_700_000_000_000
+KEY = "test:chat:1"
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqlSessionStore]:
+    started = SqlSessionStore(sqlite_url(tmp_path / "modelbot.sqlite"))
+    await started.start()
+    await started.get_or_create(KEY, agent_id="main", platform="test", chat_id="1", now_ms=T0)
+    try:
+        yield started
+    finally:
+        await started.stop()
+
+
+def _database(store: SqlSessionStore) -> SqliteDatabase:
+    database = store._database
+    assert isinstance(database, SqliteDatabase)
+    return database
+
+
+def _thread_of(conn: Connection) -> int:
+    conn.execute(sa.text("SELECT 1"))
+    return threading.get_ident()
+
+
+async def test_quick_transactions_run_on_the_loop_and_bulk_ones_in_a_thread(store: SqlSessionStore) -> None:
+    """A turn's few-row reads and writes cost no thread hand-off; listing many rows never blocks the loop."""
+    database = _database(store)
+    loop_thread = threading.get_ident()
+    assert await database.run(_thread_of, quick=True) == loop_thread
+    assert await database.run(_thread_of, write=True, quick=True) == loop_thread
+    assert await database.run(_thread_of) != loop_thread
+    assert await database.run(_thread_of, write=True) != loop_thread
+
+
+async def test_in_memory_database_never_runs_on_the_loop() -> None:
+    """One shared in-memory connection serves one worker thread, so quick transactions go there too."""
+    database = open_database("sqlite+aiosqlite://")
+    try:
+        assert await database.run(_thread_of, quick=True) != threading.get_ident()
+    finally:
+        await database.dispose()
+
+
+async def test_a_write_another_process_blocks_waits_in_a_thread(
+    store: SqlSessionStore, tmp_path: Path
+) -> None:
+    """While another connection holds SQLite's write lock the loop keeps running; the write lands after."""
+    database = _database(store)
+    other = sqlite3.connect(tmp_path / "modelbot.sqlite", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        write = asyncio.create_task(store.append_messages(KEY, [NewMessage("user", "hello")], now_ms=T0))
+        await asyncio.sleep(0.1)  # had the write waited on the loop, this would end only after it
+        assert not write.done()
+        read = await database.run(_thread_of, quick=True)  # WAL readers are not blocked by a writer
+        assert read == threading.get_ident()
+    finally:
+        other.execute("COMMIT")
+        other.close()
+    stored = await asyncio.wait_for(write, 5)
+    assert [m.content for m in stored] == ["hello"]
+    # The loop's connection is fine afterwards: the next write runs there again.
+    assert await database.run(_thread_of, write=True, quick=True) == threading.get_ident()
+    assert [m.content for m in await store.history(KEY, limit=10)] == ["hello"]
+
+
+async def test_a_failed_quick_write_leaves_nothing_and_the_connection_usable(store: SqlSessionStore) -> None:
+    """A body that raises on the loop rolls back; the next transaction on the same connection works."""
+    database = _database(store)
+
+    def half_then_fail(conn: Connection) -> None:
+        conn.execute(sa.text("UPDATE sessions SET last_model = 'x/y' WHERE key = :k"), {"k": KEY})
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        await database.run(half_then_fail, write=True, quick=True)
+    record = await store.get(KEY)
+    assert record is not None and record.last_model is None
+    await store.append_messages(KEY, [NewMessage("user", "after")], now_ms=T0)
+    assert [m.content for m in await store.history(KEY, limit=10)] == ["after"]
+
+
+def _wal_frames(path: Path) -> int:
+    with sqlite3.connect(path) as conn:
+        _busy, frames, _copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    return int(frames)
+
+
+async def _write_turns(store: SqlSessionStore, count: int) -> None:
+    for i in range(count):
+        await store.append_messages(KEY, [NewMessage("user", f"message {i} " + "x" * 3000)], now_ms=T0 + i)
+        checkpointing = _database(store)._checkpointing
+        if checkpointing is not None:  # wait for it here, as a busy bot's next turns would overlap it
+            await checkpointing
+
+
+@pytest.mark.parametrize("restart_after", [1, 10**9])
+async def test_checkpoints_let_the_wal_start_over(
+    store: SqlSessionStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, restart_after: int
+) -> None:
+    """Writes that land while a checkpoint copies keep the WAL from ever being fully copied, so SQLite never
+    reuses it from the start. Past the frame limit the second pass (writes held back) copies the rest and
+    the next write starts the WAL over; without the limit it only grows."""
+    path = tmp_path / "modelbot.sqlite"
+    real_checkpoint = sqlite_db._checkpoint
+    passes: list[int] = []
+
+    def checkpoint_while_the_bot_writes(engine: sa.Engine) -> int:
+        first_pass = restart_after > 1 or len(passes) % 2 == 0  # with the limit, passes come in pairs
+        if not first_pass:
+            passes.append(real_checkpoint(engine))
+            return passes[-1]
+        # A turn saved while the pass copies, which it cannot copy yet: it came after a reader's snapshot.
+        with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as reader:
+            reader.execute("BEGIN")
+            reader.execute("SELECT count(*) FROM sessions").fetchone()
+            with contextlib.closing(sqlite3.connect(path)) as writer, writer:
+                writer.execute("UPDATE sessions SET updated_at = updated_at + 1 WHERE key = ?", (KEY,))
+            passes.append(real_checkpoint(engine))
+            reader.execute("COMMIT")
+        return passes[-1]
+
+    monkeypatch.setattr(sqlite_db, "_checkpoint", checkpoint_while_the_bot_writes)
+    monkeypatch.setattr(sqlite_db, "CHECKPOINT_EVERY_WRITES", 5)
+    monkeypatch.setattr(sqlite_db, "RESTART_WAL_AFTER_FRAMES", restart_after)
+    await _write_turns(store, 40)
+    frames = _wal_frames(path)
+    if restart_after == 1:
+        assert len(passes) == 2 * (40 // 5)
+        assert frames < 5 * 4  # only what was written since the last restart, a few frames a write
+    else:
+        assert len(passes) == 40 // 5
+        assert frames > 40  # every write's frames are still in the WAL
+    assert len(await store.history(KEY, limit=100)) == 40
