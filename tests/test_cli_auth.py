@@ -304,13 +304,15 @@ from bot.auth.cooldowns import CooldownPolicy
 from bot.auth.store import AuthStore
 from bot.reasons import Reason
 
-store = AuthStore(Path(sys.argv[1]))
+store, stop = AuthStore(Path(sys.argv[1])), Path(sys.argv[2])
 print("ready", flush=True)
-for i in range(int(sys.argv[2])):
+done = 0
+while not stop.exists() or done < 50:  # until told to stop, so that it overlaps every CLI edit
     store.record_failure(
-        "openai:busy", Reason.RATE_LIMIT, provider="openai", now_ms=1_700_000_000_000 + i, policy=CooldownPolicy()
+        "openai:busy", Reason.RATE_LIMIT, provider="openai", now_ms=1_700_000_000_000 + done, policy=CooldownPolicy()
     )
-print("done", flush=True)
+    done += 1
+print(done, flush=True)
 """
 
 
@@ -321,9 +323,9 @@ def test_cli_edits_while_another_process_records_failures_lose_nothing(
     """A bot process books failures while the CLI adds, orders and removes profiles: every change survives."""
     path = auth_profiles_path(state_dir)
     store(state_dir).upsert_profile("openai:busy", Credential("api_key", "openai", SECRET))
-    failures = 400
+    stop = state_dir / "stop-recording"
     with subprocess.Popen(
-        [sys.executable, "-c", _RECORDER, str(path), str(failures)],
+        [sys.executable, "-c", _RECORDER, str(path), str(stop)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
@@ -337,11 +339,11 @@ def test_cli_edits_while_another_process_records_failures_lose_nothing(
             added.append(f"openai:cli{i}")
         assert run_cli(capsys, "auth", "order", "set", "--provider", "openai", *added[:3]).code == 0
         assert run_cli(capsys, "auth", "remove", added[-1]).code == 0
-        overlapped = recorder.poll() is None
-        assert recorder.stdout.readline().strip() == "done"
+        assert recorder.poll() is None  # the CLI's writes really happened while the other process wrote
+        stop.touch()
+        failures = int(recorder.stdout.readline())
         assert recorder.wait(timeout=60) == 0
     doc = store(state_dir).reload()
-    assert overlapped  # the CLI's writes really happened while the other process was writing
     assert set(doc.profiles) == {"openai:busy", *added[:-1]}
     assert doc.order == {"openai": added[:3]}
     assert doc.stats("openai:busy").error_count == failures
