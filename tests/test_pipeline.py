@@ -206,6 +206,58 @@ async def test_stop_cancels_the_answer_and_retry_resends(state_dir: Path, clock:
         await built.stop()
 
 
+async def test_stop_leaves_the_callers_task_running(state_dir: Path, clock: FakeClock) -> None:
+    """The turn runs in the adapter's own task: after /stop that task goes on as if never cancelled."""
+    built = build_app(
+        env={"MODELBOT_STATE_DIR": str(state_dir)},
+        clock=clock,
+        store=InMemorySessionStore(),
+        demo_delay_s=0.01,
+    )
+    await built.start()
+    try:
+        pipeline = built.chat()
+
+        async def adapter_task() -> tuple[str, int]:
+            replies = await pipeline.handle(msg("a long question"))
+            await asyncio.sleep(0)  # a cancellation left behind would surface here
+            task = asyncio.current_task()
+            assert task is not None
+            return replies[0].text, task.cancelling()
+
+        turn = asyncio.create_task(adapter_task())
+        await asyncio.sleep(0.03)
+        await pipeline.handle(msg("/stop"))
+        assert (await pipeline.handle(msg("/stop")))[0].text == "Stopping the current answer."  # twice
+        assert await turn == ("Stopped. Send /retry to ask again.", 0)
+    finally:
+        await built.stop()
+
+
+async def test_shutdown_cancels_a_turn_even_after_stop(state_dir: Path, clock: FakeClock) -> None:
+    """A cancellation from outside (shutdown) is never taken for /stop: it reaches the caller."""
+    built = build_app(
+        env={"MODELBOT_STATE_DIR": str(state_dir)},
+        clock=clock,
+        store=InMemorySessionStore(),
+        demo_delay_s=0.01,
+    )
+    await built.start()
+    try:
+        pipeline = built.chat()
+        for also_stop in (False, True):
+            turn = asyncio.create_task(pipeline.handle(msg("a long question")))
+            await asyncio.sleep(0.03)
+            if also_stop:
+                await pipeline.handle(msg("/stop"))
+            turn.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await turn
+        assert (await pipeline.handle(msg("/stop")))[0].text == "Nothing to stop."
+    finally:
+        await built.stop()
+
+
 async def test_bad_input_gets_a_short_reply_and_changes_nothing(app: App) -> None:
     """Unknown commands, junk arguments and over-long messages: clear reply, no state change."""
     assert (await say(app, "/frobnicate")).text == "Unknown command /frobnicate. Send /help for the list."

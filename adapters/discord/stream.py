@@ -66,11 +66,15 @@ class ChannelStream:
     # -- internals --------------------------------------------------------------------------------------
 
     async def _keep_typing(self) -> None:
+        # The first trigger goes out even when the answer is already complete (a turn that never waits ends
+        # before this task first runs): the reply, sent after this task has ended, clears it.
         with contextlib.suppress(discord.HTTPException):
+            await self._message.channel.typing()
             while not self._finishing.is_set():
-                await self._message.channel.typing()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._finishing.wait(), TYPING_REFRESH_S)
+                if not self._finishing.is_set():
+                    await self._message.channel.typing()
 
     async def _flush(self) -> None:
         """Show the text so far, then keep showing newer text no more often than once per interval."""

@@ -77,11 +77,15 @@ class ReplyStream:
     # -- internals ----------------------------------------------------------------------------------------
 
     async def _keep_typing(self) -> None:
-        while not self._finishing.is_set() and not self.unavailable:
+        # The first action goes out even when the answer is already complete (a turn that never waits ends
+        # before this task first runs): the final message, sent after this task has ended, clears it.
+        while not self.unavailable:
             try:
                 await self._sender.typing(self._target)
             except ChatUnavailable:
                 self.unavailable = True
+                return
+            if self._finishing.is_set():
                 return
             await self._pause(self._typing_interval)
 
