@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from bot.config.schema import Config
@@ -99,6 +100,7 @@ def _agent_index(config: Config, agent_id: str) -> int | None:
     raise ConfigError(_CONFIG, "agents.list", f"no agent `{agent_id}`; known agents: {known}")
 
 
+@functools.lru_cache(maxsize=512)  # config refs only: a few per agent, parsed on every turn otherwise
 def _ref(text: str, key_path: str) -> ModelRef:
     try:
         return parse_model_ref(text)

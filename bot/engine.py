@@ -316,13 +316,11 @@ class Engine:
         request = ChatRequest(
             model=ref.model, messages=turn.messages, max_tokens=turn.max_tokens, system=turn.system
         )
-        parts: list[str] = []
+        parts = outcome.parts
         try:
             async for text in client.stream(endpoint, auth, request):
                 if text:
                     parts.append(text)
-                    outcome.shown = True
-                    outcome.partial = "".join(parts)
                     yield TextDelta(text)
         except ProviderError:
             raise
@@ -381,5 +379,12 @@ class _Outcome:
 
     text: str | None = None
     action: Action | None = None
-    shown: bool = False
-    partial: str = ""
+    parts: list[str] = field(default_factory=list)  # the deltas shown so far, joined only when needed
+
+    @property
+    def shown(self) -> bool:
+        return bool(self.parts)
+
+    @property
+    def partial(self) -> str:
+        return "".join(self.parts)
