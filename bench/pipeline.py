@@ -7,14 +7,17 @@ messages each, inserted in batches through the store's own engine factory and ta
 Three runs, each on sessions of its own, all Telegram direct messages:
 
 1. **throughput** — 200 conversations at once, each sending its next message as soon as the previous answer
-   is back (closed loop, no think time), for a fixed time: turns per second at saturation. Latency there is
-   mostly waiting for the event loop (Little's law: 200 in flight / throughput); it is shown, not judged.
+   is back (closed loop, no think time; the next message arrives as a new event, as from a chat platform),
+   for a fixed time: turns per second at saturation. Every session here reaches its compaction threshold
+   in the same second, so the run includes a burst of 200 compactions. Latency there is mostly waiting for
+   the event loop (Little's law: 200 in flight / throughput); it is shown, not judged.
 2. **paced** — the same number of conversations, each pausing a random time between its messages so that
    together they offer half the measured capacity: the per-turn overhead under concurrent load.
 3. **sequential** — one turn at a time: the pipeline's own cost per turn, with no one else to wait for.
 
 Per-turn overhead = wall time of ``handle`` minus the time spent inside the provider's stream (measured by
-wrapping the demo client). Peak RSS is ``ru_maxrss`` of this process.
+wrapping the demo client). Peak RSS is ``ru_maxrss`` of this process, which has imported what ``modelbot chat``
+on the demo imports; a bot with real providers also carries their SDKs, whose size is printed beside it.
 
 Run: ``.venv/bin/python -m bench.pipeline [--sessions N] [--conversations N] [--seconds S]``. No network;
 about a minute.
@@ -178,12 +181,16 @@ async def concurrent(
         while time.perf_counter() < deadline:
             number += 1
             await one_turn(app, message(chat, number), run)
-            if mean_think_s is not None:
-                # A person reading the answer and typing the next message (a load model, not a wait).
-                think = rng.uniform(0.5, 1.5) * mean_think_s
-                if time.perf_counter() + think >= deadline:
-                    return
-                await asyncio.sleep(think)
+            if mean_think_s is None:
+                # The next message arrives as a new event, as from a chat platform. A turn on the demo may
+                # never suspend, so without this one conversation would hold the loop to the deadline.
+                await asyncio.sleep(0)
+                continue
+            # A person reading the answer and typing the next message (a load model, not a wait).
+            think = rng.uniform(0.5, 1.5) * mean_think_s
+            if time.perf_counter() + think >= deadline:
+                return
+            await asyncio.sleep(think)
 
     started = time.perf_counter()
     await asyncio.gather(*(talk(chat) for chat in chats))
@@ -249,8 +256,8 @@ async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="modelbot-bench-") as tmp:
         # No config file and no keys: the built-in demo default, as on a fresh machine.
         app = build_app(env={"MODELBOT_STATE_DIR": tmp})
-        for api, client in list(app.clients.items()):
-            app.clients[api] = TimedClient(client)  # the engines share this dict
+        # Only the demo client answers here; the others would import their SDKs for nothing.
+        app.clients["demo"] = TimedClient(app.clients["demo"])  # the engines share this mapping
         await app.start()
         rss_started = peak_rss_mb()
         try:
@@ -259,6 +266,7 @@ async def main(args: argparse.Namespace) -> None:
             await app.stop()
     saturated, paced, alone = runs
     rss = peak_rss_mb()
+    sdk_mb = sdk_import_mb()
     p99 = percentile(paced.overhead, 99)
     print("modelbot pipeline benchmark (ChatPipeline.handle, demo provider, SQLite in a temp state dir)")
     print(f"  machine: {machine()}; load average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}")
@@ -269,6 +277,7 @@ async def main(args: argparse.Namespace) -> None:
     for run in runs:
         print(describe(run))
     print(f"  peak RSS {rss:.1f} MB (after start-up, before the sessions: {rss_started:.1f} MB)")
+    print(f"  the openai and anthropic SDKs, which a bot with real providers imports, add {sdk_mb:.0f} MB")
     print("Targets")
     print(
         f"  throughput {saturated.rate:.0f} turns/s ≥ {THROUGHPUT_TARGET:.0f}: "
@@ -282,6 +291,23 @@ async def main(args: argparse.Namespace) -> None:
     failed = sum(sum(run.errors.values()) for run in runs)
     if failed:
         print(f"  {failed} turn(s) FAILED (see above)")
+
+
+def sdk_import_mb() -> float:
+    """What importing both provider SDKs adds to this process's resident memory."""
+    before = current_rss_mb()
+    import anthropic  # noqa: F401, PLC0415 - measured on purpose, after the runs
+    import openai  # noqa: F401, PLC0415
+
+    return current_rss_mb() - before
+
+
+def current_rss_mb() -> float:
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def parse_args() -> argparse.Namespace:

@@ -67,6 +67,7 @@ class Compactor:
         self._catalog = catalog
         self._clock = clock
         self._threshold = config.agents.defaults.compaction_threshold
+        self._history_limit = config.session.history_limit  # what a turn reads, so the same view
 
     async def maybe_compact(
         self,
@@ -98,4 +99,5 @@ class Compactor:
             session.key, summary, KEEP_LAST, now_ms=self._clock.now_ms(), through_id=older[-1].id
         )
         updated = await self._store.get(session.key)
-        return (updated if updated is not None else session), await self._store.history(session.key)
+        history = await self._store.history(session.key, limit=self._history_limit)
+        return (updated if updated is not None else session), history
