@@ -253,7 +253,7 @@ async def run(turns: int) -> None:
             try:
                 bench = EngineBench(app, direct, server, AuthStore(auth_profiles_path(state)))
                 await bench.overhead(turns)
-                await bench.failover(max(50, turns // 3))
+                await bench.failover(max(50, turns))
                 await bench.persist(max(50, turns // 3))
             finally:
                 await direct.close()

@@ -59,6 +59,8 @@ class App:
         await self.store.start()
 
     async def stop(self) -> None:
+        for backend in self.backends.values():
+            await backend.flush()
         await close_clients(self.clients)
         await self.store.stop()
 

@@ -540,40 +540,6 @@ def test_credential_writes_sync_the_directory_stats_writes_do_not(
     assert store.reload().profiles["openai:work"].secret == "sk-test-credential-0001"
 
 
-def test_try_update_changes_nothing_while_another_writer_holds_the_lock(tmp_path: Path) -> None:
-    """``try_update`` never waits: with the lock held elsewhere it returns None and leaves the file alone."""
-    store = store_at(tmp_path)
-    store.upsert_profile("p:a", api_key())
-    before = store.path.read_bytes()
-    holder = lockfile.lock(store.lock_path, 1)
-    try:
-        result = store.try_update(lambda doc: AuthProfiles(profiles={}))
-    finally:
-        lockfile.unlock(holder)
-    assert result is None
-    assert store.path.read_bytes() == before
-    assert store.try_update(lambda doc: _with_profile(doc, "p:b")) is not None
-    assert set(store.reload().profiles) == {"p:a", "p:b"}
-
-
-async def test_uncontended_failure_is_written_without_a_worker_thread(
-    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A failover waits for this write: with the lock free it happens right away, with no thread hand-off."""
-    store = store_at(tmp_path)
-    store.upsert_profile("p:a", api_key())
-
-    async def no_thread(*args: object, **kwargs: object) -> None:
-        raise AssertionError("handed to a worker thread")
-
-    monkeypatch.setattr(asyncio, "to_thread", no_thread)
-    stats = await store.arecord_failure(
-        "p:a", Reason.RATE_LIMIT, provider="p", now_ms=clock.now_ms(), policy=POLICY
-    )
-    assert stats.cooldown_until == clock.now_ms() + MINUTE_MS
-    assert store.reload().stats("p:a").cooldown_until == clock.now_ms() + MINUTE_MS
-
-
 async def test_contended_failure_waits_in_a_thread_and_keeps_the_loop_running(
     tmp_path: Path, clock: FakeClock
 ) -> None:
@@ -596,5 +562,17 @@ async def test_contended_failure_waits_in_a_thread_and_keeps_the_loop_running(
     assert store.reload().stats("p:a").error_count == 1
 
 
-def _with_profile(doc: AuthProfiles, profile_id: str) -> AuthProfiles:
-    return AuthProfiles(profiles={**doc.profiles, profile_id: api_key()}, usage_stats=doc.usage_stats)
+def test_a_success_that_lands_after_a_newer_failure_keeps_the_failure(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """Success bookkeeping is written in the background: when it lands late, the newer cooldown stands."""
+    store = store_at(tmp_path)
+    store.upsert_profile("p:a", api_key())
+    answered_at = clock.now_ms()
+    clock.advance(ms=5)
+    store.record_failure("p:a", Reason.RATE_LIMIT, provider="p", now_ms=clock.now_ms(), policy=POLICY)
+    stats = store.record_success("p:a", provider="p", now_ms=answered_at)  # lands second
+    assert stats.cooldown_until == clock.now_ms() + MINUTE_MS
+    assert stats.error_count == 1
+    assert stats.last_used == answered_at
+    assert store.reload().last_good == {}  # not the last good one: it has failed since

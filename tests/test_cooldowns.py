@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from bot.auth.cooldowns import (
@@ -129,6 +131,17 @@ def test_success_clears_everything_but_history(clock: FakeClock) -> None:
     assert (ok.cooldown_until, ok.disabled_until, ok.disabled_reason) == (None, None, None)
     again = fail(ok, Reason.RATE_LIMIT, clock)
     assert again.cooldown_until == clock.now_ms() + MINUTE_MS
+
+
+def test_success_older_than_the_last_failure_clears_nothing(clock: FakeClock) -> None:
+    """A success booked before the latest failure only moves lastUsed: the failure's state stands."""
+    answered_at = clock.now_ms()
+    clock.advance(ms=1)
+    failed = fail(UsageStats(last_used=answered_at - 10), Reason.RATE_LIMIT, clock)
+    for at in (answered_at, answered_at - 5):
+        late = record_success(failed, now_ms=at)
+        assert late == replace(failed, last_used=max(at, answered_at - 10))
+    assert record_success(failed, now_ms=clock.now_ms()).cooldown_until is None  # same ms: cleared
 
 
 def test_retry_after_lengthens_but_never_shortens(clock: FakeClock) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable
 
 from bot.auth.cooldowns import CooldownPolicy
@@ -12,6 +14,8 @@ from bot.errors import UnknownProfile
 from bot.providers.base import Endpoint, ResolvedAuth
 from bot.reasons import Reason
 from bot.status_view import ProfileLine, ProviderStatus
+
+log = logging.getLogger(__name__)
 
 # A success changes nothing but ``lastUsed``: writing that more than once a second buys round robin nothing
 # and would put a locked, fsynced file write on every turn.
@@ -32,6 +36,13 @@ class StoreAuthBackend:
         self._store = resolver.store
         self._policy = policy
         self._endpoint_for = endpoint_for
+        self._booked: dict[str, int] = {}  # profile -> when its last success was handed to a write
+        self._writing: set[asyncio.Task[object]] = set()
+
+    async def flush(self) -> None:
+        """Wait for the success bookkeeping still being written (call before the process exits)."""
+        while self._writing:
+            await asyncio.wait(set(self._writing))
 
     # -- engine -------------------------------------------------------------------------------------------
 
@@ -59,8 +70,11 @@ class StoreAuthBackend:
         return stats.unavailable_until(now_ms)
 
     async def record_success(self, profile_id: str, *, now_ms: int) -> None:
+        """Book the success in the background: the answer is complete, and nothing waits for this write.
+
+        ``cooldowns.record_success`` keeps any failure recorded meanwhile, so the write may land late.
+        """
         doc = self._store.load()
-        provider = provider_of(profile_id, doc)
         stats = doc.stats(profile_id)
         clean = (
             stats.error_count == 0
@@ -68,11 +82,22 @@ class StoreAuthBackend:
             and stats.cooldown_until is None
             and stats.disabled_until is None
         )
-        recent = stats.last_used is not None and 0 <= now_ms - stats.last_used < LAST_USED_RESOLUTION_MS
-        if clean and recent:
+        last = max(stats.last_used or 0, self._booked.get(profile_id, 0))
+        if clean and 0 <= now_ms - last < LAST_USED_RESOLUTION_MS:
             # lastGood may lag by up to that second when answers alternate between profiles: it is only shown.
             return
-        await self._store.arecord_success(profile_id, provider=provider, now_ms=now_ms)
+        self._booked[profile_id] = now_ms
+        provider = provider_of(profile_id, doc)
+        task: asyncio.Task[object] = asyncio.ensure_future(
+            self._store.arecord_success(profile_id, provider=provider, now_ms=now_ms)
+        )
+        self._writing.add(task)
+        task.add_done_callback(self._written)
+
+    def _written(self, task: asyncio.Task[object]) -> None:
+        self._writing.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.warning("could not record a success in %s: %s", self._store.path, exc)
 
     # -- commands -----------------------------------------------------------------------------------------
 

@@ -106,8 +106,19 @@ def record_failure(
     )
 
 
+def failed_since(stats: UsageStats, now_ms: int) -> bool:
+    """Whether a failure was recorded after ``now_ms``."""
+    return stats.last_failure_at is not None and stats.last_failure_at > now_ms
+
+
 def record_success(stats: UsageStats, *, now_ms: int) -> UsageStats:
-    """A successful call: used now, every counter and cooldown cleared."""
+    """A successful call: used now, every counter and cooldown cleared.
+
+    Unless a failure was recorded after ``now_ms``: success bookkeeping is written in the background and by
+    other processes too, so it can land after a newer failure, which must stand (its cooldown).
+    """
+    if failed_since(stats, now_ms):
+        return replace(stats, last_used=max(stats.last_used or 0, now_ms))
     return replace(
         stats,
         last_used=now_ms,

@@ -1,0 +1,90 @@
+"""The auth store as the engine sees it: success bookkeeping off the turn's path, failures before the next try."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bot.app import App, auth_store_for, build_app
+from bot.auth import lockfile
+from bot.auth.store import AuthStore
+from bot.clock import MINUTE_MS, FakeClock
+from bot.reasons import Reason
+from bot.store.memory import InMemorySessionStore
+
+PROFILE = "demo:main"
+
+
+@pytest.fixture
+async def app(state_dir: Path, clock: FakeClock) -> AsyncIterator[App]:
+    built = build_app(env={"MODELBOT_STATE_DIR": str(state_dir)}, clock=clock, store=InMemorySessionStore())
+    await built.start()
+    try:
+        yield built
+    finally:
+        await built.stop()
+
+
+def _file(app: App) -> AuthStore:
+    return auth_store_for(app.paths, "main")
+
+
+async def test_a_success_is_booked_without_waiting_for_the_file(app: App, clock: FakeClock) -> None:
+    """The answer is complete: recording its success must not wait for the auth file (here: its lock)."""
+    backend, store = app.backend("main"), _file(app)
+    store.record_success("demo:busy", provider="demo", now_ms=clock.now_ms())  # the file and its dir exist
+    holder = lockfile.lock(store.lock_path, 1)
+    try:
+        started = time.monotonic()
+        await backend.record_success(PROFILE, now_ms=clock.now_ms())
+        assert time.monotonic() - started < 0.5
+        assert store.reload().stats(PROFILE).last_used is None  # still waiting for the lock
+    finally:
+        lockfile.unlock(holder)
+    await backend.flush()
+    doc = store.reload()
+    assert doc.stats(PROFILE).last_used == clock.now_ms()
+    assert doc.last_good["demo"] == PROFILE
+
+
+async def test_a_failure_after_a_pending_success_keeps_its_cooldown(app: App, clock: FakeClock) -> None:
+    """Whichever of the two writes lands first, the newer failure's cooldown stands."""
+    backend, store = app.backend("main"), _file(app)
+    store.record_success("demo:busy", provider="demo", now_ms=clock.now_ms())
+    holder = lockfile.lock(store.lock_path, 1)
+    try:
+        await backend.record_success(PROFILE, now_ms=clock.now_ms())
+        clock.advance(ms=10)
+        failure = asyncio.ensure_future(
+            backend.record_failure(PROFILE, Reason.RATE_LIMIT, now_ms=clock.now_ms(), retry_after_ms=None)
+        )
+        await asyncio.sleep(0.05)
+        assert not failure.done()  # a failure is persisted before the engine goes on: it waits
+    finally:
+        lockfile.unlock(holder)
+    assert await failure == clock.now_ms() + MINUTE_MS
+    await backend.flush()
+    stats = store.reload().stats(PROFILE)
+    assert stats.cooldown_until == clock.now_ms() + MINUTE_MS
+    assert stats.error_count == 1
+    assert backend.unavailable_until(PROFILE, clock.now_ms()) == clock.now_ms() + MINUTE_MS
+
+
+async def test_successes_within_a_second_write_once(app: App, clock: FakeClock) -> None:
+    """lastUsed has a one-second resolution: a busy profile does not rewrite the file on every answer."""
+    backend, store = app.backend("main"), _file(app)
+    await backend.record_success(PROFILE, now_ms=clock.now_ms())
+    first = clock.now_ms()
+    for _ in range(5):
+        clock.advance(ms=100)
+        await backend.record_success(PROFILE, now_ms=clock.now_ms())
+    await backend.flush()
+    assert store.reload().stats(PROFILE).last_used == first
+    clock.advance(ms=600)
+    await backend.record_success(PROFILE, now_ms=clock.now_ms())
+    await backend.flush()
+    assert store.reload().stats(PROFILE).last_used == clock.now_ms()
