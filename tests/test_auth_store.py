@@ -11,6 +11,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -576,3 +577,30 @@ def test_a_success_that_lands_after_a_newer_failure_keeps_the_failure(
     assert stats.error_count == 1
     assert stats.last_used == answered_at
     assert store.reload().last_good == {}  # not the last good one: it has failed since
+
+
+async def test_a_synchronous_update_during_an_async_one_waits_for_it(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """The lock is released by the thread that writes, never by a coroutine after an await: a synchronous
+    update on the event loop's thread (legacy import, a sloppy caller) waits a moment instead of forever."""
+    store = store_at(tmp_path, lock_timeout_s=2)
+    store.upsert_profile("p:a", api_key())
+    real_replace = store._replace_file
+    in_thread = threading.Event()
+
+    def slow_replace(data: bytes, *, sync_dir: bool) -> Any:
+        in_thread.set()
+        time.sleep(0.05)
+        return real_replace(data, sync_dir=sync_dir)
+
+    store._replace_file = slow_replace  # type: ignore[method-assign]
+    write = asyncio.create_task(
+        store.arecord_failure("p:a", Reason.AUTH, provider="p", now_ms=clock.now_ms(), policy=POLICY)
+    )
+    assert await asyncio.to_thread(in_thread.wait, 5)
+    store._replace_file = real_replace  # type: ignore[method-assign]
+    cleared = store.clear_cooldown("p:a")  # blocks this thread until the async write has let go
+    assert cleared.error_count == 0
+    assert (await write).error_count == 1
+    assert store.reload().stats("p:a").error_count == 0
