@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import io
 import logging
 import os
@@ -167,6 +168,26 @@ async def test_the_log_level_comes_from_the_config_or_the_flag(
     stop.set()
     assert await task == 0
     assert ("turn session=telegram:chat:42" in capsys.readouterr().err) is logged
+
+
+async def test_running_bot_freezes_its_start_up_heap(tmp_path: Path) -> None:
+    """Once the channels run, what start-up left is frozen out of full garbage collections (0.2 s pauses)."""
+    config = write_config(
+        tmp_path / "c.json5",
+        "{ channels: { telegram: { enabled: true, botToken: '${TELEGRAM_BOT_TOKEN}' } } }",
+    )
+    stop = asyncio.Event()
+    events: list[str] = []
+    factories = {"telegram": lambda app: FakeChannel(app, events=events)}
+    gc.unfreeze()
+    try:
+        task = asyncio.create_task(serve(config, factories=factories, stop=stop, env=env()))
+        await wait_for(lambda: gc.get_freeze_count() > 0)
+        assert "telegram:ready" in events
+        stop.set()
+        assert await task == 0
+    finally:
+        gc.unfreeze()
 
 
 _RUNNER = """

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import importlib
 import logging
 import os
@@ -125,6 +126,7 @@ async def _lifetime(
         for adapter in adapters:
             await adapter.start()
             started.append(adapter)
+        freeze_startup_heap()
         log.info("modelbot running: %s", ", ".join(a.name for a in started))
         await stop.wait()
         log.info("stopping")
@@ -142,6 +144,18 @@ async def _lifetime(
         await app.stop()
     log.info("stopped")
     return code
+
+
+def freeze_startup_heap() -> None:
+    """Take what start-up left alive out of the cyclic garbage collector's sight (``gc.freeze``).
+
+    A full collection walks every tracked object, and with both provider SDKs and both platform libraries
+    loaded that took ~0.2 s here: a pause of the whole bot each time one runs. Modules, classes and the
+    config live as long as the process, so after one last collection later full collections walk only
+    what the bot has made since. (Frozen objects are still freed when nothing refers to them.)
+    """
+    gc.collect()
+    gc.freeze()
 
 
 async def _stop_adapter(adapter: ChannelAdapter) -> None:
