@@ -182,8 +182,9 @@ async def test_same_session_is_serialised_other_sessions_are_not(state_dir: Path
         await built.stop()
 
 
-async def test_stop_cancels_the_answer_and_retry_resends(state_dir: Path, clock: FakeClock) -> None:
-    """/stop cancels the turn in progress without waiting for it; /retry asks again."""
+@pytest.fixture
+async def slow_app(state_dir: Path, clock: FakeClock) -> AsyncIterator[App]:
+    """The demo answering word by word with a pause, so that a turn is still running when /stop comes."""
     built = build_app(
         env={"MODELBOT_STATE_DIR": str(state_dir)},
         clock=clock,
@@ -192,70 +193,55 @@ async def test_stop_cancels_the_answer_and_retry_resends(state_dir: Path, clock:
     )
     await built.start()
     try:
-        pipeline = built.chat()
+        yield built
+    finally:
+        await built.stop()
+
+
+async def test_stop_cancels_the_answer_and_retry_resends(slow_app: App) -> None:
+    """/stop cancels the turn in progress without waiting for it; /retry asks again."""
+    pipeline = slow_app.chat()
+    turn = asyncio.create_task(pipeline.handle(msg("a long question")))
+    await asyncio.sleep(0.03)
+    stop = await pipeline.handle(msg("/stop"))
+    assert stop[0].text == "Stopping the current answer."
+    stopped = await turn
+    assert stopped[0].text == "Stopped. Send /retry to ask again."
+    retried = await pipeline.handle(msg("/retry"))
+    assert retried[0].kind == "answer" and "a long question" in retried[0].text
+    assert (await pipeline.handle(msg("/retry")))[0].text == "There is nothing to retry."
+
+
+async def test_stop_leaves_the_callers_task_running(slow_app: App) -> None:
+    """The turn runs in the adapter's own task: after /stop that task goes on as if never cancelled."""
+    pipeline = slow_app.chat()
+
+    async def adapter_task() -> tuple[str, int]:
+        replies = await pipeline.handle(msg("a long question"))
+        await asyncio.sleep(0)  # a cancellation left behind would surface here
+        task = asyncio.current_task()
+        assert task is not None
+        return replies[0].text, task.cancelling()
+
+    turn = asyncio.create_task(adapter_task())
+    await asyncio.sleep(0.03)
+    await pipeline.handle(msg("/stop"))
+    assert (await pipeline.handle(msg("/stop")))[0].text == "Stopping the current answer."  # twice
+    assert await turn == ("Stopped. Send /retry to ask again.", 0)
+
+
+async def test_shutdown_cancels_a_turn_even_after_stop(slow_app: App) -> None:
+    """A cancellation from outside (shutdown) is never taken for /stop: it reaches the caller."""
+    pipeline = slow_app.chat()
+    for also_stop in (False, True):
         turn = asyncio.create_task(pipeline.handle(msg("a long question")))
         await asyncio.sleep(0.03)
-        stop = await pipeline.handle(msg("/stop"))
-        assert stop[0].text == "Stopping the current answer."
-        stopped = await turn
-        assert stopped[0].text == "Stopped. Send /retry to ask again."
-        retried = await pipeline.handle(msg("/retry"))
-        assert retried[0].kind == "answer" and "a long question" in retried[0].text
-        assert (await pipeline.handle(msg("/retry")))[0].text == "There is nothing to retry."
-    finally:
-        await built.stop()
-
-
-async def test_stop_leaves_the_callers_task_running(state_dir: Path, clock: FakeClock) -> None:
-    """The turn runs in the adapter's own task: after /stop that task goes on as if never cancelled."""
-    built = build_app(
-        env={"MODELBOT_STATE_DIR": str(state_dir)},
-        clock=clock,
-        store=InMemorySessionStore(),
-        demo_delay_s=0.01,
-    )
-    await built.start()
-    try:
-        pipeline = built.chat()
-
-        async def adapter_task() -> tuple[str, int]:
-            replies = await pipeline.handle(msg("a long question"))
-            await asyncio.sleep(0)  # a cancellation left behind would surface here
-            task = asyncio.current_task()
-            assert task is not None
-            return replies[0].text, task.cancelling()
-
-        turn = asyncio.create_task(adapter_task())
-        await asyncio.sleep(0.03)
-        await pipeline.handle(msg("/stop"))
-        assert (await pipeline.handle(msg("/stop")))[0].text == "Stopping the current answer."  # twice
-        assert await turn == ("Stopped. Send /retry to ask again.", 0)
-    finally:
-        await built.stop()
-
-
-async def test_shutdown_cancels_a_turn_even_after_stop(state_dir: Path, clock: FakeClock) -> None:
-    """A cancellation from outside (shutdown) is never taken for /stop: it reaches the caller."""
-    built = build_app(
-        env={"MODELBOT_STATE_DIR": str(state_dir)},
-        clock=clock,
-        store=InMemorySessionStore(),
-        demo_delay_s=0.01,
-    )
-    await built.start()
-    try:
-        pipeline = built.chat()
-        for also_stop in (False, True):
-            turn = asyncio.create_task(pipeline.handle(msg("a long question")))
-            await asyncio.sleep(0.03)
-            if also_stop:
-                await pipeline.handle(msg("/stop"))
-            turn.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await turn
-        assert (await pipeline.handle(msg("/stop")))[0].text == "Nothing to stop."
-    finally:
-        await built.stop()
+        if also_stop:
+            await pipeline.handle(msg("/stop"))
+        turn.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await turn
+    assert (await pipeline.handle(msg("/stop")))[0].text == "Nothing to stop."
 
 
 async def test_bad_input_gets_a_short_reply_and_changes_nothing(app: App) -> None:
