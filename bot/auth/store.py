@@ -35,8 +35,9 @@ class AuthStore:
     ``update``, which re-reads under a cross-process lock, so concurrent writers never lose each other's
     updates. Returned documents are shared with the cache: treat them as read-only.
 
-    The async methods run in a worker thread: besides waiting for the lock, the fsync of a write waits for
-    the file system's journal, which under a bot's own SQLite writes took up to 0.3 s here.
+    The async methods never wait on the event loop: waiting for the lock, and the fsync of a write, which
+    waits for the file system's journal (up to 0.3 s here under a bot's own SQLite writes), happen in a
+    worker thread.
     """
 
     def __init__(
@@ -203,7 +204,7 @@ class AuthStore:
     def _replace_file(self, data: bytes, *, sync_dir: bool) -> _CacheKey:
         """Temp file, fsync, rename (and the directory's fsync); returns the new file's cache key.
 
-        Only system calls, so it runs in a worker thread without competing for the GIL."""
+        Mostly system calls, so in a worker thread it hardly competes with the event loop for the GIL."""
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
         try:
             try:  # mkstemp creates the file 0600 already (FILE_MODE)
