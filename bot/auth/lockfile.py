@@ -3,8 +3,8 @@
 The ``filelock`` package cost 80-300 µs per acquire and release here, a fifth of persisting a failure;
 ``flock`` on a freshly opened descriptor costs about 4 µs. Every acquisition opens the file anew and the
 lock belongs to that descriptor, so two threads of one process exclude each other exactly as two processes
-do, and the holder is whoever has the returned descriptor (a lock may be taken in a worker thread and
-released on the event loop). Lock files stay in place: deleting one would let a waiter lock a file that is
+do, and the holder is whoever has the returned descriptor (a lock may be taken in one thread and released
+in another). Lock files stay in place: deleting one would let a waiter lock a file that is
 gone. POSIX only, like the 0600/0700 modes of the state files.
 """
 

@@ -154,15 +154,12 @@ class AuthStore:
         """
         self._ensure_dir()
         try:
-            fd = lockfile.lock(self.lock_path, self._lock_timeout_s, mode=FILE_MODE)
+            with lockfile.locked(self.lock_path, self._lock_timeout_s, mode=FILE_MODE):
+                return self._apply(fn, sync_dir=sync_dir)
         except lockfile.LockTimeout:
             raise AuthError(
                 f"{self.path} stayed locked by another process for {self._lock_timeout_s:g}s."
             ) from None
-        try:
-            return self._apply(fn, sync_dir=sync_dir)
-        finally:
-            lockfile.unlock(fd)
 
     def _apply(self, fn: Callable[[AuthProfiles], AuthProfiles], *, sync_dir: bool) -> AuthProfiles:
         """The read-modify-write itself; the caller holds the lock."""
@@ -301,8 +298,8 @@ class AuthStore:
 
         When the lock is free, the small read, ``fn`` and the encoding run here; the file's creation, fsync
         and rename go to a thread, which then releases the lock itself, so that the lock is never held by
-        a coroutine across an await (a synchronous ``update`` meanwhile would wait for it forever). Only
-        system calls run in the thread, which so needs the GIL the least while the loop is busy. When
+        a coroutine across an await (a synchronous ``update`` meanwhile would wait for it forever). The
+        thread runs little but system calls, so it hardly competes for the GIL while the loop is busy. When
         another writer holds the lock, the whole update waits for it in a thread.
         """
         self._ensure_dir()
