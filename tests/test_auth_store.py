@@ -579,28 +579,136 @@ def test_a_success_that_lands_after_a_newer_failure_keeps_the_failure(
     assert store.reload().last_good == {}  # not the last good one: it has failed since
 
 
-async def test_a_synchronous_update_during_an_async_one_waits_for_it(
-    tmp_path: Path, clock: FakeClock
+class SlowFsync:
+    """Stands in for ``os.fsync`` in the write's worker thread: blocks until released, or fails."""
+
+    def __init__(self, error: OSError | None = None) -> None:
+        self.started = threading.Event()
+        self.release = threading.Event()
+        self.error = error
+        self._real = os.fsync
+
+    def __call__(self, fd: int) -> None:
+        self.started.set()
+        self.release.wait(5)
+        if self.error is not None:
+            raise self.error
+        self._real(fd)
+
+    async def wait_started(self) -> None:
+        assert await asyncio.to_thread(self.started.wait, 5)
+
+
+def temp_files(store: AuthStore) -> list[str]:
+    return [p.name for p in store.path.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+async def test_an_async_write_syncs_in_a_thread_while_the_loop_runs_on(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The lock is released by the thread that writes, never by a coroutine after an await: a synchronous
-    update on the event loop's thread (legacy import, a sloppy caller) waits a moment instead of forever."""
-    store = store_at(tmp_path, lock_timeout_s=2)
+    """Only the fsync leaves the loop, and the new file is in place only once it is synced."""
+    store = store_at(tmp_path)
     store.upsert_profile("p:a", api_key())
-    real_replace = store._replace_file
-    in_thread = threading.Event()
-
-    def slow_replace(data: bytes, *, sync_dir: bool) -> Any:
-        in_thread.set()
-        time.sleep(0.05)
-        return real_replace(data, sync_dir=sync_dir)
-
-    store._replace_file = slow_replace  # type: ignore[method-assign]
+    fsync = SlowFsync()
+    monkeypatch.setattr(os, "fsync", fsync)
     write = asyncio.create_task(
         store.arecord_failure("p:a", Reason.AUTH, provider="p", now_ms=clock.now_ms(), policy=POLICY)
     )
-    assert await asyncio.to_thread(in_thread.wait, 5)
-    store._replace_file = real_replace  # type: ignore[method-assign]
-    cleared = store.clear_cooldown("p:a")  # blocks this thread until the async write has let go
-    assert cleared.error_count == 0
-    assert (await write).error_count == 1
+    await fsync.wait_started()
+    await asyncio.sleep(0.01)  # the loop is free while the fsync waits
+    assert not write.done()
+    assert AuthStore(store.path).load().stats("p:a").error_count == 0  # not renamed before the fsync
+    assert lockfile.try_lock(store.lock_path) is None  # and still locked against other writers
+    fsync.release.set()
+    assert (await asyncio.wait_for(write, 5)).error_count == 1
+    assert AuthStore(store.path).load().stats("p:a").error_count == 1
+    assert temp_files(store) == []
+
+
+async def test_a_write_whose_caller_is_cancelled_still_lands_and_unlocks(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/stop during a failover cancels the turn mid-fsync: the failure is still persisted, the lock freed."""
+    store = store_at(tmp_path, lock_timeout_s=2)
+    store.upsert_profile("p:a", api_key())
+    fsync = SlowFsync()
+    monkeypatch.setattr(os, "fsync", fsync)
+    write = asyncio.create_task(
+        store.arecord_failure("p:a", Reason.RATE_LIMIT, provider="p", now_ms=clock.now_ms(), policy=POLICY)
+    )
+    await fsync.wait_started()
+    write.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await write
+    fsync.release.set()
+    monkeypatch.undo()
+    # The next write takes the lock as soon as the commit has run, well inside its 2 s lock timeout.
+    stats = await asyncio.wait_for(
+        store.arecord_failure("p:a", Reason.RATE_LIMIT, provider="p", now_ms=clock.now_ms(), policy=POLICY), 5
+    )
+    assert stats.error_count == 2
+    assert temp_files(store) == []
+
+
+async def test_a_failed_async_fsync_keeps_the_old_file_and_frees_the_lock(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = store_at(tmp_path)
+    store.upsert_profile("p:a", api_key())
+    before = store.path.read_bytes()
+    fsync = SlowFsync(error=OSError(5, "Input/output error"))
+    fsync.release.set()
+    monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(OSError, match="Input/output error"):
+        await store.arecord_failure("p:a", Reason.AUTH, provider="p", now_ms=clock.now_ms(), policy=POLICY)
+    monkeypatch.undo()
+    assert store.path.read_bytes() == before
+    assert temp_files(store) == []
     assert store.reload().stats("p:a").error_count == 0
+    store.clear_cooldown("p:a")  # the lock is free: this would time out otherwise
+
+
+async def test_a_synchronous_update_on_the_loop_during_an_async_one_fails_fast(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the fsync runs, the loop holds the lock and only the loop can release it: a synchronous
+    update on the loop's thread would wait for it forever, so it raises at once instead."""
+    store = store_at(tmp_path, lock_timeout_s=2)
+    store.upsert_profile("p:a", api_key())
+    fsync = SlowFsync()
+    monkeypatch.setattr(os, "fsync", fsync)
+    write = asyncio.create_task(
+        store.arecord_failure("p:a", Reason.AUTH, provider="p", now_ms=clock.now_ms(), policy=POLICY)
+    )
+    await fsync.wait_started()
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match="use aupdate"):
+        store.clear_cooldown("p:a")
+    assert time.monotonic() - started < 0.5
+    fsync.release.set()
+    assert (await write).error_count == 1
+    monkeypatch.undo()
+    assert store.clear_cooldown("p:a").error_count == 0  # fine again once the write is done
+
+
+async def test_legacy_import_during_the_first_async_write_shows_the_import_without_waiting(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first write creates the store with the legacy keys; a load meanwhile sees them too."""
+    store = store_at(tmp_path, lock_timeout_s=2)
+    store.path.parent.mkdir(parents=True)
+    (store.path.parent / "auth.json").write_text(json.dumps({"openai": "sk-1"}))
+    fsync = SlowFsync()
+    monkeypatch.setattr(os, "fsync", fsync)
+    write = asyncio.create_task(
+        store.arecord_failure("openai:default", Reason.AUTH, provider="openai", now_ms=1, policy=POLICY)
+    )
+    await fsync.wait_started()
+    assert set(store.load().profiles) == {"openai:default"}
+    assert not store.path.exists()
+    fsync.release.set()
+    await write
+    monkeypatch.undo()
+    doc = store.load()
+    assert set(doc.profiles) == {"openai:default"}
+    assert doc.stats("openai:default").error_count == 1

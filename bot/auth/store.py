@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bot.auth import codec, cooldowns, lockfile
@@ -28,6 +30,27 @@ LEGACY_API_KEYS = "auth.json"
 _CacheKey = tuple[int, int, int, int]
 
 
+def _key(st: os.stat_result) -> _CacheKey:
+    return (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
+
+
+@dataclass(frozen=True)
+class _Cached:
+    """The last document read or written, with the file identity and the bytes it came from."""
+
+    key: _CacheKey
+    raw: bytes
+    doc: AuthProfiles
+
+
+@dataclass(frozen=True)
+class _Staged:
+    """A temp file holding the next version of the store, open for its fsync."""
+
+    fd: int
+    path: str
+
+
 class AuthStore:
     """One auth-profiles.json, shared safely by every bot process and the CLI.
 
@@ -35,9 +58,12 @@ class AuthStore:
     ``update``, which re-reads under a cross-process lock, so concurrent writers never lose each other's
     updates. Returned documents are shared with the cache: treat them as read-only.
 
-    The async methods never wait on the event loop: waiting for the lock, and the fsync of a write, which
-    waits for the file system's journal (up to 0.3 s here under a bot's own SQLite writes), happen in a
-    worker thread.
+    The async methods never wait for the disk on the event loop: waiting for the lock, and the fsync of a
+    write, which waits for the file system's journal and so for other files' data (9 ms here under the
+    bot's own SQLite writes, far longer on a busy disk), happen in a worker thread. Only those leave the
+    loop: creating, writing and renaming the temp file touch the page cache and the directory (0.2 ms,
+    3 ms at most under that load), and each further hand-off between threads cost about 0.3 ms of every
+    failover on this 2-vCPU VM (docs/benchmarks.md).
     """
 
     def __init__(
@@ -52,7 +78,9 @@ class AuthStore:
         self.legacy_oauth_path = legacy_oauth_path
         self._clock: Clock = SystemClock() if clock is None else clock
         self._lock_timeout_s = lock_timeout_s
-        self._cache: tuple[_CacheKey, AuthProfiles] | None = None
+        self._cache: _Cached | None = None
+        # Threads whose event loop holds the lock while a write's fsync runs (see ``aupdate``).
+        self._committing_on: dict[int, int] = {}
 
     @property
     def lock_path(self) -> Path:
@@ -71,15 +99,29 @@ class AuthStore:
         try:
             st = self.path.stat()
         except FileNotFoundError:
-            if self._legacy_sources():
-                return self.update(lambda doc: doc)  # writes the imported profiles, so it happens once
-            return AuthProfiles()
-        key = (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
-        if self._cache is not None and self._cache[0] == key:
-            return self._cache[1]
-        doc = self._parse(self.path.read_bytes())
-        self._cache = (key, doc)
+            return self._import_legacy_once() if self._legacy_sources() else AuthProfiles()
+        key = _key(st)
+        if self._cache is not None and self._cache.key == key:
+            return self._cache.doc
+        raw = self.path.read_bytes()
+        doc = self._parse(raw)
+        self._cache = _Cached(key, raw, doc)
         return doc
+
+    def _import_legacy_once(self) -> AuthProfiles:
+        """Write the imported legacy profiles into the store, so the import happens once.
+
+        When another writer holds the lock, it is creating the store right now, legacy profiles included
+        (``_modify`` imports them into a missing file): show them without waiting, which on an event loop
+        that holds the lock itself would never end."""
+        self._ensure_dir()
+        lock = lockfile.try_lock(self.lock_path, mode=FILE_MODE)
+        if lock is None:
+            return self._import_legacy()
+        try:
+            return self._apply(lambda doc: doc, sync_dir=True)
+        finally:
+            lockfile.unlock(lock)
 
     def reload(self) -> AuthProfiles:
         """The file as it is now, bypassing the cache (whose key can miss a write in the same clock tick)."""
@@ -152,6 +194,12 @@ class AuthStore:
         content is still fsynced first, so a crash can only bring back the previous, complete file — with
         every credential — and slightly older cooldowns. It saves one fsync on every failover.
         """
+        if self._committing_on.get(threading.get_ident()):
+            # The lock is this thread's event loop's, released only once the loop runs again.
+            raise RuntimeError(
+                f"a synchronous write of {self.path} on the event loop while its async write is in flight; "
+                "use aupdate"
+            )
         self._ensure_dir()
         try:
             with lockfile.locked(self.lock_path, self._lock_timeout_s, mode=FILE_MODE):
@@ -164,18 +212,32 @@ class AuthStore:
     def _apply(self, fn: Callable[[AuthProfiles], AuthProfiles], *, sync_dir: bool) -> AuthProfiles:
         """The read-modify-write itself; the caller holds the lock."""
         new, data = self._modify(fn)
-        if data is not None:
-            self._cache = (self._replace_file(data, sync_dir=sync_dir), new)
+        if data is None:
+            return new
+        staged = self._stage(data)
+        try:
+            os.fsync(staged.fd)
+        except BaseException:
+            self._discard(staged)
+            raise
+        self._cache = _Cached(self._install(staged), data, new)
+        if sync_dir:
+            self._sync_dir()
         return new
 
     def _modify(self, fn: Callable[[AuthProfiles], AuthProfiles]) -> tuple[AuthProfiles, bytes | None]:
         """Under the lock: ``fn`` of the store as it is now, and the bytes to write (None: no change)."""
         # Always re-read: the cache key cannot tell two writes apart that reuse an inode within one
         # timestamp tick at the same size, and a stale base here would drop another process's update.
-        if self.path.exists():
-            current, fresh = self._parse(self.path.read_bytes()), False
-        else:
+        # The same bytes as cached parse to the cached document, so only a changed file is parsed again.
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
             current, fresh = self._import_legacy(), True
+        else:
+            cached = self._cache
+            current = cached.doc if cached is not None and cached.raw == raw else self._parse(raw)
+            fresh = False
         new = fn(current)
         if new != current or (fresh and new.profiles):
             return new, codec.dumps(new).encode("utf-8")
@@ -192,38 +254,45 @@ class AuthStore:
             directory.mkdir(mode=DIR_MODE, exist_ok=True)
             os.chmod(directory, DIR_MODE)  # mkdir's mode is filtered by the umask
 
-    def _replace_then_unlock(self, lock: int, data: bytes, sync_dir: bool) -> _CacheKey:
-        try:
-            return self._replace_file(data, sync_dir=sync_dir)
-        finally:
-            lockfile.unlock(lock)
+    # The three steps of an atomic write: the temp file is written, fsynced, then renamed over the store.
 
-    def _replace_file(self, data: bytes, *, sync_dir: bool) -> _CacheKey:
-        """Temp file, fsync, rename (and the directory's fsync); returns the new file's cache key.
-
-        Mostly system calls, so in a worker thread it hardly competes with the event loop for the GIL."""
+    def _stage(self, data: bytes) -> _Staged:
+        """The new content in a temp file beside the store (0600, not yet synced)."""
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        staged = _Staged(fd, tmp)
         try:
-            try:  # mkstemp creates the file 0600 already (FILE_MODE)
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, self.path)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            self._discard(staged)
             raise
-        if sync_dir:
-            # The rename itself must reach the disk, or a crash could bring back the old file.
-            dir_fd = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-        st = self.path.stat()
-        return (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
+        return staged
+
+    def _install(self, staged: _Staged) -> _CacheKey:
+        """Rename the synced temp file over the store; the new file's cache key (the rename sets its ctime)."""
+        try:
+            os.replace(staged.path, self.path)
+            return _key(os.fstat(staged.fd))
+        except BaseException:
+            Path(staged.path).unlink(missing_ok=True)
+            raise
+        finally:
+            os.close(staged.fd)
+
+    @staticmethod
+    def _discard(staged: _Staged) -> None:
+        with contextlib.suppress(OSError):
+            os.close(staged.fd)
+        Path(staged.path).unlink(missing_ok=True)
+
+    def _sync_dir(self) -> None:
+        """Make the rename itself durable, or a crash could bring back the old file."""
+        dir_fd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
     # -- conveniences built on update ------------------------------------------------------------------
 
@@ -294,13 +363,14 @@ class AuthStore:
     async def aupdate(
         self, fn: Callable[[AuthProfiles], AuthProfiles], *, sync_dir: bool = True
     ) -> AuthProfiles:
-        """``update`` without blocking the event loop.
+        """``update`` without waiting on the event loop.
 
-        When the lock is free, the small read, ``fn`` and the encoding run here; the file's creation, fsync
-        and rename go to a thread, which then releases the lock itself, so that the lock is never held by
-        a coroutine across an await (a synchronous ``update`` meanwhile would wait for it forever). The
-        thread runs little but system calls, so it hardly competes for the GIL while the loop is busy. When
-        another writer holds the lock, the whole update waits for it in a thread.
+        When the lock is free, everything but the fsync runs here: the small read, ``fn``, writing the temp
+        file (page cache only), and after the fsync, which a worker thread does, the rename and the unlock.
+        They run in a callback of the fsync, so a caller cancelled meanwhile still leaves the write done
+        and the lock free. While the fsync runs, this thread's event loop holds the lock: a synchronous
+        ``update`` on it then raises instead of waiting for a lock only the loop could release. When another
+        writer holds the lock, the whole update waits for it in a thread.
         """
         self._ensure_dir()
         lock = lockfile.try_lock(self.lock_path, mode=FILE_MODE)
@@ -308,15 +378,40 @@ class AuthStore:
             return await asyncio.to_thread(self.update, fn, sync_dir=sync_dir)
         try:
             new, data = self._modify(fn)
+            staged = None if data is None else self._stage(data)
         except BaseException:
             lockfile.unlock(lock)
             raise
-        if data is None:
+        if data is None or staged is None:
             lockfile.unlock(lock)
             return new
-        writing = asyncio.ensure_future(asyncio.to_thread(self._replace_then_unlock, lock, data, sync_dir))
-        writing.add_done_callback(_retrieve)  # seen even if our caller is cancelled meanwhile
-        self._cache = (await asyncio.shield(writing), new)
+        loop = asyncio.get_running_loop()
+        thread = threading.get_ident()
+        self._committing_on[thread] = self._committing_on.get(thread, 0) + 1
+        committed: asyncio.Future[None] = loop.create_future()
+
+        def commit(synced: asyncio.Future[None]) -> None:
+            try:
+                try:
+                    synced.result()  # the fsync's own error, if it failed
+                except BaseException:
+                    self._discard(staged)
+                    raise
+                self._cache = _Cached(self._install(staged), data, new)
+            except BaseException as exc:
+                if not committed.done():  # else the caller was cancelled and nobody waits for the error
+                    committed.set_exception(exc)
+            else:
+                if not committed.done():
+                    committed.set_result(None)
+            finally:
+                lockfile.unlock(lock)
+                self._committing_on[thread] -= 1
+
+        loop.run_in_executor(None, os.fsync, staged.fd).add_done_callback(commit)
+        await committed
+        if sync_dir:
+            await asyncio.to_thread(self._sync_dir)
         return new
 
     async def arecord_failure(
@@ -336,11 +431,6 @@ class AuthStore:
 
     async def arecord_success(self, profile_id: str, *, provider: str, now_ms: int) -> UsageStats:
         return (await self.aupdate(_success(profile_id, provider, now_ms), sync_dir=False)).stats(profile_id)
-
-
-def _retrieve(future: asyncio.Future[_CacheKey]) -> None:
-    if not future.cancelled():
-        future.exception()
 
 
 def _with_stats(doc: AuthProfiles, profile_id: str, stats: UsageStats) -> AuthProfiles:
