@@ -37,6 +37,7 @@ test: lint typecheck unit
 bench: $(STAMP_TEST)
 	$(BIN)/python -m bench.engine
 	$(BIN)/python -m bench.pipeline
+	$(BIN)/python -m bench.auth_writes
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

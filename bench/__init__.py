@@ -1,4 +1,4 @@
-"""Benchmarks (``python -m bench.engine``, ``python -m bench.pipeline``) and the few helpers they share."""
+"""Benchmarks (``python -m bench.engine``, ``bench.pipeline``, ``bench.auth_writes``) and the helpers they share."""
 
 from __future__ import annotations
 

@@ -10,6 +10,7 @@ import os
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -28,6 +29,9 @@ DIR_MODE = 0o700
 LEGACY_API_KEYS = "auth.json"
 
 _CacheKey = tuple[int, int, int, int]
+
+# (lock file, thread) pairs whose event loop holds that lock while a write's fsync runs (see ``aupdate``).
+_held_by_loop: Counter[tuple[str, int]] = Counter()
 
 
 def _key(st: os.stat_result) -> _CacheKey:
@@ -79,8 +83,6 @@ class AuthStore:
         self._clock: Clock = SystemClock() if clock is None else clock
         self._lock_timeout_s = lock_timeout_s
         self._cache: _Cached | None = None
-        # Threads whose event loop holds the lock while a write's fsync runs (see ``aupdate``).
-        self._committing_on: dict[int, int] = {}
 
     @property
     def lock_path(self) -> Path:
@@ -194,8 +196,9 @@ class AuthStore:
         content is still fsynced first, so a crash can only bring back the previous, complete file — with
         every credential — and slightly older cooldowns. It saves one fsync on every failover.
         """
-        if self._committing_on.get(threading.get_ident()):
-            # The lock is this thread's event loop's, released only once the loop runs again.
+        if _held_by_loop[(str(self.lock_path), threading.get_ident())]:
+            # This thread's event loop holds the lock (any store object on the file), and releases it
+            # only once the loop runs again: waiting here would never end.
             raise RuntimeError(
                 f"a synchronous write of {self.path} on the event loop while its async write is in flight; "
                 "use aupdate"
@@ -386,8 +389,8 @@ class AuthStore:
             lockfile.unlock(lock)
             return new
         loop = asyncio.get_running_loop()
-        thread = threading.get_ident()
-        self._committing_on[thread] = self._committing_on.get(thread, 0) + 1
+        holder = (str(self.lock_path), threading.get_ident())
+        _held_by_loop[holder] += 1
         committed: asyncio.Future[None] = loop.create_future()
 
         def commit(synced: asyncio.Future[None]) -> None:
@@ -406,7 +409,7 @@ class AuthStore:
                     committed.set_result(None)
             finally:
                 lockfile.unlock(lock)
-                self._committing_on[thread] -= 1
+                _held_by_loop[holder] -= 1
 
         loop.run_in_executor(None, os.fsync, staged.fd).add_done_callback(commit)
         await committed
