@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Coroutine, Generator
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ from typing import Any, Generic, TypeVar, cast
 from bench import machine, median, percentile
 from bench.pipeline import Run, TimedClient, concurrent, populate, sequential, spread
 from bot.app import App, build_app
-from bot.auth import lockfile
+from bot.auth import atomic_file, lockfile
 from bot.auth.cooldowns import CooldownPolicy
 from bot.auth.store import FILE_MODE, AuthStore, _failure
 from bot.auth.types import AuthProfiles
@@ -105,18 +106,20 @@ class Timed(Generic[T]):
         return self._timer.run(self._coro)
 
 
-def time_installs(store: AuthStore, timer: list[LoopTime]) -> None:
-    """The rename and unlock of an ``aupdate`` run in a loop callback, outside the coroutine's steps."""
-    install = store._install
+def time_installs(timer: list[LoopTime | None]) -> None:
+    """The rename and unlock of an ``aupdate`` run in a loop callback, outside the coroutine's steps: add
+    them to ``timer[0]`` while it is set. Only the write holding the lock can install, so it is that one."""
+    install = atomic_file.install
 
-    def timed_install(staged: Any) -> Any:
+    def timed_install(staged: atomic_file.Staged) -> atomic_file.FileKey:
         started = time.perf_counter()
         try:
             return install(staged)
         finally:
-            timer[0].add(started)
+            if timer[0] is not None and threading.current_thread() is threading.main_thread():
+                timer[0].add(started)  # not when a contended write installed from a worker thread
 
-    store._install = timed_install  # type: ignore[method-assign]
+    atomic_file.install = timed_install
 
 
 async def storm(
@@ -127,11 +130,11 @@ async def storm(
     on_loop: bool,
     stop: asyncio.Event,
     into: Pass,
-    current: list[LoopTime],
+    current: list[LoopTime | None],
 ) -> None:
     policy = CooldownPolicy()
     while not stop.is_set():
-        timer = current[0] = LoopTime()
+        timer = LoopTime()
         started = time.perf_counter()
         now_ms = app.clock.now_ms()
         if on_loop:
@@ -145,12 +148,16 @@ async def storm(
             )
             await Timed(timer, write_on_loop(store, apply))
         else:
-            await Timed(
-                timer,
-                store.arecord_failure(
-                    STORM_PROFILE, Reason.RATE_LIMIT, provider="demo", now_ms=now_ms, policy=policy
-                ),
-            )
+            current[0] = timer  # the inline variant's install runs inside its timed steps already
+            try:
+                await Timed(
+                    timer,
+                    store.arecord_failure(
+                        STORM_PROFILE, Reason.RATE_LIMIT, provider="demo", now_ms=now_ms, policy=policy
+                    ),
+                )
+            finally:
+                current[0] = None
         into.writes.append((time.perf_counter() - started) * 1000)
         into.on_loop.append(timer.ms)
         await asyncio.sleep(1 / per_s)
@@ -171,7 +178,7 @@ async def one_slice(
     *,
     on_loop: bool,
     offset: int,
-    current: list[LoopTime],
+    current: list[LoopTime | None],
 ) -> None:
     """Half a pass of paced conversations, with the storm of writes beside them (none for the warm-up)."""
     stop = asyncio.Event()
@@ -222,8 +229,8 @@ async def main(args: argparse.Namespace) -> None:
         try:
             await populate(app, args.sessions, app.clock.now_ms())
             store = AuthStore(auth_profiles_path(Path(tmp)))  # a second handle on the bot's own file
-            current = [LoopTime()]
-            time_installs(store, current)
+            current: list[LoopTime | None] = [None]
+            time_installs(current)
             await sequential(app, spread(20, args.sessions, 7), 3)
             await one_slice(
                 app, store, args, None, on_loop=False, offset=5, current=current

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -15,7 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from bot.auth import codec, cooldowns, lockfile
+from bot.auth import atomic_file, codec, cooldowns, lockfile
+from bot.auth.atomic_file import FileKey, file_key
 from bot.auth.cooldowns import CooldownPolicy
 from bot.auth.types import AuthProfiles, Credential, UsageStats
 from bot.clock import Clock, SystemClock
@@ -28,31 +27,17 @@ FILE_MODE = 0o600
 DIR_MODE = 0o700
 LEGACY_API_KEYS = "auth.json"
 
-_CacheKey = tuple[int, int, int, int]
-
 # (lock file, thread) pairs whose event loop holds that lock while a write's fsync runs (see ``aupdate``).
 _held_by_loop: Counter[tuple[str, int]] = Counter()
 
 
-def _key(st: os.stat_result) -> _CacheKey:
-    return (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
-
-
 @dataclass(frozen=True)
 class _Cached:
-    """The last document read or written, with the file identity and the bytes it came from."""
+    """The last document read or written, with the file's key and the bytes it came from."""
 
-    key: _CacheKey
+    key: FileKey
     raw: bytes
     doc: AuthProfiles
-
-
-@dataclass(frozen=True)
-class _Staged:
-    """A temp file holding the next version of the store, open for its fsync."""
-
-    fd: int
-    path: str
 
 
 class AuthStore:
@@ -102,7 +87,7 @@ class AuthStore:
             st = self.path.stat()
         except FileNotFoundError:
             return self._import_legacy_once() if self._legacy_sources() else AuthProfiles()
-        key = _key(st)
+        key = file_key(st)
         if self._cache is not None and self._cache.key == key:
             return self._cache.doc
         raw = self.path.read_bytes()
@@ -217,15 +202,15 @@ class AuthStore:
         new, data = self._modify(fn)
         if data is None:
             return new
-        staged = self._stage(data)
+        staged = atomic_file.stage(self.path, data)
         try:
             os.fsync(staged.fd)
         except BaseException:
-            self._discard(staged)
+            atomic_file.discard(staged)
             raise
-        self._cache = _Cached(self._install(staged), data, new)
+        self._cache = _Cached(atomic_file.install(staged), data, new)
         if sync_dir:
-            self._sync_dir()
+            atomic_file.sync_dir(self.path.parent)
         return new
 
     def _modify(self, fn: Callable[[AuthProfiles], AuthProfiles]) -> tuple[AuthProfiles, bytes | None]:
@@ -256,46 +241,6 @@ class AuthStore:
         for directory in reversed(missing):
             directory.mkdir(mode=DIR_MODE, exist_ok=True)
             os.chmod(directory, DIR_MODE)  # mkdir's mode is filtered by the umask
-
-    # The three steps of an atomic write: the temp file is written, fsynced, then renamed over the store.
-
-    def _stage(self, data: bytes) -> _Staged:
-        """The new content in a temp file beside the store (0600, not yet synced)."""
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
-        staged = _Staged(fd, tmp)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-        except BaseException:
-            self._discard(staged)
-            raise
-        return staged
-
-    def _install(self, staged: _Staged) -> _CacheKey:
-        """Rename the synced temp file over the store; the new file's cache key (the rename sets its ctime)."""
-        try:
-            os.replace(staged.path, self.path)
-            return _key(os.fstat(staged.fd))
-        except BaseException:
-            Path(staged.path).unlink(missing_ok=True)
-            raise
-        finally:
-            os.close(staged.fd)
-
-    @staticmethod
-    def _discard(staged: _Staged) -> None:
-        with contextlib.suppress(OSError):
-            os.close(staged.fd)
-        Path(staged.path).unlink(missing_ok=True)
-
-    def _sync_dir(self) -> None:
-        """Make the rename itself durable, or a crash could bring back the old file."""
-        dir_fd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
 
     # -- conveniences built on update ------------------------------------------------------------------
 
@@ -381,7 +326,7 @@ class AuthStore:
             return await asyncio.to_thread(self.update, fn, sync_dir=sync_dir)
         try:
             new, data = self._modify(fn)
-            staged = None if data is None else self._stage(data)
+            staged = None if data is None else atomic_file.stage(self.path, data)
         except BaseException:
             lockfile.unlock(lock)
             raise
@@ -398,9 +343,9 @@ class AuthStore:
                 try:
                     synced.result()  # the fsync's own error, if it failed
                 except BaseException:
-                    self._discard(staged)
+                    atomic_file.discard(staged)
                     raise
-                self._cache = _Cached(self._install(staged), data, new)
+                self._cache = _Cached(atomic_file.install(staged), data, new)
             except BaseException as exc:
                 if not committed.done():  # else the caller was cancelled and nobody waits for the error
                     committed.set_exception(exc)
@@ -414,7 +359,7 @@ class AuthStore:
         loop.run_in_executor(None, os.fsync, staged.fd).add_done_callback(commit)
         await committed
         if sync_dir:
-            await asyncio.to_thread(self._sync_dir)
+            await asyncio.to_thread(atomic_file.sync_dir, self.path.parent)
         return new
 
     async def arecord_failure(
