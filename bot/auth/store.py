@@ -334,6 +334,12 @@ class AuthStore:
             lockfile.unlock(lock)
             return new
         loop = asyncio.get_running_loop()
+        try:
+            synced = loop.run_in_executor(None, os.fsync, staged.fd)
+        except BaseException:  # no executor (the loop is shutting down): nothing was written
+            atomic_file.discard(staged)
+            lockfile.unlock(lock)
+            raise
         holder = (str(self.lock_path), threading.get_ident())
         _held_by_loop[holder] += 1
         committed: asyncio.Future[None] = loop.create_future()
@@ -356,7 +362,7 @@ class AuthStore:
                 lockfile.unlock(lock)
                 _held_by_loop[holder] -= 1
 
-        loop.run_in_executor(None, os.fsync, staged.fd).add_done_callback(commit)
+        synced.add_done_callback(commit)
         await committed
         if sync_dir:
             await asyncio.to_thread(atomic_file.sync_dir, self.path.parent)
