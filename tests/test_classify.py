@@ -439,6 +439,43 @@ def test_real_error_bodies_classify_to_the_spec_reason(signal: FailureSignal, re
     assert classify(signal, now_ms=NOW_MS).reason is reason
 
 
+# Texts alone decide here: a status that would say otherwise (400 ⇒ bad_request, none or 5xx ⇒ server) and
+# no error code the table knows, as in a proxy's plain body or an error event inside a 200 stream.
+TEXT_ROWS = [
+    pytest.param(400, "Insufficient credits. Add more at https://openrouter.ai/settings", Reason.BILLING),
+    pytest.param(400, "Your credit balance is too low to access the API.", Reason.BILLING),
+    pytest.param(400, "This request requires more credits, or fewer max_tokens.", Reason.BILLING),
+    pytest.param(400, "Payment required to continue.", Reason.BILLING),
+    pytest.param(None, "You have reached your usage limit for this period.", Reason.RATE_LIMIT),
+    pytest.param(400, "Daily quota reached for this model.", Reason.RATE_LIMIT),
+    pytest.param(None, "The model is overloaded. Please try later.", Reason.RATE_LIMIT),
+    pytest.param(None, "Rate limit reached for requests per minute.", Reason.RATE_LIMIT),
+    pytest.param(None, "Too many requests", Reason.RATE_LIMIT),
+    pytest.param(500, "The service is at capacity.", Reason.RATE_LIMIT),
+    pytest.param(400, "Incorrect API key provided.", Reason.AUTH),
+    pytest.param(400, "The OAuth token has expired.", Reason.AUTH),
+    pytest.param(None, "read: connection reset by peer", Reason.TIMEOUT),
+    pytest.param(None, "Deadline exceeded while waiting for the model.", Reason.TIMEOUT),
+    pytest.param(502, "upstream request timed out", Reason.TIMEOUT),
+    pytest.param(400, "This model's maximum context length is 8192 tokens.", Reason.CONTEXT_OVERFLOW),
+    pytest.param(400, "prompt is too long: 210000 tokens > 200000 maximum", Reason.CONTEXT_OVERFLOW),
+    pytest.param(400, "Output blocked by the content filter.", Reason.CONTENT_FILTER),
+]
+
+
+@pytest.mark.parametrize(("status", "text", "reason"), TEXT_ROWS)
+@pytest.mark.parametrize("where", ["body", "message"])
+def test_texts_decide_when_no_code_does(status: int | None, text: str, reason: Reason, where: str) -> None:
+    """Spec §6's texts ("usage limit", "insufficient credits", "connection reset", …) classify on their own,
+    whether the provider put them in a plain body or the client reported them, and beat a bare status."""
+    signal = (
+        FailureSignal(status=status, body=text)
+        if where == "body"
+        else FailureSignal(status=status, message=text)
+    )
+    assert classify(signal, now_ms=NOW_MS).reason is reason
+
+
 def test_every_reason_but_empty_is_produced_by_some_row() -> None:
     """The table covers the whole vocabulary; ``empty`` is the engine's to decide, not the classifier's."""
     produced = {row.values[1] for row in ROWS}
