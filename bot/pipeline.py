@@ -24,6 +24,7 @@ from bot.compaction import Compactor, estimate_tokens
 from bot.config.schema import Config
 from bot.engine import AttemptFailed, Engine, Pin, TextDelta, TurnDone, TurnInput, TurnResult
 from bot.errors import AllCandidatesFailed, CommandError, ModelbotError, StreamInterrupted, TurnStopped
+from bot.policy import OVERFLOW_NOT_COMPACTED
 from bot.providers.base import ChatMessage
 from bot.reasons import Reason
 from bot.refs import ModelRef
@@ -261,6 +262,8 @@ class ChatPipeline:
                     if compacted.compaction_count != session.compaction_count:
                         session = compacted
                         continue
+                    self._retry_text[session.key] = msg
+                    return Reply(OVERFLOW_NOT_COMPACTED, kind="error")
                 self._retry_text[session.key] = msg
                 return Reply(str(exc), kind="error")
             except AllCandidatesFailed as exc:

@@ -49,3 +49,9 @@ STOP_MESSAGES: dict[Reason, str] = {
     Reason.BAD_REQUEST: "The model rejected this request as invalid.",
     Reason.CANCELLED: "Cancelled.",
 }
+
+# When the one compaction could not happen (too little history to summarise, or the summary call failed).
+OVERFLOW_NOT_COMPACTED = (
+    "This message is too long for the model together with the conversation so far, and the conversation "
+    "could not be compacted. Send a shorter message, or start a new conversation with /new."
+)

@@ -19,7 +19,7 @@ from bot.app import App, auth_store_for, build_app
 from bot.auth.types import Credential
 from bot.clock import FakeClock
 from bot.compaction import SUMMARY_INSTRUCTION
-from bot.policy import STOP_MESSAGES
+from bot.policy import OVERFLOW_NOT_COMPACTED, STOP_MESSAGES
 from bot.reasons import Reason
 from bot.store.memory import InMemorySessionStore
 from bot.store.types import SessionRecord
@@ -172,6 +172,19 @@ async def test_second_context_overflow_stops_without_a_second_compaction(
         assert "\n" not in reply.text and "Traceback" not in reply.text
         assert [is_summary(r) for r in server.requests[seen:]] == [False, True, False]
         assert (await session(app)).compaction_count == 1
+
+
+async def test_overflow_with_nothing_to_compact_says_so(state_dir: Path, clock: FakeClock) -> None:
+    """§6: when the history is too short to summarise, the reply does not claim a compaction happened."""
+    async with running_bot(state_dir, clock) as (app, server):
+        await say(app, "one")  # two messages: less than compaction keeps verbatim
+        server.script_model("gpt-5.2", OVERFLOW)
+        seen = len(server.requests)
+        reply = await say(app, "a very long paste")
+        assert (reply.kind, reply.text) == ("error", OVERFLOW_NOT_COMPACTED)
+        assert "after compacting" not in reply.text
+        assert [is_summary(r) for r in server.requests[seen:]] == [False]  # no summary call, no retry
+        assert (await session(app)).compaction_count == 0
 
 
 @pytest.mark.parametrize(
