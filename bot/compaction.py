@@ -17,7 +17,10 @@ from bot.store.types import NewMessage, SessionRecord, StoredMessage
 
 log = logging.getLogger("modelbot.compaction")
 
-KEEP_LAST = 4  # the newest messages stay verbatim: the summary replaces only what came before them
+KEEP_LAST = 4  # at most this many of the newest messages stay verbatim: the summary replaces the rest
+# ... and only as many as fit in this share of the compaction threshold, so that a compaction always makes
+# room: with four huge messages kept, the history would stay over the threshold and compact on every turn.
+KEPT_SHARE = 0.5
 TRANSCRIPT_CHARS = 60_000  # what the summariser is given at most, newest kept
 
 SUMMARY_INSTRUCTION = (
@@ -43,11 +46,35 @@ def transcript(messages: Sequence[StoredMessage]) -> str:
     return text[-TRANSCRIPT_CHARS:]
 
 
+def _tokens(message: StoredMessage) -> int:
+    return message.token_estimate or estimate_tokens(message.content)
+
+
+def kept_count(history: Sequence[StoredMessage], *, window: int, threshold: float) -> int:
+    """How many of the newest messages a compaction keeps verbatim: up to ``KEEP_LAST``, as long as together
+    they fit in ``KEPT_SHARE`` of the threshold (none, if the newest alone does not)."""
+    budget = KEPT_SHARE * threshold * window
+    kept, total = 0, 0
+    for message in reversed(history[-KEEP_LAST:]):
+        total += _tokens(message)
+        if total > budget:
+            break
+        kept += 1
+    return kept
+
+
+def compactable(history: Sequence[StoredMessage], kept: int) -> bool:
+    """Whether there is anything to fold into a summary beyond an earlier summary itself."""
+    return any(m.role != "summary" for m in history[: len(history) - kept])
+
+
 def needs_compaction(
     history: Sequence[StoredMessage], pending: str, *, window: int, threshold: float
 ) -> bool:
-    total = sum(m.token_estimate or estimate_tokens(m.content) for m in history) + estimate_tokens(pending)
-    return total >= threshold * window and len(history) > KEEP_LAST
+    total = sum(_tokens(m) for m in history) + estimate_tokens(pending)
+    if total < threshold * window:
+        return False
+    return compactable(history, kept_count(history, window=window, threshold=threshold))
 
 
 class Compactor:
@@ -80,11 +107,12 @@ class Compactor:
     ) -> tuple[SessionRecord, list[StoredMessage]]:
         """Compact if ``history`` is near the window (or ``force``); returns the session and history as they now are."""
         window = self._catalog.context_window(chain[0])
-        if len(history) <= KEEP_LAST:
+        kept = kept_count(history, window=window, threshold=self._threshold)
+        if not compactable(history, kept):
             return session, history
         if not force and not needs_compaction(history, pending, window=window, threshold=self._threshold):
             return session, history
-        older = history[:-KEEP_LAST]
+        older = history[: len(history) - kept]
         request = TurnInput(
             chain=chain,
             messages=[ChatMessage("user", f"{SUMMARY_INSTRUCTION}\n\n{transcript(older)}")],
@@ -96,7 +124,7 @@ class Compactor:
             return session, history
         summary = NewMessage("summary", result.text, (), estimate_tokens(result.text))
         await self._store.replace_history(
-            session.key, summary, KEEP_LAST, now_ms=self._clock.now_ms(), through_id=older[-1].id
+            session.key, summary, kept, now_ms=self._clock.now_ms(), through_id=older[-1].id
         )
         updated = await self._store.get(session.key)
         history = await self._store.history(session.key, limit=self._history_limit)

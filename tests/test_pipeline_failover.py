@@ -236,3 +236,18 @@ async def test_retry_after_lengthens_the_stored_cooldown(state_dir: Path, clock:
         stats = usage(state_dir)["openai:a"]
         assert stats["errorCount"] == 1
         assert stats["cooldownUntil"] == clock.now_ms() + 600_000
+
+
+async def test_a_huge_paste_is_compacted_once_not_on_every_following_turn(
+    state_dir: Path, clock: FakeClock
+) -> None:
+    """§7: a compaction keeps verbatim only the recent messages that leave room. Keeping the newest four
+    whatever their size kept a paste near the window in the history, and every turn compacted again."""
+    async with running_bot(state_dir, clock, context_window=600) as (app, server):
+        for text in ("one", "two", "three"):
+            await say(app, text)
+        await say(app, "x" * 2_000)  # ~500 tokens: alone over the 480-token threshold
+        seen = len(server.requests)
+        for text in ("four", "five", "six"):
+            assert (await say(app, text)).kind == "answer"
+        assert [is_summary(r) for r in server.requests[seen:]] == [True, False, False, False]
