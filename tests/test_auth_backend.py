@@ -74,6 +74,16 @@ async def test_a_failure_after_a_pending_success_keeps_its_cooldown(app: App, cl
     assert backend.unavailable_until(PROFILE, clock.now_ms()) == clock.now_ms() + MINUTE_MS
 
 
+async def test_last_good_follows_every_success_even_within_a_second(app: App, clock: FakeClock) -> None:
+    """Spec §6: a success sets lastGood[provider]; the one-second lastUsed resolution never leaves it stale."""
+    backend, store = app.backend("main"), _file(app)
+    for profile_id in (PROFILE, "demo:busy", PROFILE):
+        clock.advance(ms=100)
+        await backend.record_success(profile_id, now_ms=clock.now_ms())
+        await backend.flush()
+        assert store.reload().last_good == {"demo": profile_id}
+
+
 async def test_successes_within_a_second_write_once(app: App, clock: FakeClock) -> None:
     """lastUsed has a one-second resolution: a busy profile does not rewrite the file on every answer."""
     backend, store = app.backend("main"), _file(app)

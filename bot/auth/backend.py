@@ -17,8 +17,9 @@ from bot.status_view import ProfileLine, ProviderStatus
 
 log = logging.getLogger(__name__)
 
-# A success changes nothing but ``lastUsed``: writing that more than once a second buys round robin nothing
-# and would put a locked, fsynced file write on every turn.
+# A success of the profile that is already the provider's last good one, with nothing to clear, changes only
+# ``lastUsed``: writing that more than once a second buys round robin nothing and would put a locked, fsynced
+# file write on every turn.
 LAST_USED_RESOLUTION_MS = 1_000
 
 
@@ -37,6 +38,7 @@ class StoreAuthBackend:
         self._policy = policy
         self._endpoint_for = endpoint_for
         self._booked: dict[str, int] = {}  # profile -> when its last success was handed to a write
+        self._good: dict[str, str] = {}  # provider -> the profile of its last success handed to a write
         self._writing: set[asyncio.Task[object]] = set()
 
     async def flush(self) -> None:
@@ -76,18 +78,22 @@ class StoreAuthBackend:
         """
         doc = self._store.load()
         stats = doc.stats(profile_id)
-        clean = (
+        provider = provider_of(profile_id, doc)
+        good = doc.last_good.get(provider)
+        if self._writing:  # a success booked but not yet written says who is the last good one
+            good = self._good.get(provider, good)
+        unchanged = (
             stats.error_count == 0
             and not stats.failure_counts
             and stats.cooldown_until is None
             and stats.disabled_until is None
+            and good == profile_id
         )
         last = max(stats.last_used or 0, self._booked.get(profile_id, 0))
-        if clean and 0 <= now_ms - last < LAST_USED_RESOLUTION_MS:
-            # lastGood may lag by up to that second when answers alternate between profiles: it is only shown.
+        if unchanged and 0 <= now_ms - last < LAST_USED_RESOLUTION_MS:
             return
         self._booked[profile_id] = now_ms
-        provider = provider_of(profile_id, doc)
+        self._good[provider] = profile_id
         task: asyncio.Task[object] = asyncio.ensure_future(
             self._store.arecord_success(profile_id, provider=provider, now_ms=now_ms)
         )
