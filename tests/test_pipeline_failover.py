@@ -15,14 +15,14 @@ from typing import Any
 
 import pytest
 
-from bot.app import App, auth_store_for, build_app
+from bot.app import App, auth_store_for
 from bot.auth.types import Credential
 from bot.clock import FakeClock
 from bot.compaction import SUMMARY_INSTRUCTION
 from bot.policy import OVERFLOW_NOT_COMPACTED, STOP_MESSAGES
 from bot.reasons import Reason
-from bot.store.memory import InMemorySessionStore
 from bot.store.types import SessionRecord
+from tests.app_helpers import running_app
 from tests.fakes.provider_server import FakeProviderServer, RecordedRequest, ok, status
 from tests.test_pipeline import msg, say, usage
 
@@ -66,16 +66,9 @@ async def running_bot(
                 "defaults": {"model": {"primary": GPT, "fallbacks": [MINI]}, "timeoutSeconds": 10, **defaults}
             },
         }
-        (state_dir / "config.json5").write_text(json.dumps(config))
-        app = build_app(env={"MODELBOT_STATE_DIR": str(state_dir)}, clock=clock, store=InMemorySessionStore())
-        auth = auth_store_for(app.paths, "main")
-        for profile_id, key in PROFILES.items():
-            auth.upsert_profile(profile_id, Credential("api_key", "openai", key))
-        await app.start()
-        try:
+        creds = {profile_id: Credential("api_key", "openai", key) for profile_id, key in PROFILES.items()}
+        async with running_app(state_dir, clock, config=config, profiles=creds) as app:
             yield app, server
-        finally:
-            await app.stop()
 
 
 async def session(app: App) -> SessionRecord:

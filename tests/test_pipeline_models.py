@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
 from pathlib import Path
 
-from bot.app import App, build_app
+from bot.app import App
 from bot.clock import FakeClock
 from bot.reasons import Reason
 from bot.store.memory import InMemorySessionStore
-from bot.store.protocol import SessionStore
 from bot.store.types import SessionRecord
+from tests.app_helpers import running_app
 from tests.test_pipeline import msg, say
 
 # Two fallbacks and an image model with a fallback, so /model status has something to list on each line.
@@ -29,30 +27,6 @@ TWO_PROVIDER_CONFIG = (
 )
 
 
-@asynccontextmanager
-async def running(
-    state_dir: Path,
-    clock: FakeClock,
-    *,
-    config: str | None = None,
-    env: Mapping[str, str] | None = None,
-    store: SessionStore | None = None,
-) -> AsyncIterator[App]:
-    """The bot on ``config`` (written to the state dir; none = the built-in demo) with a fake clock."""
-    if config is not None:
-        (state_dir / "config.json5").write_text(config)
-    built = build_app(
-        env={"MODELBOT_STATE_DIR": str(state_dir), **(env or {})},
-        clock=clock,
-        store=store if store is not None else InMemorySessionStore(),
-    )
-    await built.start()
-    try:
-        yield built
-    finally:
-        await built.stop()
-
-
 async def stored_session(app: App, user: str = "u1") -> SessionRecord:
     """The session record as the store holds it, for the default test chat."""
     record = await app.store.get(app.chat().session_key(msg("x", user=user)))
@@ -64,7 +38,7 @@ async def test_model_default_clears_an_override_that_differs_from_the_primary(
     state_dir: Path, clock: FakeClock
 ) -> None:
     """§7: /model default clears the stored override; the next turn is answered by the primary again."""
-    async with running(state_dir, clock) as app:
+    async with running_app(state_dir, clock) as app:
         assert (await say(app, "/model demo/story")).text.startswith("Model set to demo/story.")
         assert (await say(app, "what now")).model == "demo/story"
         assert (await stored_session(app)).model_override == "demo/story"
@@ -97,7 +71,7 @@ async def test_pick_by_number_takes_the_first_provider_with_usable_auth(
         )
     )
     env = {"OPENROUTER_API_KEY": "sk-or-test-1"}
-    async with running(state_dir, clock, config=TWO_PROVIDER_CONFIG, env=env) as app:
+    async with running_app(state_dir, clock, config=TWO_PROVIDER_CONFIG, env=env) as app:
         await app.backend("main").record_failure(
             "anthropic:work", Reason.RATE_LIMIT, now_ms=clock.now_ms(), retry_after_ms=None
         )
@@ -120,7 +94,7 @@ async def test_model_status_shows_fallbacks_image_model_and_the_fallback_marker(
     state_dir: Path, clock: FakeClock
 ) -> None:
     """§3: /model status lists current, default, fallbacks and image model, and marks a fallback answer."""
-    async with running(state_dir, clock, config=STATUS_CONFIG) as app:
+    async with running_app(state_dir, clock, config=STATUS_CONFIG) as app:
         await say(app, "/model demo/broken")
         answer = await say(app, "tell me a story")
         assert answer.model == "demo/story"
@@ -146,7 +120,7 @@ async def test_stored_override_outside_a_changed_allowlist_is_not_used(
 ) -> None:
     """§3: the allowlist applies to a stored override too: once the config drops the model, turns ignore it."""
     store = InMemorySessionStore()
-    async with running(state_dir, clock, store=store) as app:
+    async with running_app(state_dir, clock, store=store) as app:
         await say(app, "/model demo/vision")
         assert (await say(app, "hello")).model == "demo/vision"
 
@@ -154,7 +128,7 @@ async def test_stored_override_outside_a_changed_allowlist_is_not_used(
         '{agents: {defaults: {model: {primary: "demo/echo", fallbacks: ["demo/story"]},'
         ' models: {"demo/echo": {}, "demo/story": {}}}}}'
     )
-    async with running(state_dir, clock, config=narrowed, store=store) as app:
+    async with running_app(state_dir, clock, config=narrowed, store=store) as app:
         assert (await stored_session(app)).model_override == "demo/vision"  # still stored, but not allowed
         reply = await say(app, "hello again")
         assert reply.kind == "answer" and reply.model == "demo/echo"
@@ -165,7 +139,7 @@ async def test_profile_of_another_provider_is_refused_and_changes_nothing(
     state_dir: Path, clock: FakeClock
 ) -> None:
     """§2/§5: /model provider/model@profile with another provider's profile is refused; nothing changes."""
-    async with running(state_dir, clock) as app:
+    async with running_app(state_dir, clock) as app:
         await say(app, "/model demo/story")
         before = await stored_session(app)
         reply = await say(app, "/model openai/gpt-5@demo:main", admin=True)
@@ -178,7 +152,7 @@ async def test_profile_of_another_provider_is_refused_and_changes_nothing(
 
 async def test_model_without_profile_clears_a_user_pin(state_dir: Path, clock: FakeClock) -> None:
     """§7: /model ref without @ clears the user pin; the stored session loses it and rotation resumes."""
-    async with running(state_dir, clock) as app:
+    async with running_app(state_dir, clock) as app:
         locked = await say(app, "/model demo/echo@demo:busy", admin=True)
         assert "Auth profile demo:busy is locked" in locked.text
         session = await stored_session(app)

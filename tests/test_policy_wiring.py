@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bot.app import App, auth_store_for, build_app
+from bot.app import App
 from bot.auth.rotation import order_profiles
 from bot.auth.types import AuthProfiles, Credential
 from bot.chat import Incoming
 from bot.clock import HOUR_MS, MINUTE_MS, FakeClock
 from bot.reasons import Reason
-from bot.store.memory import InMemorySessionStore
+from tests.app_helpers import running_app
 from tests.fakes.scripted import Fail, ScriptedClient
 
 PRIMARY = "openai/gpt-5.2"
@@ -41,22 +41,12 @@ def config(auth: Mapping[str, Any] | None = None) -> dict[str, Any]:
     }
 
 
-@asynccontextmanager
-async def running(
+def running(
     state_dir: Path, clock: FakeClock, cfg: Mapping[str, Any], profiles: Sequence[str] = ()
-) -> AsyncIterator[App]:
-    """``build_app`` on ``cfg`` (written to the state dir's config.json5) with api-key ``profiles`` stored."""
-    (state_dir / "config.json5").write_text(json.dumps(cfg))
-    app = build_app(env={"MODELBOT_STATE_DIR": str(state_dir)}, clock=clock, store=InMemorySessionStore())
-    for agent_id in ("main", "work"):
-        store = auth_store_for(app.paths, agent_id)
-        for pid in profiles:
-            store.upsert_profile(pid, Credential(type="api_key", provider=pid.split(":")[0], secret="sk-x"))
-    await app.start()
-    try:
-        yield app
-    finally:
-        await app.stop()
+) -> AbstractAsyncContextManager[App]:
+    """The app on ``cfg`` with an api-key credential for each of ``profiles`` in both agents' stores."""
+    creds = {pid: Credential(type="api_key", provider=pid.split(":")[0], secret="sk-x") for pid in profiles}
+    return running_app(state_dir, clock, config=cfg, profiles=creds, agents=("main", "work"))
 
 
 def usage(state_dir: Path, profile_id: str, agent_id: str = "main") -> dict[str, Any]:
