@@ -24,7 +24,7 @@ from bot.picker import (
     resolve_token,
 )
 from bot.refs import ModelRef, Selection, parse_model_ref
-from bot.status_view import ModelStatusView, ProviderStatus, render_model_status
+from bot.status_view import ModelStatusView, ProviderStatus, failover_kind, render_model_status
 from bot.store.protocol import SessionStore
 from bot.store.types import SessionPatch, SessionRecord
 
@@ -299,9 +299,8 @@ class CommandHandlers:
             )
         if session.last_model:
             via = f" via {session.last_profile}" if session.last_profile else ""
-            lines.append(
-                f"Last answer: {session.last_model}{via}" + (" (fallback)" if session.last_fallback else "")
-            )
+            kind = failover_kind(session.last_model, str(models.current)) if session.last_fallback else None
+            lines.append(f"Last answer: {session.last_model}{via}" + (f" ({kind})" if kind else ""))
         return "\n".join(lines)
 
     # -- helpers ------------------------------------------------------------------------------------------

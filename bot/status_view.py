@@ -74,11 +74,16 @@ def is_available(line: ProfileLine, now_ms: int) -> bool:
     return not blocked and not line.expired
 
 
+def failover_kind(answered: str, current: str) -> str:
+    """How a failure changed who answered: the same model means another of its profiles did."""
+    return "another profile, after a failure" if answered == current else "fallback"
+
+
 def render_model_status(view: ModelStatusView, *, now_ms: int) -> str:
     """The detailed view: models first, then each provider's endpoint and auth candidates."""
     lines = [f"Current: {view.current} ({view.current_source})"]
     if view.last_model and view.last_fallback:
-        lines.append(f"Last answer: {view.last_model} (fallback)")
+        lines.append(f"Last answer: {view.last_model} ({failover_kind(view.last_model, view.current)})")
     lines.append(f"Default: {view.default}")
     lines.append("Fallbacks: " + (", ".join(view.fallbacks) if view.fallbacks else "none"))
     image = view.image_model or "none"

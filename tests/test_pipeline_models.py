@@ -167,3 +167,16 @@ async def test_model_without_profile_clears_a_user_pin(state_dir: Path, clock: F
         assert "user-pinned" not in (await say(app, "/model status")).text
         reply = await say(app, "hello again")
         assert (reply.model, reply.profile) == ("demo/echo", "demo:main")
+
+
+async def test_status_tells_a_rotation_from_a_model_fallback(state_dir: Path, clock: FakeClock) -> None:
+    """§3: "Last answer" says whether another model answered (fallback) or another profile of the same one."""
+    async with running_app(state_dir, clock) as app:
+        rotated = await say(app, "hello")  # the built-in demo: demo:busy is rate-limited, demo:main answers
+        assert (rotated.model, rotated.profile) == ("demo/echo", "demo:main") and rotated.note
+        status = (await say(app, "/model status")).text
+        assert "Last answer: demo/echo (another profile, after a failure)" in status.splitlines()
+        assert (
+            "Last answer: demo/echo via demo:main (another profile, after a failure)"
+            in (await say(app, "/status")).text.splitlines()
+        )
