@@ -71,8 +71,8 @@ async def write_on_loop(store: AuthStore, fn: Callable[[AuthProfiles], AuthProfi
 
 
 class LoopTime:
-    """Awaits a coroutine and adds up the time its steps run on the event loop, i.e. what every other
-    conversation waits for; ``extra`` collects loop time spent in callbacks the coroutine starts."""
+    """Adds up the time a coroutine's steps run on the event loop, i.e. what every other conversation waits
+    for (``time_installs`` adds the loop callbacks a write starts)."""
 
     def __init__(self) -> None:
         self.ms = 0.0
@@ -99,6 +99,8 @@ class LoopTime:
 
 
 class Timed(Generic[T]):
+    """An awaitable that runs ``coro`` under ``timer``."""
+
     def __init__(self, timer: LoopTime, coro: Coroutine[Any, Any, T]) -> None:
         self._timer, self._coro = timer, coro
 

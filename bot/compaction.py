@@ -68,13 +68,17 @@ def compactable(history: Sequence[StoredMessage], kept: int) -> bool:
     return any(m.role != "summary" for m in history[: len(history) - kept])
 
 
+def over_threshold(history: Sequence[StoredMessage], pending: str, *, window: int, threshold: float) -> bool:
+    return sum(_tokens(m) for m in history) + estimate_tokens(pending) >= threshold * window
+
+
 def needs_compaction(
     history: Sequence[StoredMessage], pending: str, *, window: int, threshold: float
 ) -> bool:
-    total = sum(_tokens(m) for m in history) + estimate_tokens(pending)
-    if total < threshold * window:
-        return False
-    return compactable(history, kept_count(history, window=window, threshold=threshold))
+    """Over the threshold, with something a compaction could fold into its summary."""
+    return over_threshold(history, pending, window=window, threshold=threshold) and compactable(
+        history, kept_count(history, window=window, threshold=threshold)
+    )
 
 
 class Compactor:
@@ -110,7 +114,7 @@ class Compactor:
         kept = kept_count(history, window=window, threshold=self._threshold)
         if not compactable(history, kept):
             return session, history
-        if not force and not needs_compaction(history, pending, window=window, threshold=self._threshold):
+        if not force and not over_threshold(history, pending, window=window, threshold=self._threshold):
             return session, history
         older = history[: len(history) - kept]
         request = TurnInput(

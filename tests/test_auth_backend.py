@@ -9,24 +9,20 @@ from pathlib import Path
 
 import pytest
 
-from bot.app import App, auth_store_for, build_app
+from bot.app import App, auth_store_for
 from bot.auth import lockfile
 from bot.auth.store import AuthStore
 from bot.clock import MINUTE_MS, FakeClock
 from bot.reasons import Reason
-from bot.store.memory import InMemorySessionStore
+from tests.app_helpers import running_app
 
 PROFILE = "demo:main"
 
 
 @pytest.fixture
 async def app(state_dir: Path, clock: FakeClock) -> AsyncIterator[App]:
-    built = build_app(env={"MODELBOT_STATE_DIR": str(state_dir)}, clock=clock, store=InMemorySessionStore())
-    await built.start()
-    try:
+    async with running_app(state_dir, clock) as built:
         yield built
-    finally:
-        await built.stop()
 
 
 def _file(app: App) -> AuthStore:

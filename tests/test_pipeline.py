@@ -16,6 +16,7 @@ from bot.clock import FakeClock
 from bot.providers.base import ImagePart
 from bot.reasons import Reason
 from bot.store.memory import InMemorySessionStore
+from tests.app_helpers import running_app
 
 PNG_1x1 = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
@@ -27,10 +28,8 @@ PNG_1x1 = bytes.fromhex(
 @pytest.fixture
 async def app(state_dir: Path, clock: FakeClock) -> AsyncIterator[App]:
     """The bot on the built-in default (demo provider), an in-memory session store and a fake clock."""
-    built = build_app(env={"MODELBOT_STATE_DIR": str(state_dir)}, clock=clock, store=InMemorySessionStore())
-    await built.start()
-    yield built
-    await built.stop()
+    async with running_app(state_dir, clock) as built:
+        yield built
 
 
 def msg(text: str, *, user: str = "u1", chat: str = "c1", admin: bool = False, **kw: Any) -> Incoming:
@@ -133,20 +132,16 @@ async def test_new_clears_pin_keeps_user_model_and_accepts_a_model(app: App) -> 
 
 async def test_allowlist_exact_text(state_dir: Path, clock: FakeClock) -> None:
     """Outside agents.defaults.models, /model answers with the spec's exact sentence."""
-    (state_dir / "config.json5").write_text(
+    config = (
         '{agents: {defaults: {model: {primary: "demo/echo", fallbacks: ["demo/story"]},'
         ' models: {"demo/echo": {alias: "Echo"}, "demo/story": {}}}}}'
     )
-    built = build_app(env={"MODELBOT_STATE_DIR": str(state_dir)}, clock=clock, store=InMemorySessionStore())
-    await built.start()
-    try:
+    async with running_app(state_dir, clock, config=config) as built:
         reply = await say(built, "/model demo/vision")
         assert reply.text == 'Model "demo/vision" is not allowed. Use /model to list available models.'
         assert (await say(built, "/model echo")).text.startswith("Model set to demo/echo.")
         picker = (await say(built, "/model list")).text
         assert "vision" not in picker and "broken" not in picker
-    finally:
-        await built.stop()
 
 
 async def test_image_goes_to_the_image_model(app: App) -> None:
@@ -258,10 +253,7 @@ async def test_bad_input_gets_a_short_reply_and_changes_nothing(app: App) -> Non
 
 async def test_admin_resets_another_members_session(state_dir: Path, clock: FakeClock) -> None:
     """In per-user group sessions an admin resets a member by @name; others may not."""
-    (state_dir / "config.json5").write_text('{session: {scope: "user"}}')
-    built = build_app(env={"MODELBOT_STATE_DIR": str(state_dir)}, clock=clock, store=InMemorySessionStore())
-    await built.start()
-    try:
+    async with running_app(state_dir, clock, config='{session: {scope: "user"}}') as built:
         pipeline = built.chat()
         await pipeline.handle(msg("hello", user="42", user_name="alice", is_group=True))
         alice_key = pipeline.session_key(msg("x", user="42", is_group=True))
@@ -279,8 +271,6 @@ async def test_admin_resets_another_members_session(state_dir: Path, clock: Fake
         assert (await built.store.get(alice_key)).message_count == 0  # type: ignore[union-attr]
         own = await pipeline.handle(msg("/reset", user="42", is_group=True, reply_to_user_id="42"))
         assert own[0].text.startswith("Session reset.")
-    finally:
-        await built.stop()
 
 
 async def test_all_models_failing_gives_one_summary(app: App, clock: FakeClock) -> None:
@@ -299,13 +289,11 @@ async def test_all_models_failing_gives_one_summary(app: App, clock: FakeClock) 
 
 async def test_compaction_summarises_and_repins(state_dir: Path, clock: FakeClock) -> None:
     """Near the context window, older turns become one summary and the compaction count grows."""
-    (state_dir / "config.json5").write_text(
+    config = (
         '{agents: {defaults: {model: {primary: "demo/echo"}}},'
         ' models: {providers: {demo: {models: [{id: "echo", contextWindow: 600}]}}}}'
     )
-    built = build_app(env={"MODELBOT_STATE_DIR": str(state_dir)}, clock=clock, store=InMemorySessionStore())
-    await built.start()
-    try:
+    async with running_app(state_dir, clock, config=config) as built:
         pipeline = built.chat()
         for i in range(4):
             await pipeline.handle(msg(f"message number {i} " + "words " * 20))
@@ -314,8 +302,6 @@ async def test_compaction_summarises_and_repins(state_dir: Path, clock: FakeCloc
         assert session is not None and session.compaction_count >= 1
         history = await built.store.history(key)
         assert history[0].role == "summary"
-    finally:
-        await built.stop()
 
 
 async def test_model_choices_filter_for_autocomplete(app: App) -> None:
@@ -345,10 +331,7 @@ async def test_corrupt_auth_file_is_reported_and_kept(app: App, state_dir: Path)
 
 async def test_two_admins_resetting_each_other_do_not_deadlock(state_dir: Path, clock: FakeClock) -> None:
     """Per-user sessions: simultaneous cross resets both complete (no lock-ordering deadlock)."""
-    (state_dir / "config.json5").write_text('{session: {scope: "user"}}')
-    built = build_app(env={"MODELBOT_STATE_DIR": str(state_dir)}, clock=clock, store=InMemorySessionStore())
-    await built.start()
-    try:
+    async with running_app(state_dir, clock, config='{session: {scope: "user"}}') as built:
         pipeline = built.chat()
         await pipeline.handle(msg("hi", user="1", user_name="ann", is_group=True))
         await pipeline.handle(msg("hi", user="2", user_name="bob", is_group=True))
@@ -359,5 +342,3 @@ async def test_two_admins_resetting_each_other_do_not_deadlock(state_dir: Path, 
         first, second = await asyncio.wait_for(both, timeout=5)
         assert first[0].text == "Session of @bob reset."
         assert second[0].text == "Session of @ann reset."
-    finally:
-        await built.stop()
