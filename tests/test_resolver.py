@@ -43,7 +43,13 @@ class CountingRefresher:
         self._lock = threading.Lock()
         self.started = threading.Event()
 
-    async def refresh(self, provider: str, refresh_token: str) -> OAuthTokens:
+    def can_refresh(self, provider: str) -> bool:
+        return True
+
+    def headers(self, provider: str) -> dict[str, str]:
+        return {}
+
+    async def refresh(self, provider: str, refresh_token: str, *, now_ms: int) -> OAuthTokens:
         with self._lock:
             if refresh_token in self.calls:
                 raise RuntimeError("refresh token already used")
@@ -322,7 +328,13 @@ path, log, go, now = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), in
 
 
 class Refresher:
-    async def refresh(self, provider, refresh_token):
+    def can_refresh(self, provider):
+        return True
+
+    def headers(self, provider):
+        return {}
+
+    async def refresh(self, provider, refresh_token, *, now_ms):
         with log.open("a") as f:
             f.write(f"{os.getpid()} {refresh_token}\\n")
         await asyncio.sleep(0.5)
