@@ -219,7 +219,7 @@ def run_list(args: argparse.Namespace) -> int:
                 creds[pid] = cred
     rows: list[dict[str, Any]] = []
     for pid, cred in creds.items():
-        line = profile_line(pid, cred, doc, now)
+        line = profile_line(pid, cred, doc, now, refreshable=resolver.can_refresh(cred))
         flags = profile_flags(line, now_ms=now, pin=None, pin_source=None, is_next=False)
         stats = doc.stats(pid)
         rows.append(
@@ -231,6 +231,7 @@ def run_list(args: argparse.Namespace) -> int:
                 "email": cred.email,
                 "expires": cred.expires,
                 "expired": line.expired,
+                "canRefresh": line.refreshable,
                 "cooldownUntil": stats.cooldown_until,
                 "disabledUntil": stats.disabled_until,
                 "disabledReason": stats.disabled_reason,
@@ -306,7 +307,8 @@ def run_cooldowns(args: argparse.Namespace) -> int:
     for pid, stats in sorted(doc.usage_stats.items()):
         if stats.unavailable_until(now) is None:
             continue
-        line = profile_line(pid, doc.profiles.get(pid) or _unknown(pid), doc, now)
+        cred = doc.profiles.get(pid) or _unknown(pid)
+        line = profile_line(pid, cred, doc, now, refreshable=resolver.can_refresh(cred))
         current.append(
             {
                 "id": pid,
