@@ -17,8 +17,11 @@ from typing import Any
 import aiohttp
 import pytest
 
+from bot.auth.cooldowns import CooldownPolicy
 from bot.auth.store import AuthStore
+from bot.auth.types import Credential
 from bot.clock import HOUR_MS
+from bot.reasons import Reason
 from tests.cli_helpers import run_cli
 from tests.e2e_helpers import child_env, modelbot_command
 from tests.fakes.oauth_server import FakeOAuthServer
@@ -90,7 +93,17 @@ def assert_no_secret(oauth: FakeOAuthServer, *texts: str) -> None:
 
 
 async def test_login_with_a_pasted_code(state_dir: Path) -> None:
-    """URL printed, code#state pasted, tokens exchanged (PKCE checked by the fake), provider:<email> stored."""
+    """URL printed, code#state pasted, tokens exchanged (PKCE checked by the fake), provider:<email> stored
+    in place of the dead login it replaces, whose cooldown ends."""
+    dead = Credential("oauth", "acme", "dead-access-0123456789", refresh="dead-refresh", expires=1)
+    auth_file(state_dir).upsert_profile("acme:me@example.com", dead)
+    auth_file(state_dir).record_failure(
+        "acme:me@example.com",
+        Reason.AUTH,
+        provider="acme",
+        now_ms=int(time.time() * 1000),
+        policy=CooldownPolicy(),
+    )
     async with FakeOAuthServer(email="me@example.com") as oauth:
         write_config(state_dir, oauth.oauth_config())
         login = await Login.start(state_dir, "--provider", "acme")
@@ -104,7 +117,8 @@ async def test_login_with_a_pasted_code(state_dir: Path) -> None:
     assert (cred.secret, cred.refresh) == (oauth.issued.access[0], oauth.issued.refresh[0])
     assert started + HOUR_MS <= (cred.expires or 0) <= int(time.time() * 1000) + HOUR_MS
     assert "Logged in to acme as me@example.com." in out
-    assert "Stored acme:me@example.com (oauth, fake-a…" in out
+    assert "Replaced acme:me@example.com (oauth, fake-a…" in out
+    assert auth_file(state_dir).load().stats("acme:me@example.com").cooldown_until is None  # a fresh start
     assert "modelbot refreshes it before then" in out
     grant = oauth.grants[0]
     assert grant["grant_type"] == "authorization_code" and grant["code_verifier"]
