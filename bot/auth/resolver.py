@@ -187,7 +187,7 @@ class CredentialResolver:
     async def _refresh(
         self, profile_id: str, seen: Credential, refresher: OAuthRefresher, now_ms: int
     ) -> Credential:
-        """Refresh under ``<store>.refresh.lock``, held across the call to the provider.
+        """Refresh under the refresh lock (``RefreshLock``: a lock file today), held across the call.
 
         Refresh tokens are single-use: whoever waited for the lock re-reads the store and takes the
         other process's result instead of spending the (now dead) refresh token again. A refresh that
