@@ -10,6 +10,8 @@ from pathlib import Path
 from bot.agents import agent_ids
 from bot.auth.backend import StoreAuthBackend
 from bot.auth.cooldowns import CooldownPolicy
+from bot.auth.oauth_client import TokenRefresher
+from bot.auth.oauth_presets import oauth_settings
 from bot.auth.resolver import CredentialResolver
 from bot.auth.store import AuthStore
 from bot.catalog import Catalog
@@ -86,6 +88,7 @@ def auth_store_for(paths: Paths, agent_id: str) -> AuthStore:
 
 
 def build_resolver(loaded: LoadedConfig, store: AuthStore, env: Mapping[str, str]) -> CredentialResolver:
+    """The credentials of one agent; OAuth logins refresh through their provider's preset or config."""
     config = loaded.config
     providers = {*BUILTIN_PROVIDERS, *config.models.providers}
     specs = {p: spec_for(p, config) for p in providers}
@@ -96,6 +99,7 @@ def build_resolver(loaded: LoadedConfig, store: AuthStore, env: Mapping[str, str
         provider_env_vars={p: s.env_vars for p, s in specs.items()},
         providers_without_auth=[p for p, s in specs.items() if not s.needs_auth],
         builtin_profiles={p: s.builtin_profiles for p, s in specs.items() if s.builtin_profiles},
+        refresher=TokenRefresher(lambda provider: oauth_settings(provider, config)),
     )
 
 

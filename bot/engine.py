@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
 from bot.clock import Clock
@@ -310,6 +310,8 @@ class Engine:
     ) -> AsyncIterator[TextDelta]:
         auth = await self._auth.resolve(profile_id, now_ms=self._clock.now_ms())
         endpoint = self._endpoint_for(ref.provider)
+        if auth.headers:  # a credential's own headers (an OAuth login's extraHeaders) win over the endpoint's
+            endpoint = replace(endpoint, headers={**endpoint.headers, **auth.headers})
         client = self._clients.get(endpoint.api)
         if client is None:
             raise ProviderError(Reason.BAD_REQUEST, f'No client for API mode "{endpoint.api}".')

@@ -12,7 +12,8 @@ HTTP, SQL, the file system) are translated into it at the edge where they occur:
     ├── AuthError                credentials and the auth store
     │   ├── AuthStoreCorrupt     auth-profiles.json unreadable; a backup was kept, nothing overwritten
     │   ├── UnknownProfile       a profile id that the store does not hold
-    │   └── NoUsableAuth         a provider has no usable credential at all
+    │   ├── NoUsableAuth         a provider has no usable credential at all
+    │   └── OAuthError           an OAuth login or refresh was refused, timed out, or is not configured
     ├── ProviderError            one failed attempt, already classified into a ``Reason``
     ├── TurnError                a whole turn ended without a complete answer
     │   ├── AllCandidatesFailed  every (model, profile) pair failed; carries the attempts
@@ -105,6 +106,19 @@ class NoUsableAuth(AuthError):
     def __init__(self, provider: str) -> None:
         self.provider = provider
         super().__init__(f'No usable credentials for provider "{provider}".')
+
+
+class OAuthError(AuthError):
+    """A token endpoint refused or failed a login or a refresh, or none is known for the provider.
+
+    ``code`` is the RFC 6749 §5.2 error (``invalid_grant``, …) or one of ``timeout``, ``network``,
+    ``http_<status>``, ``bad_answer``, ``not_configured``, ``input``; the message never holds a token.
+    """
+
+    def __init__(self, code: str, message: str, *, status: int | None = None) -> None:
+        self.code = code
+        self.status = status
+        super().__init__(message)
 
 
 class ProviderError(ModelbotError):

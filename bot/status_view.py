@@ -20,6 +20,7 @@ class ProfileLine:
     disabled_reason: str | None = None
     expired: bool = False
     expires: int | None = None
+    refreshable: bool = False  # an OAuth login whose provider's token endpoint is known
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,25 @@ def profile_flags(
         flags.append(f"cooldown {format_wait(line.cooldown_until - now_ms)}")
     if line.expired:
         flags.append("expired")
+    elif (login := login_flag(line, now_ms)) is not None:
+        flags.append(login)
     return flags
+
+
+def login_flag(line: ProfileLine, now_ms: int) -> str | None:
+    """When an OAuth login expires and whether it renews itself (spec §11.7)."""
+    if line.type != "oauth" or line.expires is None:
+        return None
+    if line.expires <= now_ms:  # only a refreshable login is still listed after its expiry (not "expired")
+        return "login expired, refreshes on next use"
+    renews = "refreshes itself" if line.refreshable else "cannot refresh"
+    return f"login expires in {format_span(line.expires - now_ms)}, {renews}"
+
+
+def format_span(ms: int) -> str:
+    """``45s``, ``4m12s``, ``7h12m``; whole days from two days on (``12d``)."""
+    days = ms // 86_400_000
+    return f"{days}d" if days >= 2 else format_wait(ms)
 
 
 def is_available(line: ProfileLine, now_ms: int) -> bool:

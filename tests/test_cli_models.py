@@ -172,7 +172,8 @@ CHECK_CONFIG = '{ agents: { defaults: { model: { primary: "openai/gpt-5.2" } } }
         (Credential("api_key", "openai", SECRET), 0, None),
         (Credential("token", "openai", SECRET, expires=1), 1, "expired"),
         (Credential("token", "openai", SECRET, expires=-1), 2, "expiring"),
-        (Credential("oauth", "openai", SECRET, expires=1, refresh="r-token-123456"), 0, None),
+        # No token endpoint is known for openai (no preset, no oauth config): its refresh token cannot help.
+        (Credential("oauth", "openai", SECRET, expires=1, refresh="r-token-123456"), 1, "expired"),
     ],
 )
 def test_check_exit_codes(
@@ -184,7 +185,7 @@ def test_check_exit_codes(
     code: int,
     problem: str | None,
 ) -> None:
-    """1 for missing or expired auth, 2 for a token expiring within 24 h, 0 otherwise (OAuth renews itself)."""
+    """1 for missing or expired auth, 2 for a token expiring within 24 h, 0 otherwise."""
     config = write_config(tmp_path / "c.json5", CHECK_CONFIG)
     if cred is not None:
         if cred.expires == -1:

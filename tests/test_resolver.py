@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,13 @@ class CountingRefresher:
         self._lock = threading.Lock()
         self.started = threading.Event()
 
-    async def refresh(self, provider: str, refresh_token: str) -> OAuthTokens:
+    def can_refresh(self, provider: str) -> bool:
+        return True
+
+    def headers(self, provider: str) -> dict[str, str]:
+        return {}
+
+    async def refresh(self, provider: str, refresh_token: str, *, now_ms: int) -> OAuthTokens:
         with self._lock:
             if refresh_token in self.calls:
                 raise RuntimeError("refresh token already used")
@@ -322,7 +329,13 @@ path, log, go, now = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), in
 
 
 class Refresher:
-    async def refresh(self, provider, refresh_token):
+    def can_refresh(self, provider):
+        return True
+
+    def headers(self, provider):
+        return {}
+
+    async def refresh(self, provider, refresh_token, *, now_ms):
         with log.open("a") as f:
             f.write(f"{os.getpid()} {refresh_token}\\n")
         await asyncio.sleep(0.5)
@@ -379,3 +392,39 @@ def test_processes_and_threads_refresh_once(tmp_path: Path, clock: FakeClock) ->
     assert len(refreshes) == 1, refreshes
     assert len(set(secrets)) == 1
     assert store.load().profiles["g:me"].secret == secrets[0]
+
+
+class CountingLock:
+    """A ``RefreshLock`` of another kind (as a database row lock would be): one holder per process here."""
+
+    def __init__(self) -> None:
+        self.held: list[str] = []
+        self._lock = asyncio.Lock()
+
+    @contextlib.asynccontextmanager
+    async def hold(self, profile_id: str) -> AsyncIterator[None]:
+        async with self._lock:
+            self.held.append(profile_id)
+            yield
+
+
+async def test_the_refresh_lock_is_a_seam(tmp_path: Path, clock: FakeClock) -> None:
+    """Any ``RefreshLock`` can stand in for the lock file: the refresh runs under it, once for three waiters."""
+    refresher = CountingRefresher(clock.now_ms(), delay_s=0.1)
+    lock = CountingLock()
+    resolver = CredentialResolver(
+        AuthStore(tmp_path / "agent" / "auth-profiles.json"),
+        Config(),
+        env={},
+        provider_env_vars={},
+        providers_without_auth=(),
+        builtin_profiles={},
+        refresher=refresher,
+        refresh_lock=lock,
+    )
+    resolver.store.upsert_profile("g:me", oauth(clock.now_ms() + MINUTE_MS))
+    results = await asyncio.gather(*(resolver.resolve("g:me", now_ms=clock.now_ms()) for _ in range(3)))
+    assert {auth.secret for auth in results} == {"access-1"}
+    assert refresher.calls == ["refresh-0"]
+    assert lock.held == ["g:me"] * 3  # each waiter held it in turn, re-read, and took the winner's tokens
+    assert not resolver.store.refresh_lock_path.exists()  # the lock file was not used

@@ -127,14 +127,19 @@ class StoreAuthBackend:
     def provider_status(self, provider: str, now_ms: int) -> ProviderStatus:
         endpoint = self._endpoint_for(provider)
         lines = tuple(
-            profile_line(pid, cred, self._store.load(), now_ms)
+            profile_line(pid, cred, self._store.load(), now_ms, refreshable=self._resolver.can_refresh(cred))
             for pid, cred, _ in self._resolver.all_profiles(provider, now_ms)
         )
         return ProviderStatus(provider, endpoint.base_url, endpoint.api, lines, missing_auth=not lines)
 
 
-def profile_line(profile_id: str, cred: Credential, doc: AuthProfiles, now_ms: int) -> ProfileLine:
-    """A status line for one credential: type, masked secret, cooldown and billing state, expiry."""
+def profile_line(
+    profile_id: str, cred: Credential, doc: AuthProfiles, now_ms: int, *, refreshable: bool = False
+) -> ProfileLine:
+    """A status line for one credential: type, masked secret, cooldown and billing state, expiry.
+
+    ``refreshable``: an OAuth login that renews itself (``CredentialResolver.can_refresh``), so its
+    expiry is not the end of it."""
     stats = doc.stats(profile_id)
     source = credential_source(cred)
     kind = cred.type if source == "stored" else source
@@ -147,6 +152,7 @@ def profile_line(profile_id: str, cred: Credential, doc: AuthProfiles, now_ms: i
         cooldown_until=stats.cooldown_until,
         disabled_until=stats.disabled_until,
         disabled_reason=stats.disabled_reason,
-        expired=cred.is_expired(now_ms) and not (cred.type == "oauth" and bool(cred.refresh)),
+        expired=cred.is_expired(now_ms) and not refreshable,
         expires=cred.expires,
+        refreshable=refreshable,
     )

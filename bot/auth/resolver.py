@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Collection, Mapping
-from dataclasses import replace
-from pathlib import Path
-from typing import Literal, NamedTuple, Protocol
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Literal, Protocol
 
-from bot.auth import lockfile
+from bot.auth.mask import mask_secret
+from bot.auth.refresh_lock import FileRefreshLock, RefreshLock, RefreshLockTimeout
 from bot.auth.rotation import order_profiles
 from bot.auth.store import FILE_MODE, AuthStore
 from bot.auth.types import AuthProfiles, Credential, UsageStats
 from bot.clock import MINUTE_MS
 from bot.config.schema import Config
-from bot.errors import ProviderError, UnknownProfile
+from bot.errors import OAuthError, ProviderError, UnknownProfile
 from bot.providers.base import ResolvedAuth
 from bot.reasons import Reason
+
+log = logging.getLogger(__name__)
 
 REFRESH_MARGIN_MS = 5 * MINUTE_MS  # refresh this long before expiry so a call never starts with a dying token
 
@@ -40,18 +44,32 @@ def needs_refresh(cred: Credential, now_ms: int) -> bool:
     return cred.type == "oauth" and cred.expires is not None and cred.expires - now_ms <= REFRESH_MARGIN_MS
 
 
-class OAuthTokens(NamedTuple):
+@dataclass(frozen=True, repr=False)
+class OAuthTokens:
     """What a refresh returns: ``(access, refresh, expires)``."""
 
     access: str
     refresh: str
     expires: int  # ms since the epoch
 
+    def __repr__(self) -> str:  # never a token in a traceback or a log line
+        return f"OAuthTokens(access={mask_secret(self.access)}, expires={self.expires})"
+
 
 class OAuthRefresher(Protocol):
-    """Exchanges a (single-use) refresh token for new tokens; raises on any failure."""
+    """The OAuth side of the providers: who can refresh, the refresh itself, and what a login's calls need."""
 
-    async def refresh(self, provider: str, refresh_token: str) -> OAuthTokens: ...
+    def can_refresh(self, provider: str) -> bool:
+        """Whether a token endpoint is known for the provider (a preset or ``models.providers.<id>.oauth``)."""
+        ...
+
+    def headers(self, provider: str) -> Mapping[str, str]:
+        """Headers every model call made with one of the provider's OAuth logins carries."""
+        ...
+
+    async def refresh(self, provider: str, refresh_token: str, *, now_ms: int) -> OAuthTokens:
+        """Exchanges a (single-use) refresh token for new tokens; raises on any failure."""
+        ...
 
 
 class CredentialResolver:
@@ -67,6 +85,7 @@ class CredentialResolver:
         providers_without_auth: Collection[str],
         builtin_profiles: Mapping[str, tuple[str, ...]],
         refresher: OAuthRefresher | None = None,
+        refresh_lock: RefreshLock | None = None,
         refresh_lock_timeout_s: float = 60.0,
     ) -> None:
         self.store = store
@@ -76,7 +95,11 @@ class CredentialResolver:
         self._no_auth = frozenset(providers_without_auth)
         self._builtin = builtin_profiles
         self._refresher = refresher
-        self._refresh_lock_timeout_s = refresh_lock_timeout_s
+        self._refresh_lock: RefreshLock = (
+            FileRefreshLock(store.refresh_lock_path, timeout_s=refresh_lock_timeout_s, mode=FILE_MODE)
+            if refresh_lock is None
+            else refresh_lock
+        )
 
     def implicit_profiles(self, provider: str, doc: AuthProfiles) -> dict[str, Credential]:
         """Pseudo-profiles for a provider without a stored profile: env key, config key, built-in, no auth."""
@@ -130,6 +153,15 @@ class CredentialResolver:
             raise UnknownProfile(profile_id)
         return cred
 
+    def can_refresh(self, cred: Credential) -> bool:
+        """An OAuth login that renews itself: it has a refresh token and its provider's token endpoint is known."""
+        return (
+            cred.type == "oauth"
+            and bool(cred.refresh)
+            and self._refresher is not None
+            and self._refresher.can_refresh(cred.provider)
+        )
+
     async def resolve(self, profile_id: str, *, now_ms: int) -> ResolvedAuth:
         """The credential to send; an OAuth token close to expiry is refreshed first (once, across processes)."""
         cred = self.lookup(profile_id, self.store.load())  # cached by file stat: no thread hop per attempt
@@ -145,16 +177,17 @@ class CredentialResolver:
                 raise ProviderError(Reason.AUTH, f'The token of profile "{profile_id}" has expired.')
             return ResolvedAuth(profile_id, "token", cred.secret)
         if needs_refresh(cred, now_ms):
-            if self._refresher is not None and cred.refresh:
+            if self._refresher is not None and self.can_refresh(cred):
                 cred = await self._refresh(profile_id, cred, self._refresher, now_ms)
             elif cred.is_expired(now_ms):
                 raise ProviderError(Reason.AUTH, f'The login of profile "{profile_id}" has expired.')
-        return ResolvedAuth(profile_id, "oauth", cred.secret)
+        headers = self._refresher.headers(cred.provider) if self._refresher is not None else {}
+        return ResolvedAuth(profile_id, "oauth", cred.secret, headers=headers)
 
     async def _refresh(
         self, profile_id: str, seen: Credential, refresher: OAuthRefresher, now_ms: int
     ) -> Credential:
-        """Refresh under ``<store>.refresh.lock``, held across the call to the provider.
+        """Refresh under the refresh lock (``RefreshLock``: a lock file today), held across the call.
 
         Refresh tokens are single-use: whoever waited for the lock re-reads the store and takes the
         other process's result instead of spending the (now dead) refresh token again. A refresh that
@@ -168,42 +201,50 @@ class CredentialResolver:
         self, profile_id: str, seen: Credential, refresher: OAuthRefresher, now_ms: int
     ) -> Credential:
         try:
-            fd = await _acquire(self.store.refresh_lock_path, self._refresh_lock_timeout_s)
-        except lockfile.LockTimeout:
+            async with self._refresh_lock.hold(profile_id):
+                current = self.lookup(profile_id, await asyncio.to_thread(self.store.reload))
+                if current.refresh == seen.refresh and needs_refresh(current, now_ms) and current.refresh:
+                    tokens = await _call_refresher(refresher, profile_id, current, now_ms)
+                    current = replace(
+                        current, secret=tokens.access, refresh=tokens.refresh, expires=tokens.expires
+                    )
+                    # One locked, atomic write of all three: the old refresh token is already spent.
+                    await self.store.aupdate(lambda doc: _with_tokens(doc, profile_id, tokens))
+                    log.info(
+                        "refreshed the OAuth login of %s, valid until %s", profile_id, _iso(tokens.expires)
+                    )
+                # else: another process refreshed while we waited for the lock; its result is in the store.
+        except RefreshLockTimeout:
             raise ProviderError(
                 Reason.TIMEOUT, f'Gave up waiting for another refresh of profile "{profile_id}".'
             ) from None
-        try:
-            current = self.lookup(profile_id, await asyncio.to_thread(self.store.reload))
-            if current.refresh == seen.refresh and needs_refresh(current, now_ms) and current.refresh:
-                try:
-                    tokens = await refresher.refresh(current.provider, current.refresh)
-                except Exception as exc:  # any failure of the exchange is the credential's failure
-                    raise ProviderError(
-                        Reason.AUTH, f'Refreshing the login of profile "{profile_id}" failed.'
-                    ) from exc
-                current = replace(
-                    current, secret=tokens.access, refresh=tokens.refresh, expires=tokens.expires
-                )
-                await self.store.aupdate(lambda doc: _with_tokens(doc, profile_id, tokens))
-            # else: another process refreshed while we waited for the lock; its result is in the store.
-            if current.is_expired(now_ms):
-                raise ProviderError(Reason.AUTH, f'The login of profile "{profile_id}" has expired.')
-            return current
-        finally:
-            lockfile.unlock(fd)
+        if current.is_expired(now_ms):
+            raise ProviderError(Reason.AUTH, f'The login of profile "{profile_id}" has expired.')
+        return current
 
 
-async def _acquire(path: Path, timeout_s: float) -> int:
-    """Wait for the lock in a worker thread; if cancelled meanwhile, release it once the thread gets it."""
-    pending = asyncio.ensure_future(asyncio.to_thread(lockfile.lock, path, timeout_s, mode=FILE_MODE))
+async def _call_refresher(
+    refresher: OAuthRefresher, profile_id: str, cred: Credential, now_ms: int
+) -> OAuthTokens:
+    """The refresh, with any failure of it made the credential's ``auth`` failure (spec §4)."""
+    assert cred.refresh is not None
     try:
-        return await asyncio.shield(pending)
-    except asyncio.CancelledError:
-        pending.add_done_callback(
-            lambda f: lockfile.unlock(f.result()) if not f.cancelled() and not f.exception() else None
-        )
-        raise
+        return await refresher.refresh(cred.provider, cred.refresh, now_ms=now_ms)
+    except OAuthError as exc:
+        log.warning("refreshing the OAuth login of %s failed: %s", profile_id, exc)
+        again = f" Log in again: modelbot auth login --provider {cred.provider}."
+        raise ProviderError(
+            Reason.AUTH,
+            f'Refreshing the login of profile "{profile_id}" failed ({exc.code}).'
+            + (again if exc.code == "invalid_grant" else ""),
+        ) from exc
+    except Exception as exc:  # any other failure of the exchange is the credential's failure too
+        log.warning("refreshing the OAuth login of %s failed: %s", profile_id, type(exc).__name__)
+        raise ProviderError(Reason.AUTH, f'Refreshing the login of profile "{profile_id}" failed.') from exc
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _retrieve(task: asyncio.Future[Credential]) -> None:

@@ -29,7 +29,7 @@ MAX_PROFILE_NAME = 128
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    auth = sub.add_parser("auth", help="auth profiles: keys, tokens, rotation order, cooldowns")
+    auth = sub.add_parser("auth", help="auth profiles: keys, tokens, OAuth logins, rotation order, cooldowns")
     asub = auth.add_subparsers(dest="auth_command", metavar="ACTION", required=True)
     p = _leaf(asub, "list", "every credential, masked, with its state", run_list)
     p.add_argument("--json", action="store_true", help="JSON for scripts")
@@ -44,6 +44,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--profile-id", help="profile id (default: anthropic:default)")
     p.add_argument("--email", help="the account, shown in status")
+    p = _leaf(
+        asub, "login", "log in to a provider with OAuth (browser login, refreshed automatically)", run_login
+    )
+    p.add_argument(
+        "--provider", required=True, help="e.g. anthropic (Claude Pro/Max), or one with an oauth config"
+    )
+    p.add_argument(
+        "--profile-id", help="provider:name (default: provider:<email> of the login, else provider:default)"
+    )
+    p.add_argument("--timeout", type=float, default=600, help="seconds to wait for the login (default 600)")
     p = _leaf(asub, "remove", "delete a profile", run_remove)
     p.add_argument("profile_id", metavar="ID")
     p = _leaf(asub, "clear-cooldown", "end a profile's cooldown and billing disable", run_clear_cooldown)
@@ -172,6 +182,12 @@ def run_setup_token(args: argparse.Namespace) -> int:
     return _store(args, provider="anthropic", kind="token", secret=secret, profile_id=profile_id)
 
 
+def run_login(args: argparse.Namespace) -> int:
+    from bot.cli.auth_login import run_login as login  # noqa: PLC0415 - only a login needs the OAuth client
+
+    return login(args)
+
+
 def run_remove(args: argparse.Namespace) -> int:
     ctx, resolver = _open(args)
     resolver.store.remove_profile(args.profile_id)
@@ -203,7 +219,7 @@ def run_list(args: argparse.Namespace) -> int:
                 creds[pid] = cred
     rows: list[dict[str, Any]] = []
     for pid, cred in creds.items():
-        line = profile_line(pid, cred, doc, now)
+        line = profile_line(pid, cred, doc, now, refreshable=resolver.can_refresh(cred))
         flags = profile_flags(line, now_ms=now, pin=None, pin_source=None, is_next=False)
         stats = doc.stats(pid)
         rows.append(
@@ -215,6 +231,7 @@ def run_list(args: argparse.Namespace) -> int:
                 "email": cred.email,
                 "expires": cred.expires,
                 "expired": line.expired,
+                "canRefresh": line.refreshable,
                 "cooldownUntil": stats.cooldown_until,
                 "disabledUntil": stats.disabled_until,
                 "disabledReason": stats.disabled_reason,
@@ -290,7 +307,8 @@ def run_cooldowns(args: argparse.Namespace) -> int:
     for pid, stats in sorted(doc.usage_stats.items()):
         if stats.unavailable_until(now) is None:
             continue
-        line = profile_line(pid, doc.profiles.get(pid) or _unknown(pid), doc, now)
+        cred = doc.profiles.get(pid) or _unknown(pid)
+        line = profile_line(pid, cred, doc, now, refreshable=resolver.can_refresh(cred))
         current.append(
             {
                 "id": pid,

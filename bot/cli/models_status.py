@@ -107,6 +107,7 @@ def _provider_json(status: ProviderStatus, in_chain: bool, now: int) -> dict[str
                 "secret": line.masked,
                 "expires": line.expires,
                 "expired": line.expired,
+                "canRefresh": line.refreshable,
                 "cooldownUntil": line.cooldown_until,
                 "disabledUntil": line.disabled_until,
                 "disabledReason": line.disabled_reason,
@@ -135,8 +136,8 @@ def auth_problems(
         if not creds:
             problems.append({"provider": provider, "profile": None, "problem": "missing", "expires": None})
         for pid, cred in creds:
-            if cred.expires is None or (cred.type == "oauth" and cred.refresh):
-                continue  # an OAuth login with a refresh token renews itself
+            if cred.expires is None or resolver.can_refresh(cred):
+                continue  # an OAuth login whose token endpoint is known renews itself
             if cred.expires <= now:
                 problem = "expired"
             elif cred.expires - now <= EXPIRING_MS:

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import json5
 from pydantic import ValidationError
 
+from bot.auth.oauth_presets import oauth_config_problem
 from bot.config.defaults import builtin_default, with_default_model
 from bot.config.pydantic_errors import describe
 from bot.config.schema import Config, ModelChain
@@ -211,10 +212,15 @@ def _reject_literal_secrets(data: dict[str, Any], file: str) -> None:
         entry = _dict(provider_entry)
         variable = re.sub(r"[^A-Z0-9]+", "_", provider.upper()).strip("_") + "_API_KEY"
         _env_only(file, ("models", "providers", provider, "apiKey"), entry.get("apiKey"), variable)
-        for name, value in _dict(entry.get("headers")).items():
-            looks_secret = _SECRET_HEADER_RE.search(name) or _SECRET_VALUE_RE.search(str(value))
+        extra = _dict(_dict(entry.get("oauth")).get("extraHeaders"))  # sent with OAuth logins' calls
+        headers: list[tuple[KeyPath, object]] = [
+            (("headers", n), v) for n, v in _dict(entry.get("headers")).items()
+        ]
+        headers += [(("oauth", "extraHeaders", n), v) for n, v in extra.items()]
+        for where, value in headers:
+            looks_secret = _SECRET_HEADER_RE.search(str(where[-1])) or _SECRET_VALUE_RE.search(str(value))
             if isinstance(value, str) and looks_secret and not _ENV_ANY_RE.search(value):
-                path = format_key_path(("models", "providers", provider, "headers", name))
+                path = format_key_path(("models", "providers", provider, *where))
                 raise ConfigError(file, path, _secret_advice(f"Bearer ${{{variable}}}"))
     url = _dict(data.get("storage")).get("url")
     if isinstance(url, str) and "${" not in url:
@@ -273,6 +279,8 @@ def _semantic_checks(config: Config, raw: dict[str, Any], file: str, legacy: boo
         if _profile_provider(profile_id) != meta.provider.strip().lower():
             path = format_key_path(("auth", "profiles", profile_id))
             warnings.append(f"{path}: the id does not start with its provider `{meta.provider}:`")
+    if problem := oauth_config_problem(config):
+        raise ConfigError(file, format_key_path(problem[0]), problem[1])
     return warnings
 
 

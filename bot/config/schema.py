@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
@@ -123,12 +124,71 @@ class ProviderModel(_Model):
     max_tokens: Annotated[int, Field(gt=0)] | None = None
 
 
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def _endpoint_url(value: str | None, *, allow_custom_scheme: bool = False) -> str | None:
+    """An OAuth endpoint: https, or http on this machine only (a local proxy or a test server)."""
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        raise ValueError("expected a URL") from None
+    if not parts.scheme or (parts.scheme in ("http", "https") and not parts.netloc):
+        raise ValueError("expected an absolute URL such as https://example.com/oauth/token")
+    if parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in _LOOPBACK_HOSTS):
+        return value
+    if allow_custom_scheme and parts.scheme not in ("http", "https"):
+        return value  # a native app's redirect (com.example.app:/callback) is the provider's business
+    raise ValueError("expected an https:// URL (plain http only to 127.0.0.1 or localhost)")
+
+
+class ProviderOAuth(_Model):
+    """Where a provider's OAuth login lives; every key may override the built-in preset of the provider."""
+
+    token_url: str | None = None  # required unless the provider has a built-in preset
+    client_id: Annotated[str, Field(min_length=1)] | None = None  # likewise
+    authorize_url: str | None = None  # needed for `modelbot auth login`, not for refreshing
+    scopes: tuple[str, ...] | None = None
+    redirect_uri: str | None = None
+    authorize_params: dict[str, str] | None = None  # extra query parameters of the authorization URL
+    extra_headers: dict[str, str] | None = None  # sent with model calls made with an OAuth login
+    body_format: Literal["form", "json"] | None = None  # RFC 6749 says form; some providers want JSON
+    timeout_seconds: Annotated[float, Field(gt=0, le=300)] | None = None
+
+    @field_validator("token_url", "authorize_url")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        return _endpoint_url(value)
+
+    @field_validator("redirect_uri")
+    @classmethod
+    def _redirect(cls, value: str | None) -> str | None:
+        return _endpoint_url(value, allow_custom_scheme=True)
+
+    @field_validator("scopes", mode="before")
+    @classmethod
+    def _scope_list(cls, value: object) -> object:
+        # "a b c" (the form of the OAuth scope parameter) or ["a", "b", "c"]
+        return value.split() if isinstance(value, str) else value
+
+    @field_validator("scopes")
+    @classmethod
+    def _scope_words(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is not None and any(not s or any(ch.isspace() for ch in s) for s in value):
+            raise ValueError("expected scopes as one word each")
+        return value
+
+
 class ProviderConfig(_Model):
     base_url: str | None = None  # None: the built-in provider's default
     api: ApiMode | None = None  # None: the built-in provider's default
     api_key: str | None = None  # only as ${ENV}; literal secrets are rejected by the loader
     headers: dict[str, str] = {}
     models: tuple[ProviderModel, ...] = ()
+    oauth: ProviderOAuth | None = None  # OAuth login and refresh endpoints (spec §11.7)
 
 
 class ModelsSection(_Model):

@@ -52,6 +52,10 @@ class ResolvedAuth:
     profile_id: str
     type: str  # "api_key" | "token" | "oauth" | "env" | "none"
     secret: str
+    headers: Mapping[str, str] = field(default_factory=dict)  # what calls with this credential also need
+
+    def __repr__(self) -> str:  # never the secret in a traceback or a log line
+        return f"ResolvedAuth({self.profile_id!r}, {self.type!r})"
 
 
 class ProviderClient(Protocol):
