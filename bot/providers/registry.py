@@ -137,7 +137,13 @@ def endpoint_for(provider_id: str, config: Config, *, timeout_s: float | None = 
     spec = spec_for(provider_id, config)
     found = _provider_config(spec.id, config)
     headers = dict(found[1].headers) if found is not None else {}
-    timeout = config.agents.defaults.timeout_seconds if timeout_s is None else timeout_s
+    defaults = config.agents.defaults
+    timeout = defaults.timeout_seconds if timeout_s is None else timeout_s
     return Endpoint(
-        provider=spec.id, base_url=spec.base_url, api=spec.api, headers=headers, timeout_s=timeout
+        provider=spec.id,
+        base_url=spec.base_url,
+        api=spec.api,
+        headers=headers,
+        timeout_s=timeout,
+        max_answer_s=max(timeout, defaults.max_answer_seconds),
     )
