@@ -13,6 +13,7 @@ from typing import Literal
 
 from bot.errors import ProviderError
 from bot.reasons import Reason
+from bot.redaction import mask_key_shaped
 
 Transport = Literal["timeout", "connection", "cancelled", "stream_cut"]
 
@@ -91,10 +92,6 @@ _TRANSPORT: dict[Transport, tuple[Reason, str]] = {
     "cancelled": (Reason.CANCELLED, "Cancelled."),
 }
 
-# Anything that looks like a credential is cut out of the detail we keep from a provider's message.
-_SECRET_RE = re.compile(
-    r"\b(?:(?:sk|pk|rk)[-_]|AIza)[-_A-Za-z0-9*]{6,}|\b(?=[A-Za-z_-]*\d)[A-Za-z0-9_-]{32,}"
-)
 _DURATION_PART_RE = re.compile(
     r"(\d+(?:\.\d+)?)\s*(milliseconds?|ms|seconds?|secs?|s|minutes?|mins?|m|hours?|h)(?![a-z])", re.IGNORECASE
 )
@@ -191,7 +188,8 @@ def _detail(signal: FailureSignal, parsed: object) -> str:
     text = next((v for k, v in _walk(parsed) if k == "message" and isinstance(v, str) and v.strip()), "")
     if not text and parsed is None and not signal.body.lstrip().startswith("<"):
         text = signal.body  # plain text bodies; HTML error pages say nothing useful
-    text = _SECRET_RE.sub("…", " ".join(text.split()))
+    # Key shapes here; the credentials the process holds are cut by the engine's redactor (bot.redaction).
+    text = mask_key_shaped(" ".join(text.split()))
     return text if len(text) <= _MAX_DETAIL else text[: _MAX_DETAIL - 1].rstrip() + "…"
 
 

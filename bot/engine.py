@@ -27,6 +27,7 @@ from bot.errors import (
 from bot.policy import STOP_MESSAGES, Action, action_for, records_profile_failure
 from bot.providers.base import ChatMessage, ChatRequest, Endpoint, ProviderClient, ResolvedAuth
 from bot.reasons import Reason
+from bot.redaction import mask_key_shaped
 from bot.refs import ModelRef
 from bot.stream_guard import bounded
 
@@ -212,12 +213,15 @@ class Engine:
         endpoint_for: Callable[[str], Endpoint],
         clock: Clock,
         sleep: Sleep | None = None,
+        redact: Callable[[str], str] | None = None,
     ) -> None:
         self._auth = auth
         self._clients = clients
         self._endpoint_for = endpoint_for
         self._clock = clock
         self._sleep: Sleep = asyncio.sleep if sleep is None else sleep
+        # Every provider text passes through this before it is recorded, shown or logged (spec §8).
+        self._redact: Callable[[str], str] = mask_key_shaped if redact is None else redact
 
     async def run(self, turn: TurnInput) -> AsyncIterator[TurnEvent]:
         """Stream the turn: text deltas, attempt failures as they happen, then ``TurnDone``.
@@ -307,7 +311,7 @@ class Engine:
                     return
                 error = ProviderError(Reason.EMPTY, "The model sent an empty reply.")
             except ProviderError as exc:
-                error = exc
+                error = self._redacted(exc)
             if outcome.shown:
                 await self._fail(state, ref, profile_id, error)
                 raise StreamInterrupted(outcome.partial, str(ref), profile_id, error.reason) from error
@@ -359,6 +363,14 @@ class Engine:
             raise ProviderError(Reason.BAD_REQUEST, str(exc)) from exc
         if outcome.shown:
             outcome.text = "".join(parts)
+
+    def _redacted(self, error: ProviderError) -> ProviderError:
+        """The error with its provider text redacted; the raw SDK exception behind it is dropped."""
+        text = str(error)
+        clean = self._redact(text)
+        if clean == text:
+            return error
+        return ProviderError(error.reason, clean, status=error.status, retry_after_ms=error.retry_after_ms)
 
     async def _fail(
         self, state: _Turn, ref: ModelRef, profile_id: str, error: ProviderError

@@ -66,8 +66,11 @@ class ChatPipeline:
         auth_for: Callable[[str], AuthOverview],
         clock: Clock,
         observer: TurnObserver | None = None,
+        redact: Callable[[str], str] | None = None,
     ) -> None:
         self._config = config
+        # Command and error replies (status views, failure summaries) never show a secret the process holds.
+        self._redact = redact
         self._catalog = catalog
         self._engine_for = engine_for
         self._store = store
@@ -105,7 +108,16 @@ class ChatPipeline:
 
     async def handle(self, msg: Incoming, sink: ReplySink | None = None) -> list[Reply]:
         """Handle one message; always returns at least one reply, never raises for bad input."""
-        sink = sink if sink is not None else NullSink()
+        replies = await self._handle(msg, sink if sink is not None else NullSink())
+        if self._redact is None:
+            return replies
+        redact = self._redact
+        return [
+            dataclasses.replace(r, text=redact(r.text)) if r.kind in ("command", "error") else r
+            for r in replies
+        ]
+
+    async def _handle(self, msg: Incoming, sink: ReplySink) -> list[Reply]:
         if msg.user_name:
             self._known_users[(msg.platform, msg.user_name.lstrip("@").lower())] = msg.user_id
         try:

@@ -15,6 +15,7 @@ from bot.cli.probe import ProbeResult, probe_all
 from bot.clock import HOUR_MS, Clock, SystemClock
 from bot.errors import ModelbotError
 from bot.providers.registry import ProviderSpec, known_providers, spec_for
+from bot.redaction import Redactor, process_secrets
 from bot.refs import ModelRef
 from bot.status_view import ProviderStatus, profile_flags
 
@@ -175,9 +176,18 @@ async def _probe(
         for provider in providers
         for pid, _, _ in resolver.all_profiles(provider, now)
     ]
+    redactor = Redactor(lambda: process_secrets(ctx.loaded, ctx.env, [resolver.store]))
     clients = build_clients()
     try:
-        return await probe_all(resolver, clients, ctx.config, targets, clock=clock, timeout_s=timeout_s)
+        return await probe_all(
+            resolver,
+            clients,
+            ctx.config,
+            targets,
+            clock=clock,
+            timeout_s=timeout_s,
+            redact=redactor.provider_text,
+        )
     finally:
         await close_clients(clients)
 
