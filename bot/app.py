@@ -20,7 +20,7 @@ from bot.engine import Engine
 from bot.pipeline import ChatPipeline, TurnObserver
 from bot.providers.base import Endpoint
 from bot.providers.clients import ProviderClients, build_clients, close_clients
-from bot.providers.registry import BUILTIN_PROVIDERS, endpoint_for, spec_for
+from bot.providers.registry import BUILTIN_PROVIDERS, endpoint_for, known_providers, spec_for
 from bot.redaction import Redactor, process_secrets
 from bot.store.protocol import SessionStore
 from bot.store.sql import SqlSessionStore
@@ -89,7 +89,7 @@ def auth_store_for(paths: Paths, agent_id: str) -> AuthStore:
 
 def build_resolver(loaded: LoadedConfig, store: AuthStore, env: Mapping[str, str]) -> CredentialResolver:
     config = loaded.config
-    providers = {*BUILTIN_PROVIDERS, *config.models.providers}
+    providers = {*BUILTIN_PROVIDERS, *known_providers(config)}
     specs = {p: spec_for(p, config) for p in providers}
     return CredentialResolver(
         store,

@@ -48,7 +48,7 @@ class Pin:
 
     @property
     def provider(self) -> str:
-        return self.profile_id.split(":", 1)[0]
+        return self.profile_id.split(":", 1)[0].strip().lower()
 
 
 class AuthBackend(Protocol):

@@ -122,18 +122,21 @@ def _provider_json(status: ProviderStatus, in_chain: bool, now: int) -> dict[str
 def auth_problems(
     resolver: CredentialResolver, providers: list[str], ctx: Context, now: int
 ) -> list[dict[str, Any]]:
-    """Missing, expired and soon-expiring credentials of the providers the chain uses."""
+    """Missing, expired and soon-expiring credentials of the providers the chain uses.
+
+    A provider is judged by the keys it has: a local server may have none, but the keys it has must be valid.
+    """
     problems: list[dict[str, Any]] = []
     for provider in providers:
         spec = provider_spec(provider, ctx)
-        if spec is None or not spec.needs_auth:
+        if spec is None:
             continue
         creds = [
             (pid, cred)
             for pid, cred, _ in resolver.all_profiles(provider, now)
             if credential_source(cred) in ("stored", "env", "config")
         ]
-        if not creds:
+        if not creds and spec.needs_auth:
             problems.append({"provider": provider, "profile": None, "problem": "missing", "expires": None})
         for pid, cred in creds:
             if cred.expires is None or (cred.type == "oauth" and cred.refresh):

@@ -124,6 +124,17 @@ class Auth(_Model):
     order: dict[str, tuple[str, ...]] = {}
     cooldowns: Cooldowns = Cooldowns()
 
+    # Provider ids are case-insensitive everywhere (spec §11.5); the file keeps the operator's spelling.
+    def order_for(self, provider: str) -> tuple[str, ...] | None:
+        """``auth.order[provider]``, whatever the case of the key."""
+        provider = provider.strip().lower()
+        return next((ids for key, ids in self.order.items() if key.strip().lower() == provider), None)
+
+    def profile_ids_for(self, provider: str) -> list[str]:
+        """The ids of ``auth.profiles`` that belong to ``provider``, whatever the case of its name."""
+        provider = provider.strip().lower()
+        return [pid for pid, meta in self.profiles.items() if meta.provider.strip().lower() == provider]
+
 
 class ProviderModel(_Model):
     id: Annotated[str, Field(min_length=1)]
