@@ -41,9 +41,9 @@ class LLMock:
 
     def _call(self, method: str, path: str, body: object | None = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(f"{self.url}{path}", data=data, method=method)
+        request = urllib.request.Request(f"{self.url}{path}", data=data, method=method)  # noqa: S310 - http://127.0.0.1 only
         request.add_header("content-type", "application/json")
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback only
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - http://127.0.0.1 only
             return json.loads(response.read() or b"null")
 
     def script(self, *behaviors: dict[str, Any]) -> None:
