@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Sequence
 from typing import TextIO
 
 from bot.chat import Incoming, Reply
@@ -30,12 +31,18 @@ class _StreamingSink:
         self._out.write(text)
         self._out.flush()
 
+    async def deliver(self, replies: Sequence[Reply]) -> None:
+        return None  # the adapter prints the replies handle returns
+
 
 class _QuietSink:
     async def typing(self) -> None:
         return None
 
     async def delta(self, text: str) -> None:
+        return None
+
+    async def deliver(self, replies: Sequence[Reply]) -> None:
         return None
 
 

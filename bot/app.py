@@ -22,7 +22,8 @@ from bot.engine import Engine
 from bot.pipeline import ChatPipeline, TurnObserver
 from bot.providers.base import Endpoint
 from bot.providers.clients import ProviderClients, build_clients, close_clients
-from bot.providers.registry import BUILTIN_PROVIDERS, endpoint_for, spec_for
+from bot.providers.registry import BUILTIN_PROVIDERS, endpoint_for, known_providers, spec_for
+from bot.redaction import Redactor, process_secrets
 from bot.store.protocol import SessionStore
 from bot.store.sql import SqlSessionStore
 
@@ -56,6 +57,7 @@ class App:
     backends: dict[str, StoreAuthBackend] = field(default_factory=dict)
     engines: dict[str, Engine] = field(default_factory=dict)
     pipeline: ChatPipeline | None = None
+    redactor: Redactor = field(default_factory=Redactor)
 
     async def start(self) -> None:
         await self.store.start()
@@ -90,7 +92,7 @@ def auth_store_for(paths: Paths, agent_id: str) -> AuthStore:
 def build_resolver(loaded: LoadedConfig, store: AuthStore, env: Mapping[str, str]) -> CredentialResolver:
     """The credentials of one agent; OAuth logins refresh through their provider's preset or config."""
     config = loaded.config
-    providers = {*BUILTIN_PROVIDERS, *config.models.providers}
+    providers = {*BUILTIN_PROVIDERS, *known_providers(config)}
     specs = {p: spec_for(p, config) for p in providers}
     return CredentialResolver(
         store,
@@ -129,12 +131,19 @@ def build_app(
         clock=clock,
     )
     policy = CooldownPolicy.from_config(config.auth.cooldowns)
-    for agent_id in {"main", *agent_ids(config)}:
-        resolver = build_resolver(loaded, auth_store_for(paths, agent_id), env)
+    agents = sorted({"main", *agent_ids(config)})
+    stores = {agent_id: auth_store_for(paths, agent_id) for agent_id in agents}
+    app.redactor = Redactor(lambda: process_secrets(loaded, env, stores.values()))
+    for agent_id in agents:
+        resolver = build_resolver(loaded, stores[agent_id], env)
         backend = StoreAuthBackend(resolver, policy=policy, endpoint_for=app.endpoint)
         app.backends[agent_id] = backend
         app.engines[agent_id] = Engine(
-            auth=backend, clients=app.clients, endpoint_for=app.endpoint, clock=clock
+            auth=backend,
+            clients=app.clients,
+            endpoint_for=app.endpoint,
+            clock=clock,
+            redact=app.redactor.provider_text,
         )
     app.pipeline = ChatPipeline(
         config=config,
@@ -144,5 +153,6 @@ def build_app(
         auth_for=app.backend,
         clock=clock,
         observer=observer,
+        redact=app.redactor.known,
     )
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -9,7 +10,20 @@ from bot.picker import PickerEntry
 from bot.providers.base import ImagePart
 
 # ImagePart is part of this seam: adapters build Incoming.images without importing bot.providers.
-__all__ = ["ImagePart", "Incoming", "NullSink", "PickerView", "Platform", "Reply", "ReplyKind", "ReplySink"]
+__all__ = [
+    "UNDELIVERED",
+    "ImagePart",
+    "Incoming",
+    "NullSink",
+    "PickerView",
+    "Platform",
+    "Reply",
+    "ReplyKind",
+    "ReplySink",
+]
+
+# The one line a user gets when the chat platform broke off the delivery of an answer.
+UNDELIVERED = "⚠ This answer could not be shown completely. Send /retry to get it again."
 
 Platform = Literal["console", "telegram", "discord"]
 ReplyKind = Literal["answer", "command", "error", "interrupted"]
@@ -64,7 +78,12 @@ class Reply:
 
 
 class ReplySink(Protocol):
-    """Hooks an adapter gives the pipeline for one message: typing and streaming."""
+    """Hooks an adapter gives the pipeline for one message: typing, streaming, and showing the replies.
+
+    ``delta`` and ``deliver`` raise ``bot.errors.DeliveryFailed`` when the platform broke off the delivery;
+    the sink has then logged it once and, if anything can still be sent, told the user in one line.
+    A turn is over (and counted) only once its replies were delivered.
+    """
 
     async def typing(self) -> None:
         """The answer is being prepared (a typing indicator)."""
@@ -74,12 +93,19 @@ class ReplySink(Protocol):
         """A piece of the answer arrived; adapters accumulate and render it as they like."""
         ...
 
+    async def deliver(self, replies: Sequence[Reply]) -> None:
+        """Show the message's replies (the first one over what was streamed)."""
+        ...
+
 
 class NullSink:
-    """A sink that ignores everything (non-streaming callers)."""
+    """A sink that ignores everything (callers that render the returned replies themselves)."""
 
     async def typing(self) -> None:
         return None
 
     async def delta(self, text: str) -> None:
+        return None
+
+    async def deliver(self, replies: Sequence[Reply]) -> None:
         return None

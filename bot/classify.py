@@ -13,6 +13,7 @@ from typing import Literal
 
 from bot.errors import ProviderError
 from bot.reasons import Reason
+from bot.redaction import mask_key_shaped
 
 Transport = Literal["timeout", "connection", "cancelled", "stream_cut"]
 
@@ -42,8 +43,10 @@ _CODE_GROUPS: tuple[tuple[Reason, tuple[str, ...]], ...] = (
     (Reason.RATE_LIMIT, ("rate_limit_error", "rate_limit_exceeded", "overloaded_error", "resource_exhausted",
                          "too_many_requests")),
     (Reason.AUTH, ("authentication_error", "permission_error", "invalid_api_key", "api_key_invalid",
-                   "unauthenticated", "permission_denied")),
-    (Reason.CONTEXT_OVERFLOW, ("context_length_exceeded",)),
+                   "api_key_expired", "unauthenticated", "permission_denied",
+                   "auth_error")),  # LiteLLM proxy, whose bad-key answers may be 400s
+    (Reason.CONTEXT_OVERFLOW, ("context_length_exceeded",
+                               "exceed_context_size_error")),  # llama.cpp server
     (Reason.CONTENT_FILTER, ("content_filter", "content_policy_violation", "invalid_prompt")),
     (Reason.BAD_REQUEST, ("model_not_found",)),
     (Reason.TIMEOUT, ("timeout_error", "deadline_exceeded")),
@@ -51,9 +54,15 @@ _CODE_GROUPS: tuple[tuple[Reason, tuple[str, ...]], ...] = (
 
 # Message texts, checked in this order when no exact code decided: the most specific first.
 _TEXTS: tuple[tuple[Reason, tuple[str, ...]], ...] = (
+    # OpenAI, Azure, OpenRouter, vLLM, DeepSeek, Mistral: "maximum context length"; Anthropic: "prompt is too
+    # long", "exceed context limit"; LiteLLM: ContextWindowExceededError; llama.cpp: "exceeds the available
+    # context size"; Ollama, LM Studio: "exceeds (the) context length"; xAI: "maximum prompt length"; Gemini:
+    # "exceeds the maximum number of tokens"; Bedrock: "input is too long".
     (Reason.CONTEXT_OVERFLOW, ("context_length_exceeded", "maximum context length", "prompt is too long",
                                "input is too long", "exceed context limit", "exceeds the context window",
-                               "context_window_exceeded", "exceeds the maximum number of tokens")),
+                               "context_window_exceeded", "contextwindowexceeded", "context window exceeded",
+                               "exceeds the maximum number of tokens", "exceeds the available context size",
+                               "exceeds the context length", "exceeds context length", "maximum prompt length")),
     (Reason.CONTENT_FILTER, ("content_filter", "content filter", "content_policy", "content management policy",
                              "safety system", "blocked for safety", "blockreason", "requires moderation",
                              "was flagged")),
@@ -63,7 +72,10 @@ _TEXTS: tuple[tuple[Reason, tuple[str, ...]], ...] = (
                    "invalid_api_key", "invalid authentication", "invalid bearer token", "authentication_error",
                    "permission_error", "no auth credentials", "oauth token has expired", "token has expired",
                    "token expired", "key has expired", "has been revoked",
-                   "only authorized for use with claude code", "unauthorized")),
+                   "only authorized for use with claude code", "unauthorized",
+                   # gateways that answer a bad key with a 400 (LiteLLM, Azure behind it, Gemini, HF-style)
+                   "authentication error", "malformed api key", "api key expired", "invalid subscription key",
+                   "invalid credentials", "invalid proxy server token")),
     (Reason.RATE_LIMIT, ("rate limit", "rate_limit", "ratelimit", "too many requests", "overloaded",
                          "resource_exhausted", "resource exhausted", "quota", "usage limit", "at capacity",
                          "over capacity")),
@@ -80,10 +92,6 @@ _TRANSPORT: dict[Transport, tuple[Reason, str]] = {
     "cancelled": (Reason.CANCELLED, "Cancelled."),
 }
 
-# Anything that looks like a credential is cut out of the detail we keep from a provider's message.
-_SECRET_RE = re.compile(
-    r"\b(?:(?:sk|pk|rk)[-_]|AIza)[-_A-Za-z0-9*]{6,}|\b(?=[A-Za-z_-]*\d)[A-Za-z0-9_-]{32,}"
-)
 _DURATION_PART_RE = re.compile(
     r"(\d+(?:\.\d+)?)\s*(milliseconds?|ms|seconds?|secs?|s|minutes?|mins?|m|hours?|h)(?![a-z])", re.IGNORECASE
 )
@@ -180,7 +188,8 @@ def _detail(signal: FailureSignal, parsed: object) -> str:
     text = next((v for k, v in _walk(parsed) if k == "message" and isinstance(v, str) and v.strip()), "")
     if not text and parsed is None and not signal.body.lstrip().startswith("<"):
         text = signal.body  # plain text bodies; HTML error pages say nothing useful
-    text = _SECRET_RE.sub("…", " ".join(text.split()))
+    # Key shapes here; the credentials the process holds are cut by the engine's redactor (bot.redaction).
+    text = mask_key_shaped(" ".join(text.split()))
     return text if len(text) <= _MAX_DETAIL else text[: _MAX_DETAIL - 1].rstrip() + "…"
 
 

@@ -104,7 +104,7 @@ class CommandHandlers:
         auth = self._auth_for(agent_id)
         agent_refs = [m for a in self._agent_ids() for m in self._chain_refs(a)]
         providers = {r.provider for r in agent_refs}
-        providers |= set(self._config.models.providers)
+        providers |= {key.strip().lower() for key in self._config.models.providers}
         providers |= {m.ref.provider for m in self._catalog.models() if auth.has_credentials(m.ref.provider)}
         return build_picker(
             [*self._catalog.selectable(providers), *(r for r in agent_refs if self._catalog.is_allowed(r))]

@@ -7,8 +7,11 @@ streams text deltas to the caller.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+import unicodedata
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
@@ -24,9 +27,16 @@ from bot.errors import (
 from bot.policy import STOP_MESSAGES, Action, action_for, records_profile_failure
 from bot.providers.base import ChatMessage, ChatRequest, Endpoint, ProviderClient, ResolvedAuth
 from bot.reasons import Reason
+from bot.redaction import mask_key_shaped
 from bot.refs import ModelRef
+from bot.stream_guard import bounded
 
 PinSource = Literal["auto", "user"]
+Sleep = Callable[[float], Awaitable[None]]
+
+# The quick retry after a server error waits for a Retry-After up to this long; a longer one means the
+# server is not coming back soon, so the next model is tried at once (spec §11.3).
+QUICK_RETRY_MAX_WAIT_MS = 2_000
 
 
 @dataclass(frozen=True)
@@ -38,7 +48,7 @@ class Pin:
 
     @property
     def provider(self) -> str:
-        return self.profile_id.split(":", 1)[0]
+        return self.profile_id.split(":", 1)[0].strip().lower()
 
 
 class AuthBackend(Protocol):
@@ -122,6 +132,11 @@ def profiles_to_try(
     return usable
 
 
+def visible(text: str) -> bool:
+    """Whether ``text`` shows anything: whitespace and invisible format characters (zero-width) do not."""
+    return any(not ch.isspace() and unicodedata.category(ch) != "Cf" for ch in text)
+
+
 def format_wait(ms: int) -> str:
     """A short human duration: 45s, 4m12s, 2h5m."""
     seconds = max(1, -(-ms // 1000))
@@ -197,11 +212,16 @@ class Engine:
         clients: Mapping[str, ProviderClient],
         endpoint_for: Callable[[str], Endpoint],
         clock: Clock,
+        sleep: Sleep | None = None,
+        redact: Callable[[str], str] | None = None,
     ) -> None:
         self._auth = auth
         self._clients = clients
         self._endpoint_for = endpoint_for
         self._clock = clock
+        self._sleep: Sleep = asyncio.sleep if sleep is None else sleep
+        # Every provider text passes through this before it is recorded, shown or logged (spec §8).
+        self._redact: Callable[[str], str] = mask_key_shaped if redact is None else redact
 
     async def run(self, turn: TurnInput) -> AsyncIterator[TurnEvent]:
         """Stream the turn: text deltas, attempt failures as they happen, then ``TurnDone``.
@@ -279,7 +299,7 @@ class Engine:
     async def _attempt(
         self, turn: TurnInput, ref: ModelRef, profile_id: str, state: _Turn, outcome: _Outcome
     ) -> AsyncIterator[TurnEvent]:
-        """Call one (model, profile) pair; a server error is retried once right away."""
+        """Call one (model, profile) pair; a server error is retried once (after its Retry-After, if short)."""
         for try_number in (1, 2):
             error: ProviderError
             try:
@@ -291,13 +311,17 @@ class Engine:
                     return
                 error = ProviderError(Reason.EMPTY, "The model sent an empty reply.")
             except ProviderError as exc:
-                error = exc
+                error = self._redacted(exc)
             if outcome.shown:
                 await self._fail(state, ref, profile_id, error)
                 raise StreamInterrupted(outcome.partial, str(ref), profile_id, error.reason) from error
             action = action_for(error.reason)
             if action is Action.RETRY_ONCE_THEN_NEXT_MODEL and try_number == 1:
-                continue
+                wait_ms = error.retry_after_ms or 0
+                if wait_ms <= QUICK_RETRY_MAX_WAIT_MS:
+                    if wait_ms:
+                        await self._sleep(wait_ms / 1000)
+                    continue
             yield await self._fail(state, ref, profile_id, error)
             outcome.action = action
             if action in (Action.STOP, Action.COMPACT_AND_RETRY):
@@ -319,18 +343,36 @@ class Engine:
             model=ref.model, messages=turn.messages, max_tokens=turn.max_tokens, system=turn.system
         )
         parts = outcome.parts
+        parts.clear()  # a retry starts afresh: only whitespace (never shown) can be left from the last try
+        stream = bounded(
+            client.stream(endpoint, auth, request), gap_s=endpoint.timeout_s, answer_s=endpoint.max_answer_s
+        )
         try:
-            async for text in client.stream(endpoint, auth, request):
-                if text:
+            async with aclosing(stream):
+                async for text in stream:
+                    if not text:
+                        continue
                     parts.append(text)
-                    yield TextDelta(text)
+                    if outcome.shown:
+                        yield TextDelta(text)
+                    elif visible(text):
+                        # Only visible text counts as shown: leading whitespace waits for it (spec §6).
+                        outcome.shown = True
+                        yield TextDelta("".join(parts))
         except ProviderError:
             raise
         except ModelbotError as exc:
             raise ProviderError(Reason.BAD_REQUEST, str(exc)) from exc
-        text = "".join(parts)
-        if text.strip():
-            outcome.text = text
+        if outcome.shown:
+            outcome.text = "".join(parts)
+
+    def _redacted(self, error: ProviderError) -> ProviderError:
+        """The error with its provider text redacted; the raw SDK exception behind it is dropped."""
+        text = str(error)
+        clean = self._redact(text)
+        if clean == text:
+            return error
+        return ProviderError(error.reason, clean, status=error.status, retry_after_ms=error.retry_after_ms)
 
     async def _fail(
         self, state: _Turn, ref: ModelRef, profile_id: str, error: ProviderError
@@ -381,11 +423,8 @@ class _Outcome:
 
     text: str | None = None
     action: Action | None = None
-    parts: list[str] = field(default_factory=list)  # the deltas shown so far, joined only when needed
-
-    @property
-    def shown(self) -> bool:
-        return bool(self.parts)
+    parts: list[str] = field(default_factory=list)  # the deltas received so far, joined only when needed
+    shown: bool = False  # visible text reached the caller: a failure now interrupts the answer
 
     @property
     def partial(self) -> str:

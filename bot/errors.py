@@ -20,7 +20,8 @@ HTTP, SQL, the file system) are translated into it at the edge where they occur:
     │   ├── TurnStopped          a stopping reason (context overflow, content filter, bad request, …)
     │   └── StreamInterrupted    the stream broke after text had reached the user
     ├── StoreError               the session store failed or holds unexpected data
-    └── CommandError             a chat or CLI command was malformed or not permitted
+    ├── CommandError             a chat or CLI command was malformed or not permitted
+    └── DeliveryFailed           the chat platform did not take a reply (already logged and told by the sink)
 
 ``str(error)`` is always a short sentence fit to show a user: no traceback, no secret.
 """
@@ -188,3 +189,7 @@ class StoreError(ModelbotError):
 
 class CommandError(ModelbotError):
     """A command was malformed, had absurd arguments, or is not permitted for this user."""
+
+
+class DeliveryFailed(ModelbotError):
+    """A reply could not be shown in the chat; the sink that raises it has logged it and told the user."""

@@ -26,7 +26,8 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True) if registry is None else registry
         self.turns = Counter(
             "modelbot_turns",
-            "Turns by outcome: ok, rotated (another profile answered), fallback (another model), failed.",
+            "Turns by outcome: ok, rotated (another profile answered), fallback (another model), failed, "
+            "undelivered (the chat platform broke off the delivery of the answer).",
             ["outcome"],
             registry=self.registry,
         )
@@ -55,6 +56,7 @@ class Metrics:
         result: TurnResult | None,
         failures: Sequence[AttemptFailed],
         latency_ms: float,
+        delivered: bool = True,
     ) -> None:
         """Count one finished turn: its outcome, every attempt, the cooldowns it caused, its latency."""
         for failure in failures:
@@ -63,10 +65,12 @@ class Metrics:
             if failure.cooldown_until is not None:
                 self.cooldowns.labels(reason=reason).inc()
         if result is None:
-            self.turns.labels(outcome="failed").inc()
+            self.turns.labels(outcome="failed" if delivered else "undelivered").inc()
             return
         self.attempts.labels(reason="ok").inc()
         outcome = "fallback" if result.fell_back else "rotated" if result.rotated else "ok"
+        if not delivered:
+            outcome = "undelivered"
         self.turns.labels(outcome=outcome).inc()
         self.latency.observe(latency_ms / 1000)
 

@@ -10,20 +10,28 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any
 
 from bot import commands as c
 from bot.agents import agent_for, agent_models
 from bot.catalog import Catalog
 from bot.chain import plan_chain
-from bot.chat import Incoming, NullSink, Reply, ReplySink
+from bot.chat import UNDELIVERED, Incoming, NullSink, Reply, ReplySink
 from bot.clock import Clock
 from bot.command_handlers import AuthOverview, CommandHandlers, session_models
 from bot.compaction import Compactor, estimate_tokens
 from bot.config.schema import Config
 from bot.engine import AttemptFailed, Engine, Pin, TextDelta, TurnDone, TurnInput, TurnResult
-from bot.errors import AllCandidatesFailed, CommandError, ModelbotError, StreamInterrupted, TurnStopped
+from bot.errors import (
+    AllCandidatesFailed,
+    CommandError,
+    DeliveryFailed,
+    ModelbotError,
+    StreamInterrupted,
+    TurnStopped,
+)
 from bot.policy import OVERFLOW_NOT_COMPACTED
 from bot.providers.base import ChatMessage
 from bot.reasons import Reason
@@ -42,7 +50,22 @@ from bot.store.types import (
 
 log = logging.getLogger("modelbot.turns")
 
-TurnObserver = Callable[[str, TurnResult | None, list[AttemptFailed], float], None]
+# (session key, the result or None for a failed turn, the failed attempts, latency ms, whether it was delivered)
+TurnObserver = Callable[[str, TurnResult | None, list[AttemptFailed], float, bool], None]
+
+
+@dataclass
+class _Answered:
+    """A turn that produced an answer, counted only once ``handle`` knows whether it reached the user."""
+
+    msg: Incoming | None = None
+    key: str = ""
+    result: TurnResult | None = None
+    failures: list[AttemptFailed] = field(default_factory=list)
+
+
+# Set by ``handle`` for the turn it runs (a /retry runs inside the /retry message's own handle call).
+_answered: ContextVar[_Answered | None] = ContextVar("modelbot_answered", default=None)
 
 
 @dataclass
@@ -66,8 +89,11 @@ class ChatPipeline:
         auth_for: Callable[[str], AuthOverview],
         clock: Clock,
         observer: TurnObserver | None = None,
+        redact: Callable[[str], str] | None = None,
     ) -> None:
         self._config = config
+        # Command and error replies (status views, failure summaries) never show a secret the process holds.
+        self._redact = redact
         self._catalog = catalog
         self._engine_for = engine_for
         self._store = store
@@ -104,8 +130,38 @@ class ChatPipeline:
         )
 
     async def handle(self, msg: Incoming, sink: ReplySink | None = None) -> list[Reply]:
-        """Handle one message; always returns at least one reply, never raises for bad input."""
+        """Handle one message and deliver its replies through ``sink``; returns them too.
+
+        Always at least one reply; never raises for bad input or a failed delivery (the sink handled that).
+        """
         sink = sink if sink is not None else NullSink()
+        answered = _Answered()
+        token = _answered.set(answered)
+        try:
+            replies = self._redacted(await self._handle(msg, sink))
+        finally:
+            _answered.reset(token)
+        try:
+            await sink.deliver(replies)
+            delivered = True
+        except DeliveryFailed:
+            delivered = False
+        if answered.result is not None:
+            if not delivered and answered.msg is not None:
+                self._retry_text[answered.key] = answered.msg
+            self._observe(answered.key, answered.result, answered.failures, delivered=delivered)
+        return replies
+
+    def _redacted(self, replies: list[Reply]) -> list[Reply]:
+        if self._redact is None:
+            return replies
+        redact = self._redact
+        return [
+            dataclasses.replace(r, text=redact(r.text)) if r.kind in ("command", "error") else r
+            for r in replies
+        ]
+
+    async def _handle(self, msg: Incoming, sink: ReplySink) -> list[Reply]:
         if msg.user_name:
             self._known_users[(msg.platform, msg.user_name.lstrip("@").lower())] = msg.user_id
         try:
@@ -277,9 +333,22 @@ class ChatPipeline:
                     model=exc.ref,
                     profile=exc.profile_id,
                 )
+            except DeliveryFailed:
+                # The chat stopped taking the streamed answer: the turn ends here (the sink told the user).
+                self._retry_text[session.key] = msg
+                return Reply(UNDELIVERED, kind="error")
             await self._save_turn(session, msg, result)
             self._retry_text.pop(session.key, None)
-            self._observe(session.key, result, failures)
+            answered = _answered.get()
+            if answered is None:
+                self._observe(session.key, result, failures)
+            else:  # counted by handle once the answer was delivered (or not)
+                answered.msg, answered.key, answered.result, answered.failures = (
+                    msg,
+                    session.key,
+                    result,
+                    failures,
+                )
             note = result.note if self._config.agents.defaults.fallback_note else None
             return Reply(
                 result.text, kind="answer", model=str(result.ref), profile=result.profile_id, note=note
@@ -310,8 +379,9 @@ class ChatPipeline:
             max_tokens=self._config.agents.defaults.max_output_tokens,
         )
         failures: list[AttemptFailed] = []
+        events = self._engine_for(session.agent_id).run(turn)
         try:
-            async for event in self._engine_for(session.agent_id).run(turn):
+            async for event in events:
                 if isinstance(event, TextDelta):
                     await sink.delta(event.text)
                 elif isinstance(event, AttemptFailed):
@@ -322,6 +392,14 @@ class ChatPipeline:
         except (AllCandidatesFailed, TurnStopped, StreamInterrupted):
             self._observe(session.key, None, failures)
             raise
+        except DeliveryFailed:
+            self._observe(session.key, None, failures, delivered=False)
+            raise
+        finally:
+            # When the sink gives up mid-stream, the provider's stream is closed now, not at garbage collection.
+            aclose = getattr(events, "aclose", None)
+            if aclose is not None:
+                await aclose()
         raise AssertionError("the engine ended without a result")  # pragma: no cover
 
     def _pin(self, session: SessionRecord) -> Pin | None:
@@ -384,24 +462,33 @@ class ChatPipeline:
             )
         )
 
-    def _observe(self, key: str, result: TurnResult | None, failures: list[AttemptFailed]) -> None:
+    def _observe(
+        self,
+        key: str,
+        result: TurnResult | None,
+        failures: list[AttemptFailed],
+        *,
+        delivered: bool = True,
+    ) -> None:
         latency = result.latency_ms if result is not None else 0.0
         if self._observer is not None:
-            self._observer(key, result, failures, latency)
+            self._observer(key, result, failures, latency, delivered)
         attempts = (
             ", ".join(f"{f.record.ref}@{f.record.profile_id}:{f.record.reason}" for f in failures) or "-"
         )
         if result is not None:
             log.info(
-                "turn session=%s model=%s profile=%s attempts=%s latency_ms=%.1f",
+                "turn session=%s model=%s profile=%s attempts=%s latency_ms=%.1f%s",
                 key,
                 result.ref,
                 result.profile_id,
                 attempts,
                 latency,
+                "" if delivered else " undelivered",
             )
         else:
-            log.info("turn session=%s model=- profile=- attempts=%s failed", key, attempts)
+            outcome = "failed" if delivered else "undelivered"
+            log.info("turn session=%s model=- profile=- attempts=%s %s", key, attempts, outcome)
 
 
 class _SessionLock:

@@ -104,3 +104,34 @@ def test_importing_every_module_has_no_side_effects(package: str) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     assert int(done.stdout.strip()) == len(names)
     assert importlib.import_module(package)
+
+
+def _declared_distributions() -> set[str]:
+    """The runtime dependencies of pyproject.toml, as normalised distribution names."""
+    import re  # noqa: PLC0415
+    import tomllib  # noqa: PLC0415
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    return {
+        re.split(r"[\s\[<>=!~;]", spec, maxsplit=1)[0].lower().replace("_", "-")
+        for spec in project["dependencies"]
+    }
+
+
+def test_every_third_party_import_is_declared() -> None:
+    """What bot/ and adapters/ import from outside the standard library is a declared runtime dependency.
+
+    A package that only arrives as another package's dependency (httpx2 under the SDKs) can vanish or
+    change under us with that package's next release.
+    """
+    from importlib.metadata import packages_distributions  # noqa: PLC0415
+
+    distributions = packages_distributions()
+    declared = _declared_distributions()
+    missing: dict[str, str] = {}
+    for path in _modules("bot") + _modules("adapters"):
+        for name in _imports(path) - set(sys.stdlib_module_names) - {"bot", "adapters"}:
+            owners = {d.lower().replace("_", "-") for d in distributions.get(name, [])}
+            if owners and not owners & declared:
+                missing[name] = _rel(path)
+    assert missing == {}

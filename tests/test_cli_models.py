@@ -65,7 +65,7 @@ def test_list_json_tags_the_builtin_default_chain(capsys: pytest.CaptureFixture[
     assert all(set(r) == ROW_KEYS for r in rows)
     assert rows[2]["input"] == ["text", "image"]
     assert rows[0]["local"] is True
-    assert rows[0]["auth"] == "not needed"
+    assert rows[0]["auth"] == "built-in ×2"  # the demo's two profiles, no key (spec §11.5)
 
 
 def test_list_all_shows_the_whole_catalog_and_plain_prints_refs(capsys: pytest.CaptureFixture[str]) -> None:
@@ -82,13 +82,14 @@ def test_list_all_shows_the_whole_catalog_and_plain_prints_refs(capsys: pytest.C
 def test_list_shows_auth_per_provider_and_configured_tags(
     capsys: pytest.CaptureFixture[str], example: Path, state_dir: Path
 ) -> None:
-    """A stored key makes its provider's auth "yes"; allowlist entries are "configured" with their alias."""
+    """The auth column names what a provider will use (a stored key: "api_key"); allowlist entries are
+    "configured" with their alias."""
     store(state_dir).upsert_profile("openai:default", Credential("api_key", "openai", SECRET))
     rows = {
         r["model"]: r
         for r in json.loads(run_cli(capsys, "models", "list", "--json", "--config", str(example)).out)
     }
-    assert rows["openai/gpt-5.2"]["auth"] == "yes"
+    assert rows["openai/gpt-5.2"]["auth"] == "api_key"
     assert rows["anthropic/claude-sonnet-4-5"]["auth"] == "missing"
     assert rows["anthropic/claude-sonnet-4-5"]["tags"] == ["default", "configured", "alias:sonnet"]
     assert rows["openai/gpt-5.2"]["tags"] == ["fallback#1", "image", "configured", "alias:gpt"]

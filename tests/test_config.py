@@ -148,6 +148,10 @@ def test_json5_features_and_empty_file(tmp_path: Path) -> None:
         ("{models: {providers: {x: {models: [{id: 'm', input: ['audio']}]}}}}", "models.providers.x.models[0].input[0]", "expected one of: text, image"),
         ("{agents: {defaults: {timeoutSeconds: 'soon'}}}", "agents.defaults.timeoutSeconds", "expected a number"),
         ("{agents: {defaults: {timeoutSeconds: 0}}}", "agents.defaults.timeoutSeconds", "expected a number greater than 0"),
+        ("{agents: {defaults: {maxAnswerSeconds: 'long'}}}", "agents.defaults.maxAnswerSeconds", "expected a number"),
+        ("{agents: {defaults: {maxAnswerSeconds: -1}}}", "agents.defaults.maxAnswerSeconds", "expected a number greater than 0"),
+        ("{agents: {defaults: {maxAnswerSeconds: 90000}}}", "agents.defaults.maxAnswerSeconds", "expected a number at most 86400"),
+        ("{agents: {defaults: {timeoutSeconds: 300, maxAnswerSeconds: 200}}}", "agents.defaults", "maxAnswerSeconds (200) must be at least timeoutSeconds (300)"),
         ("{metrics: {port: 70000}}", "metrics.port", "expected a number less than 65536"),
         ("{agents: {defaults: {compactionThreshold: 2}}}", "agents.defaults.compactionThreshold", "expected a number at most 1"),
         ("{metrics: {enabled: 'maybe'}}", "metrics.enabled", "expected true or false"),
@@ -390,6 +394,21 @@ def test_auth_ids_of_another_provider_are_warned_about(tmp_path: Path) -> None:
 
 
 # --- the example config -------------------------------------------------------------------------------
+
+
+def test_answer_bounds_reach_every_endpoint(tmp_path: Path) -> None:
+    """timeoutSeconds and maxAnswerSeconds (default 600) reach the endpoint the engine and the SDKs use."""
+    from bot.providers.registry import endpoint_for  # noqa: PLC0415
+
+    config = _load(tmp_path, "{}").config
+    assert config.agents.defaults.max_answer_seconds == 600
+    assert (endpoint_for("openai", config).timeout_s, endpoint_for("openai", config).max_answer_s) == (
+        120,
+        600,
+    )
+    config = _load(tmp_path, "{agents: {defaults: {timeoutSeconds: 30, maxAnswerSeconds: 90}}}").config
+    endpoint = endpoint_for("anthropic", config)
+    assert (endpoint.timeout_s, endpoint.max_answer_s) == (30, 90)
 
 
 def test_example_config_loads_without_warnings() -> None:

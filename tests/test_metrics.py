@@ -107,3 +107,14 @@ def test_a_taken_port_is_a_clear_error() -> None:
         port = taken.getsockname()[1]
         with pytest.raises(ConfigError, match=f"metrics: cannot listen on 127.0.0.1:{port}"):
             Metrics().serve("127.0.0.1", port)
+
+
+def test_an_undelivered_turn_is_its_own_outcome() -> None:
+    """A turn whose answer the chat platform broke off counts as undelivered, never as ok or failed."""
+    metrics = Metrics()
+    metrics.observe("s", result(), [], 10.0, False)
+    metrics.observe("s", None, [], 0.0, False)
+    sample = metrics.registry.get_sample_value
+    assert sample("modelbot_turns_total", {"outcome": "undelivered"}) == 2.0
+    assert sample("modelbot_turns_total", {"outcome": "ok"}) is None
+    assert sample("modelbot_turns_total", {"outcome": "failed"}) is None

@@ -71,7 +71,7 @@ class DiscordAdapter:
             await client.login(self._token)
             self._connection = connection = asyncio.create_task(client.connect(reconnect=True))
             await self._wait_ready(client, connection)
-            await commands.sync(self._tree, self._guild_ids)
+            await self._sync_commands(self._tree)
         except BaseException as exc:
             await self._shutdown()
             error = setup_error(exc)
@@ -96,6 +96,16 @@ class DiscordAdapter:
                 f"Discord did not become ready within {timeout:g} s "
                 f"(apiBaseUrl {self._settings.api_base_url}, gatewayUrl {self._settings.gateway_url})."
             )
+
+    async def _sync_commands(self, tree: app_commands.CommandTree[discord.Client]) -> None:
+        """Publish the slash commands. A missing scope stops the start; any other failure is a warning,
+        since the bot logged in and can answer mentions and DMs (the commands Discord knows stay)."""
+        try:
+            await commands.sync(tree, self._guild_ids)
+        except discord.Forbidden:
+            raise
+        except discord.HTTPException as exc:
+            log.warning("discord: could not publish the slash commands: %s; the bot runs without them", exc)
 
     def _connection_ended(self, connection: asyncio.Task[None]) -> None:
         # discord.py reconnects by itself; the connection only ends on stop or on an error it cannot fix.
@@ -188,8 +198,7 @@ class DiscordAdapter:
             )
             stream = ChannelStream(message, interval_s=self._timings.stream_interval_s)
             try:
-                replies = await self._pipeline.handle(msg, stream)
-                await stream.finish(replies)
+                await self._pipeline.handle(msg, stream)  # delivers through the stream
             finally:
                 await stream.close()
         except discord.HTTPException as exc:
@@ -223,15 +232,14 @@ class DiscordAdapter:
             interaction, place, text=text, is_admin=self._policy.is_admin(speaker)
         )
         sink = InteractionReplies(interaction)
-        work = asyncio.create_task(self._pipeline.handle(msg, sink))
+        work = asyncio.create_task(self._pipeline.handle(msg, sink))  # delivers through the sink
         try:
             done, _ = await asyncio.wait({work}, timeout=self._timings.defer_after_s)
             if not done:
                 await sink.defer(ephemeral=private)
-            replies = await work
+            await work
         finally:
             work.cancel()
-        await sink.finish(replies)
 
     # -- components (picker menus and buttons) ----------------------------------------------------------
 

@@ -1,4 +1,9 @@
-"""Reply sinks: a channel answer streamed by editing one message, and an interaction answered or deferred."""
+"""Reply sinks: a channel answer streamed by editing one message, and an interaction answered or deferred.
+
+A delivery Discord breaks off is handled once: logged, no more of the answer sent (never twice), one line to
+the user when the channel still takes messages, and ``DeliveryFailed`` for the pipeline, which counts the turn
+as undelivered.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,8 @@ from typing import Any
 import discord
 
 from adapters.discord.render import chunks, reply_text, view_for
-from bot.chat import Reply
+from bot.chat import UNDELIVERED, Reply
+from bot.errors import DeliveryFailed
 
 log = logging.getLogger("modelbot.discord")
 
@@ -36,6 +42,8 @@ class ChannelStream:
         self._flusher: asyncio.Task[None] | None = None
         self._finishing = asyncio.Event()
         self._typing: asyncio.Task[None] | None = None
+        self.failed = False  # Discord refused or broke off a send or edit: no more of this answer is sent
+        self._forbidden = False  # we may not write here at all: not even a notice can be sent
 
     # -- ReplySink --------------------------------------------------------------------------------------
 
@@ -44,20 +52,47 @@ class ChannelStream:
             self._typing = asyncio.create_task(self._keep_typing())
 
     async def delta(self, text: str) -> None:
+        if self.failed:
+            raise DeliveryFailed(f"discord: channel {self._message.channel.id} stopped taking the answer")
         self._text += text
         if self._flusher is None and not self._finishing.is_set():
             self._flusher = asyncio.create_task(self._flush())
 
     # -- the end of the turn ----------------------------------------------------------------------------
 
-    async def finish(self, replies: Sequence[Reply]) -> None:
+    async def deliver(self, replies: Sequence[Reply]) -> None:
         """Render the replies: the first one into the streamed messages (if any), the rest as new ones."""
         await self._stop_background()
-        for index, reply in enumerate(replies):
-            if index == 0 and self._sent:
-                await self._render(reply_text(reply, streamed=self._text), view_for(reply))
+        if not self.failed:
+            try:
+                for index, reply in enumerate(replies):
+                    if index == 0 and self._sent:
+                        await self._render(reply_text(reply, streamed=self._text), view_for(reply))
+                    else:
+                        await self._send_new(reply_text(reply), view_for(reply))
+            except Exception as exc:
+                self._broke(exc)
             else:
-                await self._send_new(reply_text(reply), view_for(reply))
+                return
+        if not self._forbidden:
+            try:
+                await self._post(UNDELIVERED, first=not self._sent)
+            except Exception as exc:  # the channel takes nothing at all: the log line is all there is
+                log.info("discord: could not tell channel %s about it: %s", self._message.channel.id, exc)
+        raise DeliveryFailed(f"discord: the answer in channel {self._message.channel.id} was not delivered")
+
+    def _broke(self, exc: BaseException) -> None:
+        """The one log line of a broken delivery; later failures of the same reply are not logged again."""
+        if self.failed:
+            return
+        self.failed = True
+        self._forbidden = isinstance(exc, discord.Forbidden)
+        log.warning(
+            "discord: delivering an answer in channel %s failed: %s",
+            self._message.channel.id,
+            exc,
+            exc_info=not isinstance(exc, discord.HTTPException),  # a traceback only for the unexpected
+        )
 
     async def close(self) -> None:
         """Stop typing and pending edits (also after an error)."""
@@ -68,7 +103,8 @@ class ChannelStream:
     async def _keep_typing(self) -> None:
         # The first trigger goes out even when the answer is already complete (a turn that never waits ends
         # before this task first runs): the reply, sent after this task has ended, clears it.
-        with contextlib.suppress(discord.HTTPException):
+        # Typing is cosmetic: whatever goes wrong with it must not touch the answer.
+        with contextlib.suppress(Exception):
             await self._message.channel.typing()
             while not self._finishing.is_set():
                 with contextlib.suppress(TimeoutError):
@@ -80,14 +116,18 @@ class ChannelStream:
         """Show the text so far, then keep showing newer text no more often than once per interval."""
         loop = asyncio.get_running_loop()
         try:
-            while not self._finishing.is_set():
+            while not self._finishing.is_set() and not self.failed:
                 wait = self._last_render + self._interval - loop.time()
                 if wait > 0:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._finishing.wait(), wait)
                     continue
                 shown = self._text
-                await self._render(shown, None)
+                try:
+                    await self._render(shown, None)
+                except Exception as exc:  # discord.py retried 5xx and 429 already: this one is final
+                    self._broke(exc)
+                    return
                 self._last_render = loop.time()
                 if self._text == shown:
                     return
@@ -165,17 +205,21 @@ class InteractionReplies:
                 await self._interaction.response.defer(thinking=True, ephemeral=ephemeral)
                 self._deferred = True
 
-    async def finish(self, replies: Sequence[Reply]) -> None:
+    async def deliver(self, replies: Sequence[Reply]) -> None:
         async with self._lock:
             first = True
-            for reply in replies:
-                pieces = chunks(reply_text(reply))
-                view = view_for(reply)
-                for index, piece in enumerate(pieces):
-                    last = index == len(pieces) - 1
-                    extra: dict[str, Any] = {"view": view} if last and view is not None else {}
-                    await self._send(piece, reply.ephemeral, first=first, **extra)
-                    first = False
+            try:
+                for reply in replies:
+                    pieces = chunks(reply_text(reply))
+                    view = view_for(reply)
+                    for index, piece in enumerate(pieces):
+                        last = index == len(pieces) - 1
+                        extra: dict[str, Any] = {"view": view} if last and view is not None else {}
+                        await self._send(piece, reply.ephemeral, first=first, **extra)
+                        first = False
+            except Exception as exc:  # an expired interaction token, a refused follow-up, …
+                log.warning("discord: answering an interaction failed: %s", exc)
+                raise DeliveryFailed("discord: the interaction's answer was not delivered") from exc
 
     async def _send(self, content: str, ephemeral: bool, *, first: bool, **extra: Any) -> None:
         interaction = self._interaction

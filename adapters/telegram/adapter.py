@@ -76,8 +76,7 @@ class TelegramAdapter:
             )
             self._admins = ChatAdmins(self._fetch_admins, ttl_s=self._timings.admin_cache_s)
             self._buttons = PickerButtons(self._pipeline, self._policy, sender, self._username)
-            commands = [BotCommand(name, text) for name, text in COMMAND_DESCRIPTIONS]
-            await sender.call(None, lambda _: app.bot.set_my_commands(commands))
+            await self._register_commands(app)
             await app.start()
             await self._receive(app)
         except BaseException as exc:
@@ -89,6 +88,17 @@ class TelegramAdapter:
             raise
         mode = "webhook" if self._settings.webhook is not None else "long polling"
         log.info("telegram: running as @%s (%s)", self._username, mode)
+
+    async def _register_commands(self, app: PTBApplication) -> None:
+        """The command menu; getMe already worked, so a failure here is a warning, never a failed start."""
+        commands = [BotCommand(name, text) for name, text in COMMAND_DESCRIPTIONS]
+        try:
+            await self.sender.call(None, lambda _: app.bot.set_my_commands(commands))
+        except Exception as exc:
+            log.warning(
+                "telegram: could not register the command menu (setMyCommands): %s; the bot runs without it",
+                exc,
+            )
 
     async def _receive(self, app: PTBApplication) -> None:
         assert app.updater is not None
@@ -203,7 +213,7 @@ class TelegramAdapter:
             self.sender, target, interval_s=interval, typing_interval_s=self._timings.typing_interval_s
         )
         try:
-            await stream.finish(await self._pipeline.handle(msg, stream))
+            await self._pipeline.handle(msg, stream)  # delivers through the stream
         finally:
             await stream.close()
 

@@ -1,4 +1,9 @@
-"""The reply sink for one Telegram message: typing, one message edited as the answer streams, final render."""
+"""The reply sink for one Telegram message: typing, one message edited as the answer streams, final render.
+
+A delivery that breaks in a way the sender does not know (an unexpected Bot API answer: the message may or may
+not be there) is handled once: logged, no more of the answer sent (never twice), one line to the user if the
+chat still takes messages, and ``DeliveryFailed`` for the pipeline, which counts the turn as undelivered.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +15,10 @@ from collections.abc import Sequence
 from telegram import InlineKeyboardMarkup
 from telegram.error import TelegramError
 
-from adapters.telegram.render import Piece, answer_pieces, picker_keyboard, reply_pieces
+from adapters.telegram.render import Piece, answer_pieces, picker_keyboard, plain_pieces, reply_pieces
 from adapters.telegram.sender import ChatUnavailable, Sender, Target
-from bot.chat import Reply
+from bot.chat import UNDELIVERED, Reply
+from bot.errors import DeliveryFailed
 
 log = logging.getLogger("modelbot.telegram")
 
@@ -40,6 +46,7 @@ class ReplyStream:
         self._flusher: asyncio.Task[None] | None = None
         self._typist: asyncio.Task[None] | None = None
         self.unavailable = False  # the chat refused our messages (blocked): nothing more is sent
+        self.failed = False  # a send or edit broke off unexpectedly: no more of this answer is sent
 
     # -- ReplySink ----------------------------------------------------------------------------------------
 
@@ -48,24 +55,59 @@ class ReplyStream:
             self._typist = asyncio.create_task(self._keep_typing())
 
     async def delta(self, text: str) -> None:
+        if self.failed or self.unavailable:
+            raise DeliveryFailed(f"telegram: chat {self._target.chat_id} stopped taking the answer")
         self._text += text
         if self._flusher is None and not self._finishing.is_set():
             self._flusher = asyncio.create_task(self._flush())
 
     # -- the end of the turn ------------------------------------------------------------------------------
 
-    async def finish(self, replies: Sequence[Reply]) -> None:
+    async def deliver(self, replies: Sequence[Reply]) -> None:
         """Render the replies: the first into the streamed messages (when there are any), the rest anew."""
         await self.close()
+        if not self.failed and not self.unavailable:
+            try:
+                await self._render(replies)
+            except ChatUnavailable:
+                pass  # logged by the sender; nothing more can be sent
+            except Exception as exc:
+                self._broke(exc)
+            else:
+                return
+        if self.failed and not self.unavailable:
+            await self._tell_user()
+        raise DeliveryFailed(f"telegram: the answer in chat {self._target.chat_id} was not delivered")
+
+    async def _render(self, replies: Sequence[Reply]) -> None:
         for index, reply in enumerate(replies):
             if self.unavailable:
-                return
+                raise ChatUnavailable(str(self._target.chat_id))
             markup = picker_keyboard(reply.picker) if reply.picker is not None else None
             if index == 0 and self._ids:
                 await self._throttle()
                 await self._show(reply_pieces(reply, streamed=self._text), markup)
             else:
                 await send_pieces(self._sender, self._target, reply_pieces(reply), markup)
+
+    def _broke(self, exc: BaseException) -> None:
+        """The one log line of a broken delivery; later failures of the same reply are not logged again."""
+        if not self.failed:
+            self.failed = True
+            log.warning(
+                "telegram: delivering an answer in chat %s failed: %s",
+                self._target.chat_id,
+                exc,
+                exc_info=exc,
+            )
+
+    async def _tell_user(self) -> None:
+        try:
+            await send_pieces(self._sender, self._target, plain_pieces(UNDELIVERED))
+        except Exception as exc:  # the chat takes nothing at all: the log line above is all there is
+            log.info(
+                "telegram: could not tell chat %s about the failed delivery: %s", self._target.chat_id, exc
+            )
 
     async def close(self) -> None:
         """Stop typing and streaming; edits in flight finish first (also after an error)."""
@@ -85,6 +127,9 @@ class ReplyStream:
             except ChatUnavailable:
                 self.unavailable = True
                 return
+            except Exception as exc:  # an odd answer to a typing action is no reason to stop the answer
+                log.debug("telegram: typing in chat %s failed: %s", self._target.chat_id, exc)
+                return
             if self._finishing.is_set():
                 return
             await self._pause(self._typing_interval)
@@ -93,7 +138,7 @@ class ReplyStream:
         """Show the text so far; keep showing newer text, no more often than once per interval."""
         loop = asyncio.get_running_loop()
         try:
-            while not self._finishing.is_set() and not self.unavailable:
+            while not self._finishing.is_set() and not self.unavailable and not self.failed:
                 wait = self._last_render + self._interval - loop.time()
                 if wait > 0:
                     await self._pause(wait)
@@ -103,8 +148,11 @@ class ReplyStream:
                     await self._show(answer_pieces(shown), None)
                 except ChatUnavailable:
                     return
-                except TelegramError as exc:  # the final render tries again
+                except TelegramError as exc:  # refused, so nothing was shown: the final render tries again
                     log.warning("telegram: streaming edit in chat %s failed: %s", self._target.chat_id, exc)
+                except Exception as exc:  # an answer the library could not read: sent or not, unknown
+                    self._broke(exc)
+                    return
                 self._last_render = loop.time()
                 if self._text == shown:
                     return

@@ -24,7 +24,7 @@ LAST_USED_RESOLUTION_MS = 1_000
 
 
 def provider_of(profile_id: str, doc: AuthProfiles) -> str:
-    return doc.provider_of(profile_id) or profile_id.split(":", 1)[0]
+    return doc.provider_of(profile_id) or profile_id.split(":", 1)[0].strip().lower()
 
 
 class StoreAuthBackend:

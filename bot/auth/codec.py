@@ -80,7 +80,8 @@ def decode_credential(data: object, path: str = "") -> Credential:
     own |= {"refresh"} if kind == "oauth" else set()
     return Credential(
         type=cast(CredentialType, kind),
-        provider=_str(raw.get("provider"), _at(path, "provider")),
+        # Provider ids are case-insensitive (spec §11.5): a hand-written "MyProxy" is the ref's "myproxy".
+        provider=_str(raw.get("provider"), _at(path, "provider")).strip().lower(),
         secret=_str(raw[secret_key], _at(path, secret_key)),
         email=_opt_str(raw.get("email"), _at(path, "email")),
         expires=_opt_int(raw.get("expires"), _at(path, "expires")) if "expires" in own else None,
@@ -156,9 +157,12 @@ def decode(data: object) -> AuthProfiles:
     for provider, ids in _section(raw, "order").items():
         if not isinstance(ids, list):
             raise ValueError(f"{_at('order', provider)}: expected a list of profile ids")
-        order[provider] = [_str(pid, f"{_at('order', provider)}[{i}]") for i, pid in enumerate(ids)]
+        order[provider.strip().lower()] = [
+            _str(pid, f"{_at('order', provider)}[{i}]") for i, pid in enumerate(ids)
+        ]
     last_good = {
-        provider: _str(pid, _at("lastGood", provider)) for provider, pid in _section(raw, "lastGood").items()
+        provider.strip().lower(): _str(pid, _at("lastGood", provider))
+        for provider, pid in _section(raw, "lastGood").items()
     }
     usage = {
         pid: decode_stats(stats, _at("usageStats", pid)) for pid, stats in _section(raw, "usageStats").items()

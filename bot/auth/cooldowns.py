@@ -30,13 +30,15 @@ class CooldownPolicy:
     def from_config(cls, c: Cooldowns) -> CooldownPolicy:
         return cls(
             billing_backoff_hours=c.billing_backoff_hours,
-            billing_backoff_hours_by_provider=dict(c.billing_backoff_hours_by_provider),
+            billing_backoff_hours_by_provider={
+                p.strip().lower(): hours for p, hours in c.billing_backoff_hours_by_provider.items()
+            },
             billing_max_hours=c.billing_max_hours,
             failure_window_hours=c.failure_window_hours,
         )
 
     def billing_base_hours(self, provider: str) -> float:
-        return self.billing_backoff_hours_by_provider.get(provider, self.billing_backoff_hours)
+        return self.billing_backoff_hours_by_provider.get(provider.lower(), self.billing_backoff_hours)
 
 
 def cooldown_ms(error_count: int) -> int:

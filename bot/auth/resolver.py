@@ -18,6 +18,7 @@ from bot.clock import MINUTE_MS
 from bot.config.schema import Config
 from bot.errors import OAuthError, ProviderError, UnknownProfile
 from bot.providers.base import ResolvedAuth
+from bot.providers.registry import provider_config
 from bot.reasons import Reason
 
 log = logging.getLogger(__name__)
@@ -113,7 +114,8 @@ class CredentialResolver:
         )
         if env_key:
             found[f"{provider}:env"] = _implicit(provider, "env", env_key)
-        settings = self.config.models.providers.get(provider)
+        found_settings = provider_config(provider, self.config)
+        settings = found_settings[1] if found_settings is not None else None
         config_key = (settings.api_key or "").strip() if settings else ""
         if config_key and config_key != env_key:  # apiKey: "${OPENAI_API_KEY}" is the same key twice
             found[f"{provider}:config"] = _implicit(provider, "config", config_key)
@@ -131,8 +133,8 @@ class CredentialResolver:
             doc,
             provider,
             now_ms=now_ms,
-            config_order=auth.order.get(provider),
-            config_profile_ids=[pid for pid, meta in auth.profiles.items() if meta.provider == provider],
+            config_order=auth.order_for(provider),
+            config_profile_ids=auth.profile_ids_for(provider),
             implicit=self.implicit_profiles(provider, doc),
         )
 

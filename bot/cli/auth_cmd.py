@@ -97,8 +97,10 @@ def _open(args: argparse.Namespace) -> tuple[Context, CredentialResolver]:
 
 
 def _provider(ctx: Context, text: str) -> str:
+    """The provider id, lower-cased; any provider may hold keys but the built-in demo (spec §11.5)."""
     provider = text.strip().lower()
-    if not spec_for(provider, ctx.config).needs_auth:  # unknown providers raise, with suggestions
+    # Unknown providers raise, with suggestions. A local server (vLLM, a LiteLLM proxy) may run with keys.
+    if spec_for(provider, ctx.config).builtin_profiles:
         raise CommandError(f'Provider "{provider}" needs no credentials.')
     return provider
 
@@ -146,7 +148,7 @@ def _store(
     resolver.store.upsert_profile(profile_id, cred)
     verb = "Replaced" if existed else "Stored"
     print(f"{verb} {profile_id} ({kind}, {mask_secret(secret)}) in {resolver.store.path}.")
-    order = resolver.store.load().order.get(provider) or ctx.config.auth.order.get(provider)
+    order = resolver.store.load().order.get(provider) or ctx.config.auth.order_for(provider)
     if order and profile_id not in order:
         warn(
             f"{provider} has an explicit rotation order without {profile_id}, so it will not be used; "
@@ -192,8 +194,8 @@ def run_remove(args: argparse.Namespace) -> int:
     ctx, resolver = _open(args)
     resolver.store.remove_profile(args.profile_id)
     print(f"Removed {args.profile_id}.")
-    provider = args.profile_id.split(":", 1)[0]
-    if args.profile_id in ctx.config.auth.order.get(provider, ()):
+    provider = args.profile_id.split(":", 1)[0].strip().lower()
+    if args.profile_id in (ctx.config.auth.order_for(provider) or ()):
         warn(f"{args.profile_id} is still listed in auth.order.{provider} of the config")
     return 0
 
@@ -259,7 +261,7 @@ def run_order_get(args: argparse.Namespace) -> int:
     provider = args.provider.strip().lower()
     spec_for(provider, ctx.config)
     stored = resolver.store.load().order.get(provider)
-    configured = ctx.config.auth.order.get(provider)
+    configured = ctx.config.auth.order_for(provider)
     print(f"stored:     {', '.join(stored) if stored else '-'}")
     print(f"config:     {', '.join(configured) if configured else '-'}")
     effective = resolver.candidates(provider, SystemClock().now_ms())

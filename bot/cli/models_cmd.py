@@ -7,17 +7,18 @@
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 from typing import Any
 
 from bot.agents import AgentModels, agent_models
 from bot.auth.backend import StoreAuthBackend
+from bot.auth.resolver import CredentialResolver, credential_source
 from bot.catalog import Catalog, CatalogModel
 from bot.cli import models_edit
 from bot.cli.common import Context, add_common_options, agent_of, backend_for, load_context, resolver_for
 from bot.cli.models_status import provider_spec, run_status
 from bot.cli.output import format_tokens, print_json, print_lines, print_table
 from bot.clock import SystemClock
-from bot.providers.registry import ProviderSpec
 from bot.refs import ModelRef
 
 DEFAULT_PROBE_TIMEOUT_S = 20.0
@@ -72,7 +73,8 @@ def run_list(args: argparse.Namespace) -> int:
     agent = agent_of(args, ctx.config)
     chain = agent_models(ctx.config, agent)
     catalog = Catalog.from_config(ctx.config)
-    backend = backend_for(ctx, resolver_for(ctx, agent))
+    resolver = resolver_for(ctx, agent)
+    backend = backend_for(ctx, resolver)
     tags = _tags(chain, catalog)
     models = catalog.models() if args.all else [m for m in catalog.models() if m.ref in tags]
     if not args.all:  # the chain first, in chain order, then the rest of the configured models
@@ -80,7 +82,10 @@ def run_list(args: argparse.Namespace) -> int:
         models.sort(key=lambda m: order.index(m.ref))
     now = SystemClock().now_ms()
     auth: dict[str, str] = {}
-    rows = [_model_row(m, tags.get(m.ref, []), ctx=ctx, backend=backend, auth=auth, now=now) for m in models]
+    rows = [
+        _model_row(m, tags.get(m.ref, []), ctx=ctx, resolver=resolver, backend=backend, auth=auth, now=now)
+        for m in models
+    ]
     if getattr(args, "json", False):
         print_json(rows)
     elif args.plain:
@@ -128,6 +133,7 @@ def _model_row(
     tags: list[str],
     *,
     ctx: Context,
+    resolver: CredentialResolver,
     backend: StoreAuthBackend,
     auth: dict[str, str],
     now: int,
@@ -135,7 +141,9 @@ def _model_row(
     provider = model.ref.provider
     spec = provider_spec(provider, ctx)
     if provider not in auth:
-        auth[provider] = _auth_state(spec, backend, provider, now)
+        auth[provider] = (
+            "unknown provider" if spec is None else auth_summary(resolver, backend, provider, now)
+        )
     return {
         "model": str(model.ref),
         "name": model.name,
@@ -147,11 +155,32 @@ def _model_row(
     }
 
 
-def _auth_state(spec: ProviderSpec | None, backend: StoreAuthBackend, provider: str, now: int) -> str:
-    if spec is None:
-        return "unknown provider"
-    if not spec.needs_auth:
-        return "not needed"
+# How each kind of credential is named in the auth column, in the order the rotation prefers them (spec §5).
+_AUTH_LABELS = {
+    "oauth": "oauth",
+    "token": "token",
+    "api_key": "api_key",
+    "env": "env",
+    "config": "config",
+    "builtin": "built-in",
+    "local": "none (local)",
+}
+
+
+def auth_summary(resolver: CredentialResolver, backend: StoreAuthBackend, provider: str, now: int) -> str:
+    """Which auth a model of ``provider`` will use (spec §11.5): ``api_key ×2``, ``none (local)``, ``env``,
+    ``missing``; with "(cooling down)" or "(expired)" when none of it can be used right now."""
+    kinds: Counter[str] = Counter(
+        cred.type if credential_source(cred) == "stored" else credential_source(cred)
+        for _, cred, _ in resolver.all_profiles(provider, now)
+    )
+    if not kinds:
+        return "missing"
+    text = ", ".join(
+        label if kinds[kind] == 1 else f"{label} ×{kinds[kind]}"
+        for kind, label in _AUTH_LABELS.items()
+        if kinds[kind]
+    )
     if backend.has_usable_auth(provider, now):
-        return "yes"
-    return "cooldown" if backend.rotation(provider, now) else "missing"
+        return text
+    return f"{text} (cooling down)" if backend.rotation(provider, now) else f"{text} (expired)"

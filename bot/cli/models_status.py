@@ -15,6 +15,7 @@ from bot.cli.probe import ProbeResult, probe_all
 from bot.clock import HOUR_MS, Clock, SystemClock
 from bot.errors import ModelbotError
 from bot.providers.registry import ProviderSpec, known_providers, spec_for
+from bot.redaction import Redactor, process_secrets
 from bot.refs import ModelRef
 from bot.status_view import ProviderStatus, profile_flags
 
@@ -122,18 +123,21 @@ def _provider_json(status: ProviderStatus, in_chain: bool, now: int) -> dict[str
 def auth_problems(
     resolver: CredentialResolver, providers: list[str], ctx: Context, now: int
 ) -> list[dict[str, Any]]:
-    """Missing, expired and soon-expiring credentials of the providers the chain uses."""
+    """Missing, expired and soon-expiring credentials of the providers the chain uses.
+
+    A provider is judged by the keys it has: a local server may have none, but the keys it has must be valid.
+    """
     problems: list[dict[str, Any]] = []
     for provider in providers:
         spec = provider_spec(provider, ctx)
-        if spec is None or not spec.needs_auth:
+        if spec is None:
             continue
         creds = [
             (pid, cred)
             for pid, cred, _ in resolver.all_profiles(provider, now)
             if credential_source(cred) in ("stored", "env", "config")
         ]
-        if not creds:
+        if not creds and spec.needs_auth:
             problems.append({"provider": provider, "profile": None, "problem": "missing", "expires": None})
         for pid, cred in creds:
             if cred.expires is None or resolver.can_refresh(cred):
@@ -176,9 +180,18 @@ async def _probe(
         for provider in providers
         for pid, _, _ in resolver.all_profiles(provider, now)
     ]
+    redactor = Redactor(lambda: process_secrets(ctx.loaded, ctx.env, [resolver.store]))
     clients = build_clients()
     try:
-        return await probe_all(resolver, clients, ctx.config, targets, clock=clock, timeout_s=timeout_s)
+        return await probe_all(
+            resolver,
+            clients,
+            ctx.config,
+            targets,
+            clock=clock,
+            timeout_s=timeout_s,
+            redact=redactor.provider_text,
+        )
     finally:
         await close_clients(clients)
 

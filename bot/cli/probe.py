@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from bot.auth.resolver import CredentialResolver
@@ -18,6 +18,7 @@ from bot.errors import ModelbotError, ProviderError
 from bot.providers.base import ChatMessage, ChatRequest, ProviderClient
 from bot.providers.registry import endpoint_for
 from bot.reasons import Reason
+from bot.redaction import mask_key_shaped
 from bot.refs import ModelRef
 
 PROBE_PROMPT = "Reply with the single word OK."
@@ -61,8 +62,12 @@ async def probe_profile(
     *,
     clock: Clock,
     timeout_s: float,
+    redact: Callable[[str], str] = mask_key_shaped,
 ) -> ProbeResult:
-    """Send one short request with this profile; every outcome is classified, none is recorded."""
+    """Send one short request with this profile; every outcome is classified, none is recorded.
+
+    ``redact`` cleans the provider's words (a 401 may quote the key it was given) before they are kept.
+    """
     started = time.perf_counter()
     reason: Reason | None = None
     detail = ""
@@ -92,7 +97,7 @@ async def probe_profile(
     except ModelbotError as exc:
         reason, detail = Reason.BAD_REQUEST, str(exc)
     latency = (time.perf_counter() - started) * 1000
-    return ProbeResult(ref.provider, profile_id, str(ref), reason, latency, detail[:_DETAIL_MAX])
+    return ProbeResult(ref.provider, profile_id, str(ref), reason, latency, redact(detail)[:_DETAIL_MAX])
 
 
 async def probe_all(
@@ -103,12 +108,15 @@ async def probe_all(
     *,
     clock: Clock,
     timeout_s: float,
+    redact: Callable[[str], str] = mask_key_shaped,
 ) -> list[ProbeResult]:
     """Probe every (model, profile) pair concurrently; results in the order given."""
     return list(
         await asyncio.gather(
             *(
-                probe_profile(resolver, clients, config, ref, pid, clock=clock, timeout_s=timeout_s)
+                probe_profile(
+                    resolver, clients, config, ref, pid, clock=clock, timeout_s=timeout_s, redact=redact
+                )
                 for ref, pid in targets
             )
         )

@@ -13,14 +13,14 @@ import importlib
 import logging
 import os
 import signal
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 
 from adapters.base import ChannelAdapter
-from bot.app import App, auth_store_for, build_app, load
+from bot.app import App, build_app, load
 from bot.cli.common import add_common_options
 from bot.cli.output import error
 from bot.errors import ModelbotError
-from bot.logging_setup import LEVELS, configure_logging, redact
+from bot.logging_setup import LEVELS, configure_logging
 from bot.metrics import Metrics, MetricsServer
 
 log = logging.getLogger("modelbot.run")
@@ -93,27 +93,24 @@ async def serve(
         return EXIT_USAGE
     metrics = Metrics()
     app = build_app(cli_config=cli_config, env=env, observer=metrics.observe)
-    secrets = set(_secrets(app, env))
-    configure_logging(log_level or app.loaded.config.logging.level, secrets=secrets)
+    configure_logging(log_level or app.loaded.config.logging.level, redactor=app.redactor)
     for warning in app.loaded.warnings:
         log.warning("%s", warning)
     factories = factories or {}
     try:
         adapters = [(factories.get(c) or adapter_factory(c))(app) for c in enabled]
     except ModelbotError as exc:
-        error(redact(str(exc), secrets))
+        error(app.redactor.known(str(exc)))
         await app.stop()  # closes the provider clients it made
         return EXIT_FAILED
     if stop is not None:
-        return await _lifetime(app, adapters, metrics, stop, secrets)
+        return await _lifetime(app, adapters, metrics, stop)
     stop = asyncio.Event()
     with _signals(stop):
-        return await _lifetime(app, adapters, metrics, stop, secrets)
+        return await _lifetime(app, adapters, metrics, stop)
 
 
-async def _lifetime(
-    app: App, adapters: list[ChannelAdapter], metrics: Metrics, stop: asyncio.Event, secrets: set[str]
-) -> int:
+async def _lifetime(app: App, adapters: list[ChannelAdapter], metrics: Metrics, stop: asyncio.Event) -> int:
     settings = app.loaded.config.metrics
     server: MetricsServer | None = None
     started: list[ChannelAdapter] = []
@@ -131,7 +128,7 @@ async def _lifetime(
         await stop.wait()
         log.info("stopping")
     except ModelbotError as exc:
-        error(redact(str(exc), secrets))
+        error(app.redactor.known(str(exc)))
         code = EXIT_FAILED
     except Exception:
         log.exception("a channel failed to start")
@@ -181,17 +178,3 @@ class _signals:
     def __exit__(self, *exc: object) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             self._loop.remove_signal_handler(sig)
-
-
-def _secrets(app: App, env: Mapping[str, str]) -> Iterator[str]:
-    """Everything that must never reach a log line: channel tokens, provider keys, stored credentials."""
-    config = app.loaded.config
-    telegram = config.channels.telegram
-    yield from (s for s in (telegram.bot_token, config.channels.discord.token) if s)
-    if telegram.webhook is not None and telegram.webhook.secret_token:
-        yield telegram.webhook.secret_token
-    yield from (p.api_key for p in config.models.providers.values() if p.api_key)
-    yield from (value for name, value in env.items() if name.endswith(("_API_KEY", "_TOKEN")) and value)
-    for agent_id in app.backends:
-        for cred in auth_store_for(app.paths, agent_id).load().profiles.values():
-            yield from (s for s in (cred.secret, cred.refresh) if s)

@@ -40,7 +40,8 @@ class AgentDefaults(_Model):
     models: dict[str, ModelEntry] | None = None  # None: no allowlist; {} would allow nothing
     image_model: ModelChain = ModelChain()
     system_prompt: str | None = None
-    timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 120.0
+    timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 120.0  # first token, and each gap after it
+    max_answer_seconds: Annotated[float, Field(gt=0, le=86_400)] = 600.0  # one whole answer
     max_output_tokens: Annotated[int, Field(gt=0, le=1_000_000)] | None = None
     fallback_note: bool = True  # the quiet "↪ answered by …" line under a reply that came from a fallback
     compaction_threshold: Annotated[float, Field(gt=0.1, le=1.0)] = 0.8  # share of the context window
@@ -49,6 +50,15 @@ class AgentDefaults(_Model):
     @classmethod
     def _accept_string(cls, value: object) -> object:
         return _chain_from_string(value)
+
+    @model_validator(mode="after")
+    def _answer_outlasts_first_token(self) -> AgentDefaults:
+        if self.max_answer_seconds < self.timeout_seconds:
+            raise ValueError(
+                f"maxAnswerSeconds ({self.max_answer_seconds:g}) must be at least timeoutSeconds "
+                f"({self.timeout_seconds:g}): a whole answer cannot be shorter than the wait for its first token"
+            )
+        return self
 
 
 class AgentEntry(_Model):
@@ -114,6 +124,17 @@ class Auth(_Model):
     profiles: dict[str, AuthProfileMeta] = {}
     order: dict[str, tuple[str, ...]] = {}
     cooldowns: Cooldowns = Cooldowns()
+
+    # Provider ids are case-insensitive everywhere (spec §11.5); the file keeps the operator's spelling.
+    def order_for(self, provider: str) -> tuple[str, ...] | None:
+        """``auth.order[provider]``, whatever the case of the key."""
+        provider = provider.strip().lower()
+        return next((ids for key, ids in self.order.items() if key.strip().lower() == provider), None)
+
+    def profile_ids_for(self, provider: str) -> list[str]:
+        """The ids of ``auth.profiles`` that belong to ``provider``, whatever the case of its name."""
+        provider = provider.strip().lower()
+        return [pid for pid, meta in self.profiles.items() if meta.provider.strip().lower() == provider]
 
 
 class ProviderModel(_Model):

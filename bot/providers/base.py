@@ -42,7 +42,8 @@ class Endpoint:
     base_url: str
     api: str  # "openai-completions" | "anthropic-messages" | "demo"
     headers: Mapping[str, str] = field(default_factory=dict)
-    timeout_s: float = 120.0
+    timeout_s: float = 120.0  # the first token and each gap between chunks; also the SDK's socket timeout
+    max_answer_s: float = 600.0  # one whole answer
 
 
 @dataclass(frozen=True)

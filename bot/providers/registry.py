@@ -78,8 +78,9 @@ BUILTIN_PROVIDERS: Mapping[str, ProviderSpec] = MappingProxyType(
 )
 
 
-def _provider_config(provider_id: str, config: Config) -> tuple[str, ProviderConfig] | None:
+def provider_config(provider_id: str, config: Config) -> tuple[str, ProviderConfig] | None:
     """The ``models.providers`` entry for a provider; matched case-insensitively (refs are lower-cased)."""
+    provider_id = provider_id.strip().lower()
     for key, entry in config.models.providers.items():
         if key.strip().lower() == provider_id:
             return key, entry
@@ -102,7 +103,7 @@ def _is_loopback(url: str) -> bool:
 def spec_for(provider_id: str, config: Config) -> ProviderSpec:
     """The provider as configured: the built-in spec with config overrides, or a custom provider's spec."""
     provider_id = provider_id.strip().lower()
-    found = _provider_config(provider_id, config)
+    found = provider_config(provider_id, config)
     builtin = BUILTIN_PROVIDERS.get(provider_id)
     if found is None:
         if builtin is None:
@@ -135,9 +136,15 @@ def spec_for(provider_id: str, config: Config) -> ProviderSpec:
 def endpoint_for(provider_id: str, config: Config, *, timeout_s: float | None = None) -> Endpoint:
     """Where and how to call ``provider_id``: built-in defaults merged with ``models.providers.<id>``."""
     spec = spec_for(provider_id, config)
-    found = _provider_config(spec.id, config)
+    found = provider_config(spec.id, config)
     headers = dict(found[1].headers) if found is not None else {}
-    timeout = config.agents.defaults.timeout_seconds if timeout_s is None else timeout_s
+    defaults = config.agents.defaults
+    timeout = defaults.timeout_seconds if timeout_s is None else timeout_s
     return Endpoint(
-        provider=spec.id, base_url=spec.base_url, api=spec.api, headers=headers, timeout_s=timeout
+        provider=spec.id,
+        base_url=spec.base_url,
+        api=spec.api,
+        headers=headers,
+        timeout_s=timeout,
+        max_answer_s=max(timeout, defaults.max_answer_seconds),
     )

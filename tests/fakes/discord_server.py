@@ -99,6 +99,7 @@ class _ScriptedFailure:
     status: int
     body: JSON
     headers: Mapping[str, str]
+    performed: bool = False  # the request is carried out; only its answer is replaced
 
 
 @dataclass(eq=False)
@@ -580,6 +581,11 @@ class FakeDiscordServer:
         """Answer the next matching request with ``status`` and Discord's error JSON (5xx: the client sleeps)."""
         body = {"message": message or f"{status}: fake failure", "code": code}
         self._failures.append(_ScriptedFailure(method.upper(), path_prefix, status, body, {}))
+
+    def garble_next(self, method: str, path_prefix: str) -> None:
+        """Carry out the next matching request, then answer ``200 {}``: a reply the client cannot read, so it
+        cannot know whether its message was posted (a proxy or an API change gone wrong)."""
+        self._failures.append(_ScriptedFailure(method.upper(), path_prefix, 200, {}, {}, performed=True))
 
     # ----------------------------------------------------------------- records
 
@@ -1216,6 +1222,8 @@ class FakeDiscordServer:
             )
             if failure is not None:
                 self._failures.remove(failure)
+                if failure.performed:
+                    await handler(request)
                 return _json(failure.body, status=failure.status, headers=failure.headers)
             # Webhook and interaction-callback routes are authorised by their token, not the bot's.
             token_routes = path.startswith(("/webhooks/", "/interactions/"))

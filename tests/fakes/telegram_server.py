@@ -22,7 +22,7 @@ from aiohttp import web
 
 Json = dict[str, Any]
 ChatType = Literal["private", "group", "supergroup"]
-NetworkFailure = Literal["disconnect", "bad_gateway", "lost_response"]
+NetworkFailure = Literal["disconnect", "bad_gateway", "lost_response", "unexpected_result"]
 _T = TypeVar("_T")
 
 DEFAULT_TOKEN = "123456:TEST-fake-telegram-token"
@@ -454,7 +454,8 @@ class FakeTelegramServer:
 
         A 429 carries ``parameters.retry_after`` (3 unless given) and a matching description. ``network``
         replaces the reply: "disconnect" drops the connection unprocessed, "bad_gateway" answers an nginx
-        502 page, "lost_response" performs the call and then drops the connection.
+        502 page, "lost_response" performs the call and then drops the connection, "unexpected_result"
+        performs it and answers ``{"ok": true, "result": true}``, which no client can read as a message.
         """
         parameters: Json = {}
         if retry_after is not None or error_code == 429:
@@ -734,6 +735,8 @@ class FakeTelegramServer:
             if handler is None:
                 raise _ApiError(404, "Not Found")
             call.result = await handler(call.params)
+            if failure is not None and failure.network == "unexpected_result":
+                return _reply({"ok": True, "result": True}, 200)
             if failure is not None:  # "lost_response": done, but the client never hears of it
                 call.error_code, call.description = 502, "network failure: lost_response"
                 return _network_failure(request, "disconnect")
