@@ -130,7 +130,11 @@ def build_app(
         backend = StoreAuthBackend(resolver, policy=policy, endpoint_for=app.endpoint)
         app.backends[agent_id] = backend
         app.engines[agent_id] = Engine(
-            auth=backend, clients=app.clients, endpoint_for=app.endpoint, clock=clock
+            auth=backend,
+            clients=app.clients,
+            endpoint_for=app.endpoint,
+            clock=clock,
+            wait_ms=round(config.auth.wait_seconds * 1000),
         )
     app.pipeline = ChatPipeline(
         config=config,

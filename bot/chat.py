@@ -64,10 +64,15 @@ class Reply:
 
 
 class ReplySink(Protocol):
-    """Hooks an adapter gives the pipeline for one message: typing and streaming."""
+    """Hooks an adapter gives the pipeline for one message: typing, a status line, and streaming."""
 
     async def typing(self) -> None:
         """The answer is being prepared (a typing indicator)."""
+        ...
+
+    async def status(self, text: str | None) -> None:
+        """Show one short status line where the answer will appear (``waiting 12s for a rate limit…``);
+        None takes it away. The answer's first text, or the final reply, replaces it in any case."""
         ...
 
     async def delta(self, text: str) -> None:
@@ -79,6 +84,9 @@ class NullSink:
     """A sink that ignores everything (non-streaming callers)."""
 
     async def typing(self) -> None:
+        return None
+
+    async def status(self, text: str | None) -> None:
         return None
 
     async def delta(self, text: str) -> None:

@@ -22,7 +22,7 @@ from bot.clock import Clock
 from bot.command_handlers import AuthOverview, CommandHandlers, session_models
 from bot.compaction import Compactor, estimate_tokens
 from bot.config.schema import Config
-from bot.engine import AttemptFailed, Engine, Pin, TextDelta, TurnDone, TurnInput, TurnResult
+from bot.engine import AttemptFailed, Engine, Pin, TextDelta, TurnDone, TurnInput, TurnResult, Waiting
 from bot.errors import AllCandidatesFailed, CommandError, ModelbotError, StreamInterrupted, TurnStopped
 from bot.policy import OVERFLOW_NOT_COMPACTED
 from bot.providers.base import ChatMessage
@@ -310,18 +310,29 @@ class ChatPipeline:
             max_tokens=self._config.agents.defaults.max_output_tokens,
         )
         failures: list[AttemptFailed] = []
+        waiting = False  # a status line is shown: the answer's first text takes it away
         try:
             async for event in self._engine_for(session.agent_id).run(turn):
                 if isinstance(event, TextDelta):
+                    if waiting:
+                        waiting = False
+                        await sink.status(None)
                     await sink.delta(event.text)
                 elif isinstance(event, AttemptFailed):
                     failures.append(event)
                     await self._log_failure(session.key, event)
+                elif isinstance(event, Waiting):
+                    waiting = True
+                    await sink.typing()
+                    await sink.status(event.text)
                 elif isinstance(event, TurnDone):
                     return event.result, failures
         except (AllCandidatesFailed, TurnStopped, StreamInterrupted):
             self._observe(session.key, None, failures)
             raise
+        finally:
+            if waiting:  # the turn ended while waiting (/stop, or every candidate failed after the wait)
+                await sink.status(None)
         raise AssertionError("the engine ended without a result")  # pragma: no cover
 
     def _pin(self, session: SessionRecord) -> Pin | None:

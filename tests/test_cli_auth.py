@@ -308,8 +308,10 @@ store, stop = AuthStore(Path(sys.argv[1])), Path(sys.argv[2])
 print("ready", flush=True)
 done = 0
 while not stop.exists() or done < 50:  # until told to stop, so that it overlaps every CLI edit
+    # An hour apart: each failure comes after the last one's cooldown, so each one counts (spec §11.2).
     store.record_failure(
-        "openai:busy", Reason.RATE_LIMIT, provider="openai", now_ms=1_700_000_000_000 + done, policy=CooldownPolicy()
+        "openai:busy", Reason.RATE_LIMIT, provider="openai", now_ms=1_700_000_000_000 + done * 3_600_000,
+        policy=CooldownPolicy(),
     )
     done += 1
 print(done, flush=True)

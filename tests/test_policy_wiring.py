@@ -59,8 +59,9 @@ def usage(state_dir: Path, profile_id: str, agent_id: str = "main") -> dict[str,
 async def fail(
     app: App, profile_id: str, reason: Reason, clock: FakeClock, agent_id: str = "main"
 ) -> int | None:
+    """A failure of a call to the primary model (rate limits cool that (profile, model) pair, §11.1)."""
     return await app.backend(agent_id).record_failure(
-        profile_id, reason, now_ms=clock.now_ms(), retry_after_ms=None
+        profile_id, PRIMARY.split("/")[1], reason, now_ms=clock.now_ms(), retry_after_ms=None
     )
 
 
@@ -121,23 +122,31 @@ async def test_billing_disable_uses_the_configured_backoff_and_cap(
     state_dir: Path, clock: FakeClock, agent_id: str
 ) -> None:
     """billingBackoffHours=2, billingMaxHours=5: billing disables 2h, 4h, then 5h (capped), in any agent."""
-    async with running(state_dir, clock, config(), ["openai:a"]) as app:
+    # A window longer than the disables, so that each failure after a disable has ended still counts.
+    cooldowns = {**COOLDOWNS, "failureWindowHours": 12}
+    async with running(state_dir, clock, config({"cooldowns": cooldowns}), ["openai:a"]) as app:
         for n, hours in enumerate([2, 4, 5, 5], start=1):
             until = await fail(app, "openai:a", Reason.BILLING, clock, agent_id)
             stats = usage(state_dir, "openai:a", agent_id)
             assert stats["disabledUntil"] == until == clock.now_ms() + hours * HOUR_MS
             assert stats["disabledReason"] == "billing"
             assert stats["failureCounts"] == {"billing": n}
-            clock.advance(hours=1)  # within the 3h failure window: the count keeps growing
+            clock.advance(hours=1)  # still disabled: the same incident, never escalated (§11.2)
+            assert await fail(app, "openai:a", Reason.BILLING, clock, agent_id) == until
+            assert usage(state_dir, "openai:a", agent_id)["failureCounts"] == {"billing": n}
+            clock.set(until)  # the disable has ended: the next failure escalates
 
 
 async def test_billing_backoff_by_provider_replaces_the_base(state_dir: Path, clock: FakeClock) -> None:
     """billingBackoffHoursByProvider.anthropic=0.5: anthropic starts at 30m and doubles; openai keeps 2h."""
-    async with running(state_dir, clock, config(), ["openai:a", "anthropic:a"]) as app:
+    cooldowns = {**COOLDOWNS, "failureWindowHours": 12}
+    async with running(
+        state_dir, clock, config({"cooldowns": cooldowns}), ["openai:a", "anthropic:a"]
+    ) as app:
         for minutes in [30, 60, 120, 240, 300]:  # 0.5h × 2^(n−1), capped at billingMaxHours=5
             await fail(app, "anthropic:a", Reason.BILLING, clock)
             assert usage(state_dir, "anthropic:a")["disabledUntil"] == clock.now_ms() + minutes * MINUTE_MS
-            clock.advance(minutes=10)
+            clock.advance(minutes=minutes)
         await fail(app, "openai:a", Reason.BILLING, clock)
         assert usage(state_dir, "openai:a")["disabledUntil"] == clock.now_ms() + 2 * HOUR_MS
 
@@ -153,15 +162,18 @@ async def test_failure_window_resets_counters_after_the_configured_hours(
         await fail(app, "openai:a", Reason.BILLING, clock)
         await fail(app, "openai:b", Reason.RATE_LIMIT, clock)
         assert usage(state_dir, "openai:a")["failureCounts"] == {"billing": 2}
-        assert usage(state_dir, "openai:b")["errorCount"] == 2
-        clock.advance(hours=3)  # a whole window after the last failure
+        assert usage(state_dir, "openai:b")["models"]["gpt-5.2"]["errorCount"] == 2
+        clock.advance(hours=4)  # the 4h disable has ended, more than a whole window after the last failure
         await fail(app, "openai:a", Reason.BILLING, clock)
         await fail(app, "openai:b", Reason.RATE_LIMIT, clock)
-        billing, rate_limit = usage(state_dir, "openai:a"), usage(state_dir, "openai:b")
+        billing, rate_limit = usage(state_dir, "openai:a"), usage(state_dir, "openai:b")["models"]["gpt-5.2"]
         assert billing["failureCounts"] == {"billing": 1}
         assert billing["disabledUntil"] == clock.now_ms() + 2 * HOUR_MS
-        assert rate_limit["errorCount"] == 1 and rate_limit["failureCounts"] == {"rate_limit": 1}
-        assert rate_limit["cooldownUntil"] == clock.now_ms() + MINUTE_MS
+        assert rate_limit == {
+            "cooldownUntil": clock.now_ms() + MINUTE_MS,
+            "errorCount": 1,
+            "lastFailureAt": clock.now_ms(),
+        }
 
 
 async def test_a_billing_failure_in_a_turn_disables_for_the_configured_hours(

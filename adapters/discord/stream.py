@@ -43,6 +43,16 @@ class ChannelStream:
         if self._typing is None and not self._finishing.is_set():
             self._typing = asyncio.create_task(self._keep_typing())
 
+    async def status(self, text: str | None) -> None:
+        """Show a status line as the reply; the answer's text or the final reply edits it."""
+        if text is None or self._text or self._finishing.is_set():
+            return
+        try:
+            await self._render(text, None)
+        except discord.HTTPException as exc:  # only a status: the answer comes anyway
+            log.warning("discord: status line in channel %s failed: %s", self._message.channel.id, exc)
+        self._last_render = asyncio.get_running_loop().time()
+
     async def delta(self, text: str) -> None:
         self._text += text
         if self._flusher is None and not self._finishing.is_set():
@@ -155,6 +165,18 @@ class InteractionReplies:
 
     async def typing(self) -> None:
         await self.defer(ephemeral=False)
+
+    async def status(self, text: str | None) -> None:
+        """Show a status line in the deferred response; the final reply edits it."""
+        if text is None:
+            return
+        await self.defer(ephemeral=False)
+        async with self._lock:
+            if self._deferred:
+                try:
+                    await self._interaction.edit_original_response(content=text)
+                except discord.HTTPException as exc:  # only a status: the answer comes anyway
+                    log.warning("discord: status line of an interaction failed: %s", exc)
 
     async def delta(self, text: str) -> None:
         return None  # slash commands do not stream; the final reply carries the whole text

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from telegram import InlineKeyboardMarkup
 from telegram.error import TelegramError
 
-from adapters.telegram.render import Piece, answer_pieces, picker_keyboard, reply_pieces
+from adapters.telegram.render import Piece, answer_pieces, picker_keyboard, plain_pieces, reply_pieces
 from adapters.telegram.sender import ChatUnavailable, Sender, Target
 from bot.chat import Reply
 
@@ -46,6 +46,18 @@ class ReplyStream:
     async def typing(self) -> None:
         if self._typist is None and not self._finishing.is_set():
             self._typist = asyncio.create_task(self._keep_typing())
+
+    async def status(self, text: str | None) -> None:
+        """Show a status line as the reply's first message; the answer's text or the final reply edits it."""
+        if text is None or self._text or self._finishing.is_set() or self.unavailable:
+            return
+        try:
+            await self._show(plain_pieces(text), None)
+        except ChatUnavailable:
+            return
+        except TelegramError as exc:  # only a status: the answer comes anyway
+            log.warning("telegram: status line in chat %s failed: %s", self._target.chat_id, exc)
+        self._last_render = asyncio.get_running_loop().time()
 
     async def delta(self, text: str) -> None:
         self._text += text

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Literal, NamedTuple, Protocol
 
 from bot.auth import lockfile
+from bot.auth.availability import Candidates, build_candidates
 from bot.auth.rotation import order_profiles
 from bot.auth.store import FILE_MODE, AuthStore
 from bot.auth.types import AuthProfiles, Credential, UsageStats
@@ -98,11 +99,17 @@ class CredentialResolver:
             found[f"{provider}:local"] = _implicit(provider, "local")
         return found
 
-    def candidates(self, provider: str, now_ms: int) -> list[str]:
-        """Usable profile ids of the provider in rotation order (cooling ones last)."""
-        return self._order(self.store.load(), provider, now_ms)
+    def candidates(self, provider: str, now_ms: int, model: str | None = None) -> list[str]:
+        """Usable profile ids of the provider in rotation order (for ``model``, if given; cooling ones last)."""
+        return self._order(self.store.load(), provider, now_ms, model)
 
-    def _order(self, doc: AuthProfiles, provider: str, now_ms: int) -> list[str]:
+    def availability(self, provider: str, model: str, now_ms: int) -> Candidates:
+        """The rotation for ``model`` with when each profile is usable: one read of the store."""
+        doc = self.store.load()
+        ordered = self._order(doc, provider, now_ms, model)
+        return build_candidates(provider, model, ordered, ((p, doc.stats(p)) for p in ordered), now_ms)
+
+    def _order(self, doc: AuthProfiles, provider: str, now_ms: int, model: str | None = None) -> list[str]:
         auth = self.config.auth
         return order_profiles(
             doc,
@@ -111,13 +118,17 @@ class CredentialResolver:
             config_order=auth.order.get(provider),
             config_profile_ids=[pid for pid, meta in auth.profiles.items() if meta.provider == provider],
             implicit=self.implicit_profiles(provider, doc),
+            model=model,
         )
 
-    def all_profiles(self, provider: str, now_ms: int) -> list[tuple[str, Credential, UsageStats]]:
-        """Every credential of the provider for status displays: rotation order, then unusable ones by id."""
+    def all_profiles(
+        self, provider: str, now_ms: int, model: str | None = None
+    ) -> list[tuple[str, Credential, UsageStats]]:
+        """Every credential of the provider for status displays: rotation order (for ``model``, if given),
+        then unusable ones by id."""
         doc = self.store.load()
         known = {**self.implicit_profiles(provider, doc), **doc.profiles}
-        ordered = self._order(doc, provider, now_ms)
+        ordered = self._order(doc, provider, now_ms, model)
         rest = sorted(pid for pid, cred in known.items() if cred.provider == provider and pid not in ordered)
         return [(pid, known[pid], doc.stats(pid)) for pid in [*ordered, *rest]]
 
