@@ -167,16 +167,9 @@ class InteractionReplies:
         await self.defer(ephemeral=False)
 
     async def status(self, text: str | None) -> None:
-        """Show a status line in the deferred response; the final reply edits it."""
-        if text is None:
-            return
-        await self.defer(ephemeral=False)
-        async with self._lock:
-            if self._deferred:
-                try:
-                    await self._interaction.edit_original_response(content=text)
-                except discord.HTTPException as exc:  # only a status: the answer comes anyway
-                    log.warning("discord: status line of an interaction failed: %s", exc)
+        # A deferred interaction shows Discord's own "thinking…" until the reply: that is its status line.
+        if text is not None:
+            await self.defer(ephemeral=False)
 
     async def delta(self, text: str) -> None:
         return None  # slash commands do not stream; the final reply carries the whole text
