@@ -87,6 +87,18 @@ def profile_flags(
     return flags
 
 
+def pairs_json(line: ProfileLine) -> dict[str, dict[str, int | None]]:
+    """The pairs' state for ``--json``, shaped as in auth-profiles.json: ``{model: {cooldownUntil, …}}``."""
+    return {
+        pair.model: {
+            "cooldownUntil": pair.cooldown_until,
+            "errorCount": pair.error_count,
+            "lastFailureAt": pair.last_failure_at,
+        }
+        for pair in line.pairs
+    }
+
+
 def is_available(line: ProfileLine, now_ms: int, model: str | None = None) -> bool:
     """Not resting, not expired; for ``model``, its pair with the profile not cooling either."""
     blocked = [t for t in (line.cooldown_until, line.disabled_until) if t is not None and t > now_ms]

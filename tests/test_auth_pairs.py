@@ -17,6 +17,7 @@ from bot.auth.availability import ProfileAvailability
 from bot.auth.cooldowns import CooldownPolicy
 from bot.auth.store import AuthStore
 from bot.auth.types import Credential, ModelStats
+from bot.chat import Incoming
 from bot.clock import MINUTE_MS, FakeClock
 from bot.errors import AuthError
 from bot.reasons import Reason
@@ -191,3 +192,37 @@ async def test_a_late_success_through_the_backend_keeps_the_newer_cooldown(
     assert stats.last_used == clock.now_ms()
     assert store.reload().last_good == {}
     assert (await backend.candidates("openai", "gpt-5.2", now_ms=clock.now_ms())).ready() == ["openai:b"]
+
+
+async def test_model_status_names_the_model_of_a_pair_cooldown(state_dir: Path, clock: FakeClock) -> None:
+    """``/model status``: a pair's cooldown reads ``cooldown 1m (gpt-5.2)``; for the session's model the
+    rotation (and ``next``) skips it, for another model the same key is next."""
+    config = {
+        "agents": {"defaults": {"model": {"primary": "openai/gpt-5.2", "fallbacks": ["openai/gpt-5-mini"]}}},
+        "auth": {"order": {"openai": ["openai:a", "openai:b"]}},
+    }
+    profiles = {
+        "openai:a": KEY,
+        "openai:b": Credential(type="api_key", provider="openai", secret="sk-pairs-0002"),
+    }
+    async with running_app(state_dir, clock, config=config, profiles=profiles) as app:
+        await app.backend("main").record_failure(
+            "openai:a", "gpt-5.2", Reason.RATE_LIMIT, now_ms=clock.now_ms(), retry_after_ms=None
+        )
+        chat = app.chat()
+        incoming = Incoming(platform="telegram", chat_id="c1", user_id="u1", text="/model status")
+        [status] = await chat.handle(incoming)
+        lines = [line.strip() for line in status.text.splitlines() if " openai:" in line]
+        assert lines == [
+            "1. openai:b (api_key) sk…02 — next",
+            "2. openai:a (api_key) sk…01 — cooldown 1m (gpt-5.2)",
+        ]
+        await chat.handle(
+            Incoming(platform="telegram", chat_id="c1", user_id="u1", text="/model openai/gpt-5-mini")
+        )
+        [status] = await chat.handle(incoming)
+        lines = [line.strip() for line in status.text.splitlines() if " openai:" in line]
+        assert lines == [
+            "1. openai:a (api_key) sk…01 — next, cooldown 1m (gpt-5.2)",
+            "2. openai:b (api_key) sk…02",
+        ]
