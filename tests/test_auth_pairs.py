@@ -113,6 +113,7 @@ def test_threads_bursting_on_one_pair_escalate_once(tmp_path: Path) -> None:
         t.join()
     pair = AuthStore(path).load().stats("openai:a").model("gpt-5.2")
     assert pair.error_count == 1
+    assert pair.cooldown_until is not None
     assert NOW + MINUTE_MS <= pair.cooldown_until <= NOW + 7 + MINUTE_MS  # whichever hit was recorded first
 
 

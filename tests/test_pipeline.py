@@ -42,8 +42,8 @@ async def say(app: App, text: str, **kw: Any) -> Reply:
     return replies[0]
 
 
-def usage(state_dir: Path) -> dict[str, dict[str, int]]:
-    data: dict[str, dict[str, dict[str, int]]] = json.loads(
+def usage(state_dir: Path) -> dict[str, dict[str, Any]]:
+    data: dict[str, dict[str, dict[str, Any]]] = json.loads(
         (state_dir / "agents/main/agent/auth-profiles.json").read_text()
     )
     return data["usageStats"]

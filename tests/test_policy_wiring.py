@@ -192,3 +192,41 @@ async def test_a_billing_failure_in_a_turn_disables_for_the_configured_hours(
     stats = usage(state_dir, "openai:a")
     assert stats["disabledUntil"] == clock.now_ms() + 2 * HOUR_MS
     assert stats["disabledReason"] == "billing"
+
+
+# -- §11.1: auth.cooldowns.scope and backoffMinutes from the config file ------------------------------
+
+
+async def test_the_configured_ladder_drives_pair_cooldowns(state_dir: Path, clock: FakeClock) -> None:
+    """backoffMinutes [2, 10]: a rate limit rests the (profile, model) pair 2 minutes, then 10, then 10."""
+    auth = {"cooldowns": {**COOLDOWNS, "backoffMinutes": [2, 10]}}
+    async with running(state_dir, clock, config(auth), ["openai:a"]) as app:
+        for n, minutes in enumerate([2, 10, 10], start=1):
+            until = await fail(app, "openai:a", Reason.RATE_LIMIT, clock)
+            pair = usage(state_dir, "openai:a")["models"]["gpt-5.2"]
+            assert pair["cooldownUntil"] == until == clock.now_ms() + minutes * MINUTE_MS
+            assert pair["errorCount"] == n
+            clock.advance(minutes=minutes)
+
+
+@pytest.mark.parametrize(("scope", "answers_mini"), [("profile", "openai:b"), ("model", "openai:a")])
+async def test_scope_decides_what_a_rate_limit_in_a_turn_rests(
+    state_dir: Path, clock: FakeClock, scope: str, answers_mini: str
+) -> None:
+    """scope "profile": a 429 in a real turn on gpt-5.2 rests openai:a for every model, as the seed did;
+    scope "model" (the default) leaves it usable for gpt-5-mini."""
+    auth = {"order": {"openai": ["openai:a", "openai:b"]}, "cooldowns": {"scope": scope}}
+    async with running(state_dir, clock, config(auth), ["openai:a", "openai:b"]) as app:
+        scripted = ScriptedClient()
+        scripted.script(PRIMARY, "openai:a", Fail(Reason.RATE_LIMIT))
+        app.clients["openai-completions"] = scripted
+        chat = app.chat()
+
+        async def say(text: str) -> str | None:
+            [reply] = await chat.handle(Incoming(platform="telegram", chat_id="c1", user_id="u1", text=text))
+            return reply.profile
+
+        assert await say("hi") == "openai:b"
+        await say("/model openai/gpt-5-mini")
+        await say("/new")  # drops the auto pin on openai:b
+        assert await say("hi") == answers_mini
