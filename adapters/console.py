@@ -12,19 +12,32 @@ from bot.chat import Incoming, Reply
 from bot.pipeline import ChatPipeline
 
 PROMPT = "you> "
+ERASE_LINE = "\r\x1b[K"  # back to the line's start and clear it: the status line goes away
 
 
 class _StreamingSink:
-    """Prints deltas as they arrive (interactive terminals only)."""
+    """Prints deltas as they arrive, and a status line until they do (interactive terminals only)."""
 
     def __init__(self, out: TextIO) -> None:
         self._out = out
         self.streamed = False
+        self._status = False  # a status line is on screen, on the current line
 
     async def typing(self) -> None:
         return None
 
+    async def status(self, text: str | None) -> None:
+        if self._status:
+            self._out.write(ERASE_LINE)
+            self._status = False
+        if text is not None and not self.streamed:
+            self._out.write(text)
+            self._status = True
+        self._out.flush()
+
     async def delta(self, text: str) -> None:
+        if self._status:
+            await self.status(None)
         if not self.streamed:
             self._out.write("bot> ")
             self.streamed = True
@@ -38,6 +51,9 @@ class _StreamingSink:
 class _QuietSink:
     async def typing(self) -> None:
         return None
+
+    async def status(self, text: str | None) -> None:
+        return None  # a status line that cannot be taken back has no place in piped or JSON output
 
     async def delta(self, text: str) -> None:
         return None

@@ -146,6 +146,7 @@ async def storm(
                 provider="demo",
                 now_ms=now_ms,
                 policy=policy,
+                model=None,
                 retry_after_ms=None,
             )
             await Timed(timer, write_on_loop(store, apply))

@@ -144,6 +144,7 @@ def build_app(
             endpoint_for=app.endpoint,
             clock=clock,
             redact=app.redactor.provider_text,
+            wait_ms=round(config.auth.wait_seconds * 1000),
         )
     app.pipeline = ChatPipeline(
         config=config,

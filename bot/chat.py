@@ -78,7 +78,8 @@ class Reply:
 
 
 class ReplySink(Protocol):
-    """Hooks an adapter gives the pipeline for one message: typing, streaming, and showing the replies.
+    """Hooks an adapter gives the pipeline for one message: typing, a status line, streaming, and showing
+    the replies.
 
     ``delta`` and ``deliver`` raise ``bot.errors.DeliveryFailed`` when the platform broke off the delivery;
     the sink has then logged it once and, if anything can still be sent, told the user in one line.
@@ -87,6 +88,11 @@ class ReplySink(Protocol):
 
     async def typing(self) -> None:
         """The answer is being prepared (a typing indicator)."""
+        ...
+
+    async def status(self, text: str | None) -> None:
+        """Show one short status line where the answer will appear (``waiting 12s for a rate limit…``);
+        None takes it away. The answer's first text, or the final reply, replaces it in any case."""
         ...
 
     async def delta(self, text: str) -> None:
@@ -102,6 +108,9 @@ class NullSink:
     """A sink that ignores everything (callers that render the returned replies themselves)."""
 
     async def typing(self) -> None:
+        return None
+
+    async def status(self, text: str | None) -> None:
         return None
 
     async def delta(self, text: str) -> None:

@@ -1,7 +1,8 @@
-"""Time as an injected dependency: the core never reads the wall clock itself."""
+"""Time as an injected dependency: the core never reads the wall clock itself, nor sleeps on it."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Protocol
 
@@ -11,6 +12,10 @@ class Clock(Protocol):
 
     def now_ms(self) -> int: ...
 
+    async def sleep(self, seconds: float) -> None:
+        """Wait until this clock has moved on by ``seconds`` (a turn waiting out a cooldown)."""
+        ...
+
 
 class SystemClock:
     """The real wall clock."""
@@ -18,15 +23,25 @@ class SystemClock:
     def now_ms(self) -> int:
         return time.time_ns() // 1_000_000
 
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
 
 class FakeClock:
     """A clock that only moves when a test moves it."""
 
     def __init__(self, start_ms: int = 1_700_000_000_000) -> None:
         self._now = start_ms
+        self.slept: list[float] = []  # every sleep, in seconds, for tests to check
 
     def now_ms(self) -> int:
         return self._now
+
+    async def sleep(self, seconds: float) -> None:
+        """No real waiting: the clock jumps ahead (other tasks still get their turn once)."""
+        self.slept.append(seconds)
+        self._now += round(seconds * 1000)
+        await asyncio.sleep(0)
 
     def advance(self, *, ms: int = 0, seconds: float = 0, minutes: float = 0, hours: float = 0) -> None:
         self._now += ms + int(seconds * 1000) + int(minutes * 60_000) + int(hours * 3_600_000)

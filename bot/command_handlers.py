@@ -34,7 +34,9 @@ PICKER_PAGE_SIZE = 20
 class AuthOverview(Protocol):
     """What commands need to know about credentials."""
 
-    def has_usable_auth(self, provider: str, now_ms: int) -> bool: ...
+    def has_usable_auth(self, provider: str, now_ms: int, model: str | None = None) -> bool:
+        """A profile of the provider that is not resting (for ``model``, if given: nor its pair)."""
+        ...
 
     def has_credentials(self, provider: str) -> bool:
         """Stored profiles, an environment key or a config key (local providers need none)."""
@@ -44,7 +46,9 @@ class AuthOverview(Protocol):
         """The provider of a known profile id, else None."""
         ...
 
-    def provider_status(self, provider: str, now_ms: int) -> ProviderStatus: ...
+    def provider_status(self, provider: str, now_ms: int, model: str | None = None) -> ProviderStatus:
+        """Endpoint and credentials of the provider, in rotation order for ``model``."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -200,7 +204,7 @@ class CommandHandlers:
             self.picker(session.agent_id),
             number,
             current=current,
-            has_auth=lambda p: auth.has_usable_auth(p, now),
+            has_auth=lambda ref: auth.has_usable_auth(ref.provider, now, ref.model),
         )
         return await self._apply(session, Selection(ref, None))
 
@@ -238,14 +242,21 @@ class CommandHandlers:
         text = f"Model set to {selection.ref}."
         if profile:
             text += f" Auth profile {profile} is locked for this session."
-        if not self._auth_for(session.agent_id).has_usable_auth(selection.ref.provider, self._clock.now_ms()):
+        ref = selection.ref
+        if not self._auth_for(session.agent_id).has_usable_auth(
+            ref.provider, self._clock.now_ms(), ref.model
+        ):
             text += f" Note: {selection.ref.provider} has no usable credentials right now."
         return Reply(text)
 
     def model_status(self, session: SessionRecord) -> str:
         now = self._clock.now_ms()
         models = session_models(self._config, self._catalog, session)
-        providers = list(dict.fromkeys(r.provider for r in self._status_refs(models)))
+        # Each provider's rotation is shown for the first model the session would ask it for.
+        providers: dict[str, str] = {}
+        for ref in self._status_refs(models):
+            providers.setdefault(ref.provider, ref.model)
+        auth = self._auth_for(session.agent_id)
         view = ModelStatusView(
             current=str(models.current),
             current_source="session override" if models.is_override else "agent default",
@@ -255,7 +266,7 @@ class CommandHandlers:
             fallbacks=tuple(str(r) for r in models.fallbacks),
             image_model=str(models.image_primary) if models.image_primary else None,
             image_fallbacks=tuple(str(r) for r in models.image_fallbacks),
-            providers=tuple(self._auth_for(session.agent_id).provider_status(p, now) for p in providers),
+            providers=tuple(auth.provider_status(p, now, model) for p, model in providers.items()),
             pin_profile=session.pin_profile,
             pin_source=session.pin_source,
         )

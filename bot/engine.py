@@ -1,13 +1,13 @@
 """The failover engine: runs one turn across (model, profile) candidates and streams the answer (spec §6–7).
 
-The decisions are pure (``profiles_to_try``, the policy table, ``summarize``, ``fallback_note``); the loop in
-``Engine.run`` only performs the calls they choose, persists failure state before the next attempt, and
-streams text deltas to the caller.
+The decisions are pure (``profiles_to_try``, ``skip_record``, ``wait_ms``, the policy table, ``summarize``,
+``fallback_note``); the loop in ``Engine.run`` asks the auth backend one question per candidate model, performs
+the calls the decisions choose, persists failure state before the next attempt, waits out a short cooldown
+instead of failing (§11.4), and streams text deltas to the caller.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 import unicodedata
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -15,6 +15,7 @@ from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
+from bot.auth.availability import Candidates, ProfileAvailability
 from bot.clock import Clock
 from bot.errors import (
     AllCandidatesFailed,
@@ -52,25 +53,27 @@ class Pin:
 
 
 class AuthBackend(Protocol):
-    """What the engine needs from the auth store: rotation order, availability, credentials, bookkeeping."""
+    """What the engine needs from the auth state: one question per candidate model, credentials, bookkeeping.
 
-    def rotation(self, provider: str, now_ms: int) -> list[str]:
-        """Usable profile ids in rotation order (cooling and disabled ones last)."""
-        ...
+    ``candidates`` reads the state once and answers for every profile; the engine decides from that answer
+    alone. Failures and successes name the model, which is what a rate limit is scoped to (spec §11.1).
+    """
 
-    def unavailable_until(self, profile_id: str, now_ms: int) -> int | None:
-        """When a cooling or disabled profile is back, or None if it is usable now."""
+    async def candidates(self, provider: str, model: str, *, now_ms: int) -> Candidates:
+        """The provider's profiles for ``model`` in rotation order, with when each resting one is back."""
         ...
 
     async def resolve(self, profile_id: str, *, now_ms: int) -> ResolvedAuth: ...
 
     async def record_failure(
-        self, profile_id: str, reason: Reason, *, now_ms: int, retry_after_ms: int | None
+        self, profile_id: str, model: str, reason: Reason, *, now_ms: int, retry_after_ms: int | None
     ) -> int | None:
-        """Persist the failure; returns the time the profile is usable again."""
+        """Persist the failure in its scope; returns when the profile may call ``model`` again."""
         ...
 
-    async def record_success(self, profile_id: str, *, now_ms: int) -> None: ...
+    async def record_success(self, profile_id: str, model: str, *, started_ms: int, now_ms: int) -> None:
+        """Book an answer of a call that started at ``started_ms``: only older failures are cleared (§11.2)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -115,18 +118,24 @@ class TurnDone:
     result: TurnResult
 
 
-TurnEvent = TextDelta | AttemptFailed | TurnDone
+@dataclass(frozen=True)
+class Waiting:
+    """Every candidate rests and the first is back within ``auth.waitSeconds``: the turn waits (§11.4)."""
+
+    until_ms: int
+    text: str  # the status line: "waiting 12s for a rate limit…"
 
 
-def profiles_to_try(
-    rotation: Sequence[str], available: Callable[[str], bool], pin: Pin | None, provider: str
-) -> list[str]:
-    """The profiles to call for one candidate, in order; a user pin allows only itself."""
-    usable = [p for p in rotation if available(p)]
-    if pin is None or pin.provider != provider:
+TurnEvent = TextDelta | AttemptFailed | Waiting | TurnDone
+
+
+def profiles_to_try(candidates: Candidates, pin: Pin | None) -> list[str]:
+    """The profiles to call for one candidate model, in order; a user pin allows only itself."""
+    usable = candidates.ready()
+    if pin is None or pin.provider != candidates.provider:
         return usable
     if pin.source == "user":
-        return [pin.profile_id] if available(pin.profile_id) else []
+        return [pin.profile_id] if pin.profile_id in usable else []
     if pin.profile_id in usable:
         return [pin.profile_id, *(p for p in usable if p != pin.profile_id)]
     return usable
@@ -135,6 +144,48 @@ def profiles_to_try(
 def visible(text: str) -> bool:
     """Whether ``text`` shows anything: whitespace and invisible format characters (zero-width) do not."""
     return any(not ch.isspace() and unicodedata.category(ch) != "Cf" for ch in text)
+
+
+def skip_record(
+    ref: ModelRef, candidates: Candidates, pin: Pin | None
+) -> tuple[AttemptRecord, ProfileAvailability | None]:
+    """Why a candidate model is skipped without a call, and the resting profile the turn could wait for
+    (a user pin waits for its own profile only)."""
+    if pin is not None and pin.source == "user" and pin.provider == ref.provider:
+        rest = candidates.soonest(only=pin.profile_id)
+        detail = f"pinned {pin.profile_id} cooling down" if rest else f"pinned {pin.profile_id} unusable"
+    elif candidates.profiles:
+        rest = candidates.soonest()
+        detail = "skipped: every profile cooling down or disabled"
+    else:
+        rest, detail = None, "skipped: no credentials"
+    return AttemptRecord(str(ref), None, None, detail, skipped=True), rest
+
+
+def wait_ms(soonest: ProfileAvailability | None, now_ms: int, deadline_ms: int) -> int | None:
+    """How long a failed pass waits before trying again: until the first resting profile is back, if that
+    is before the turn's waiting deadline; None to fail now."""
+    if soonest is None or soonest.usable_at is None:
+        return None
+    if not now_ms < soonest.usable_at <= deadline_ms:
+        return None
+    return soonest.usable_at - now_ms
+
+
+_WAITING_FOR = {
+    Reason.RATE_LIMIT.value: "a rate limit",
+    Reason.TIMEOUT.value: "a cooldown after a timeout",
+    Reason.EMPTY.value: "a cooldown after an empty reply",
+    Reason.AUTH.value: "a cooldown after an auth error",
+    Reason.BILLING.value: "a billing disable",
+}
+
+
+def waiting_text(ms: int, rest: ProfileAvailability) -> str:
+    """The status line of a waiting turn: ``waiting 12s for a rate limit…``."""
+    # The file keeps no reason per (profile, model) pair; rate limits are what cools a pair, nearly always.
+    reason = rest.reason or (Reason.RATE_LIMIT.value if rest.scope == "model" else None)
+    return f"waiting {format_wait(ms)} for {_WAITING_FOR.get(reason or '', 'a cooldown')}…"
 
 
 def format_wait(ms: int) -> str:
@@ -180,7 +231,8 @@ def fallback_note(
     if answered == chain_head:
         first = failures[0]
         return f"↪ answered by {answered} ({profile_id}) — {first.profile_id or first.ref} {_failure_label(first)}"
-    last = failures[-1]
+    # The answering model may have failed on another profile first; the note is about the model before it.
+    last = next((a for a in reversed(failures) if a.ref != str(answered)), failures[-1])
     return f"↪ answered by {answered} — {last.ref.split('/', 1)[0]} {_failure_label(last)}"
 
 
@@ -192,14 +244,21 @@ def _failure_label(attempt: AttemptRecord) -> str:
 
 @dataclass
 class _Turn:
-    """Mutable bookkeeping of one running turn."""
+    """Mutable bookkeeping of one pass through the chain."""
 
     attempts: list[AttemptRecord] = field(default_factory=list)
-    soonest_ms: int | None = None
+    soonest: ProfileAvailability | None = None  # the resting profile back first
+    answer: tuple[ModelRef, str, str] | None = None  # (ref, profile, text) once a call has answered
 
-    def note_unavailable(self, until: int | None) -> None:
-        if until is not None and (self.soonest_ms is None or until < self.soonest_ms):
-            self.soonest_ms = until
+    @property
+    def soonest_ms(self) -> int | None:
+        return None if self.soonest is None else self.soonest.usable_at
+
+    def note_unavailable(self, rest: ProfileAvailability | None) -> None:
+        if rest is None or rest.usable_at is None:
+            return
+        if self.soonest_ms is None or rest.usable_at < self.soonest_ms:
+            self.soonest = rest
 
 
 class Engine:
@@ -212,6 +271,7 @@ class Engine:
         clients: Mapping[str, ProviderClient],
         endpoint_for: Callable[[str], Endpoint],
         clock: Clock,
+        wait_ms: int = 0,
         sleep: Sleep | None = None,
         redact: Callable[[str], str] | None = None,
     ) -> None:
@@ -219,58 +279,63 @@ class Engine:
         self._clients = clients
         self._endpoint_for = endpoint_for
         self._clock = clock
-        self._sleep: Sleep = asyncio.sleep if sleep is None else sleep
+        self._wait_ms = wait_ms  # auth.waitSeconds: the longest a turn waits for a resting profile
+        self._sleep: Sleep = clock.sleep if sleep is None else sleep
         # Every provider text passes through this before it is recorded, shown or logged (spec §8).
         self._redact: Callable[[str], str] = mask_key_shaped if redact is None else redact
 
     async def run(self, turn: TurnInput) -> AsyncIterator[TurnEvent]:
-        """Stream the turn: text deltas, attempt failures as they happen, then ``TurnDone``.
+        """Stream the turn: text deltas, attempt failures as they happen, waits, then ``TurnDone``.
 
         Raises ``AllCandidatesFailed``, ``TurnStopped`` or ``StreamInterrupted``.
         """
         if not turn.chain:
             raise TurnStopped(Reason.BAD_REQUEST, "No model is configured.")
         started = time.perf_counter()
-        state = _Turn()
-        head = turn.chain[0]
-        for index, ref in enumerate(turn.chain):
+        deadline = self._clock.now_ms() + self._wait_ms
+        while True:
+            state = _Turn()
+            async for event in self._pass(turn, state):
+                yield event
+            if state.answer is not None:
+                yield TurnDone(self._result(turn, state.answer, state, started))
+                return
             now = self._clock.now_ms()
+            pause = wait_ms(state.soonest, now, deadline)
+            if pause is None or state.soonest is None:
+                raise AllCandidatesFailed(
+                    summarize(state.attempts, state.soonest_ms, now), state.attempts, state.soonest_ms
+                )
+            yield Waiting(now + pause, waiting_text(pause, state.soonest))
+            await self._clock.sleep(pause / 1000)  # /stop cancels the turn here like anywhere else
+
+    async def _pass(self, turn: TurnInput, state: _Turn) -> AsyncIterator[TurnEvent]:
+        """Try the chain once: every usable (model, profile) in order until one answers."""
+        for index, ref in enumerate(turn.chain):
             pin = turn.pin if index == 0 else None
-            order = self._auth.rotation(ref.provider, now)
-            candidates = profiles_to_try(order, self._available_at(now), pin, ref.provider)
-            if not candidates:
-                self._record_skip(state, ref, order, pin, now)
+            candidates = await self._auth.candidates(ref.provider, ref.model, now_ms=self._clock.now_ms())
+            to_try = profiles_to_try(candidates, pin)
+            if not to_try:
+                record, rest = skip_record(ref, candidates, pin)
+                state.attempts.append(record)
+                state.note_unavailable(rest)
                 continue
-            for profile_id in candidates:
+            for profile_id in to_try:
                 outcome = _Outcome()
+                started_ms = self._clock.now_ms()
                 async for event in self._attempt(turn, ref, profile_id, state, outcome):
                     yield event
                 if outcome.text is not None:
-                    yield TurnDone(
-                        self._result(
-                            turn=turn,
-                            head=head,
-                            ref=ref,
-                            profile_id=profile_id,
-                            text=outcome.text,
-                            state=state,
-                            started=started,
-                        )
+                    await self._auth.record_success(
+                        profile_id, ref.model, started_ms=started_ms, now_ms=self._clock.now_ms()
                     )
+                    state.answer = (ref, profile_id, outcome.text)
                     return
                 assert outcome.action is not None
                 if outcome.action in (Action.RETRY_ONCE_THEN_NEXT_MODEL,):
                     break  # the key is not at fault: another profile would not help
                 if pin is not None and pin.source == "user" and pin.provider == ref.provider:
                     break  # a user pin is locked: the next model, never another profile
-        raise AllCandidatesFailed(
-            summarize(state.attempts, state.soonest_ms, self._clock.now_ms()),
-            state.attempts,
-            state.soonest_ms,
-        )
-
-    def _available_at(self, now: int) -> Callable[[str], bool]:
-        return lambda profile_id: self._auth.unavailable_until(profile_id, now) is None
 
     async def complete(self, turn: TurnInput) -> TurnResult:
         """Run a turn to the end without streaming (compaction summaries, probes)."""
@@ -280,21 +345,6 @@ class Engine:
         raise AssertionError(
             "Engine.run ended without a result"
         )  # pragma: no cover - run always returns or raises
-
-    def _record_skip(
-        self, state: _Turn, ref: ModelRef, order: Sequence[str], pin: Pin | None, now: int
-    ) -> None:
-        if pin is not None and pin.source == "user" and pin.provider == ref.provider:
-            until = self._auth.unavailable_until(pin.profile_id, now)
-            detail = f"pinned {pin.profile_id} cooling down" if until else f"pinned {pin.profile_id} unusable"
-            state.note_unavailable(until)
-        elif order:
-            for profile_id in order:
-                state.note_unavailable(self._auth.unavailable_until(profile_id, now))
-            detail = "skipped: every profile cooling down or disabled"
-        else:
-            detail = "skipped: no credentials"
-        state.attempts.append(AttemptRecord(str(ref), None, None, detail, skipped=True))
 
     async def _attempt(
         self, turn: TurnInput, ref: ModelRef, profile_id: str, state: _Turn, outcome: _Outcome
@@ -306,7 +356,6 @@ class Engine:
                 async for delta in self._stream_once(turn, ref, profile_id, outcome):
                     yield delta
                 if outcome.text is not None:
-                    await self._auth.record_success(profile_id, now_ms=self._clock.now_ms())
                     state.attempts.append(AttemptRecord(str(ref), profile_id, None))
                     return
                 error = ProviderError(Reason.EMPTY, "The model sent an empty reply.")
@@ -317,10 +366,10 @@ class Engine:
                 raise StreamInterrupted(outcome.partial, str(ref), profile_id, error.reason) from error
             action = action_for(error.reason)
             if action is Action.RETRY_ONCE_THEN_NEXT_MODEL and try_number == 1:
-                wait_ms = error.retry_after_ms or 0
-                if wait_ms <= QUICK_RETRY_MAX_WAIT_MS:
-                    if wait_ms:
-                        await self._sleep(wait_ms / 1000)
+                retry_in_ms = error.retry_after_ms or 0
+                if retry_in_ms <= QUICK_RETRY_MAX_WAIT_MS:
+                    if retry_in_ms:
+                        await self._sleep(retry_in_ms / 1000)
                     continue
             yield await self._fail(state, ref, profile_id, error)
             outcome.action = action
@@ -381,24 +430,22 @@ class Engine:
         until: int | None = None
         if records_profile_failure(error.reason):
             until = await self._auth.record_failure(
-                profile_id, error.reason, now_ms=self._clock.now_ms(), retry_after_ms=error.retry_after_ms
+                profile_id,
+                ref.model,
+                error.reason,
+                now_ms=self._clock.now_ms(),
+                retry_after_ms=error.retry_after_ms,
             )
-            state.note_unavailable(until)
+            state.note_unavailable(ProfileAvailability(profile_id, until, error.reason.value))
         record = AttemptRecord(str(ref), profile_id, error.reason, str(error))
         state.attempts.append(record)
         return AttemptFailed(record, until)
 
     def _result(
-        self,
-        *,
-        turn: TurnInput,
-        head: ModelRef,
-        ref: ModelRef,
-        profile_id: str,
-        text: str,
-        state: _Turn,
-        started: float,
+        self, turn: TurnInput, answer: tuple[ModelRef, str, str], state: _Turn, started: float
     ) -> TurnResult:
+        head = turn.chain[0]
+        ref, profile_id, text = answer
         failed = any(a.reason is not None or a.skipped for a in state.attempts)
         fell_back = ref != head
         pin = turn.pin

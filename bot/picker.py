@@ -69,9 +69,9 @@ def choose_from_picker(
     number: int,
     *,
     current: ModelRef | None,
-    has_auth: Callable[[str], bool],
+    has_auth: Callable[[ModelRef], bool],
 ) -> ModelRef:
-    """The ref for ``/model <number>``: stay on the current provider, else one with usable auth."""
+    """The ref for ``/model <number>``: stay on the current provider, else one with usable auth for the model."""
     if not entries:
         raise CommandError("There are no models to pick from. Use /model provider/model.")
     by_number = {entry.number: entry for entry in entries}
@@ -85,7 +85,7 @@ def choose_from_picker(
             if ref.provider == current.provider:
                 return ref
     for ref in entry.refs:
-        if has_auth(ref.provider):
+        if has_auth(ref):
             return ref
     return entry.refs[0]
 

@@ -23,7 +23,7 @@ from bot.clock import Clock
 from bot.command_handlers import AuthOverview, CommandHandlers, session_models
 from bot.compaction import Compactor, estimate_tokens
 from bot.config.schema import Config
-from bot.engine import AttemptFailed, Engine, Pin, TextDelta, TurnDone, TurnInput, TurnResult
+from bot.engine import AttemptFailed, Engine, Pin, TextDelta, TurnDone, TurnInput, TurnResult, Waiting
 from bot.errors import (
     AllCandidatesFailed,
     CommandError,
@@ -380,13 +380,21 @@ class ChatPipeline:
         )
         failures: list[AttemptFailed] = []
         events = self._engine_for(session.agent_id).run(turn)
+        waiting = False  # a status line is shown: the answer's first text takes it away
         try:
             async for event in events:
                 if isinstance(event, TextDelta):
+                    if waiting:
+                        waiting = False
+                        await sink.status(None)
                     await sink.delta(event.text)
                 elif isinstance(event, AttemptFailed):
                     failures.append(event)
                     await self._log_failure(session.key, event)
+                elif isinstance(event, Waiting):
+                    waiting = True
+                    await sink.typing()
+                    await sink.status(event.text)
                 elif isinstance(event, TurnDone):
                     return event.result, failures
         except (AllCandidatesFailed, TurnStopped, StreamInterrupted):
@@ -400,6 +408,8 @@ class ChatPipeline:
             aclose = getattr(events, "aclose", None)
             if aclose is not None:
                 await aclose()
+            if waiting:  # the turn ended while waiting (/stop, or every candidate failed after the wait)
+                await sink.status(None)
         raise AssertionError("the engine ended without a result")  # pragma: no cover
 
     def _pin(self, session: SessionRecord) -> Pin | None:

@@ -9,6 +9,16 @@ from bot.engine import format_wait
 
 
 @dataclass(frozen=True)
+class PairLine:
+    """The cooldown state of one (profile, model) pair (spec §11.1)."""
+
+    model: str
+    cooldown_until: int | None = None
+    error_count: int = 0
+    last_failure_at: int | None = None
+
+
+@dataclass(frozen=True)
 class ProfileLine:
     """One auth candidate of a provider, in rotation order."""
 
@@ -21,6 +31,10 @@ class ProfileLine:
     expired: bool = False
     expires: int | None = None
     refreshable: bool = False  # an OAuth login whose provider's token endpoint is known
+    pairs: tuple[PairLine, ...] = ()  # by model id
+
+    def cooling_pairs(self, now_ms: int) -> list[PairLine]:
+        return [p for p in self.pairs if p.cooldown_until is not None and p.cooldown_until > now_ms]
 
 
 @dataclass(frozen=True)
@@ -30,6 +44,7 @@ class ProviderStatus:
     api: str
     profiles: tuple[ProfileLine, ...] = ()
     missing_auth: bool = False
+    model: str | None = None  # the model the rotation order (and "next") is for; None: the profiles alone
 
 
 @dataclass(frozen=True)
@@ -65,6 +80,9 @@ def profile_flags(
         )
     if line.cooldown_until is not None and line.cooldown_until > now_ms:
         flags.append(f"cooldown {format_wait(line.cooldown_until - now_ms)}")
+    for pair in line.cooling_pairs(now_ms):
+        assert pair.cooldown_until is not None
+        flags.append(f"cooldown {format_wait(pair.cooldown_until - now_ms)} ({pair.model})")
     if line.expired:
         flags.append("expired")
     elif (login := login_flag(line, now_ms)) is not None:
@@ -88,9 +106,23 @@ def format_span(ms: int) -> str:
     return f"{days}d" if days >= 2 else format_wait(ms)
 
 
-def is_available(line: ProfileLine, now_ms: int) -> bool:
+def pairs_json(line: ProfileLine) -> dict[str, dict[str, int | None]]:
+    """The pairs' state for ``--json``, shaped as in auth-profiles.json: ``{model: {cooldownUntil, …}}``."""
+    return {
+        pair.model: {
+            "cooldownUntil": pair.cooldown_until,
+            "errorCount": pair.error_count,
+            "lastFailureAt": pair.last_failure_at,
+        }
+        for pair in line.pairs
+    }
+
+
+def is_available(line: ProfileLine, now_ms: int, model: str | None = None) -> bool:
+    """Not resting, not expired; for ``model``, its pair with the profile not cooling either."""
     blocked = [t for t in (line.cooldown_until, line.disabled_until) if t is not None and t > now_ms]
-    return not blocked and not line.expired
+    pair = any(p.model == model for p in line.cooling_pairs(now_ms))
+    return not blocked and not pair and not line.expired
 
 
 def failover_kind(answered: str, current: str) -> str:
@@ -115,10 +147,11 @@ def render_model_status(view: ModelStatusView, *, now_ms: int) -> str:
         if provider.missing_auth or not provider.profiles:
             lines.append("  (no credentials)")
             continue
-        next_id = next((p.profile_id for p in provider.profiles if is_available(p, now_ms)), None)
+        model = provider.model
+        next_id = next((p.profile_id for p in provider.profiles if is_available(p, now_ms, model)), None)
         if view.pin_profile and any(p.profile_id == view.pin_profile for p in provider.profiles):
             pinned = next((p for p in provider.profiles if p.profile_id == view.pin_profile), None)
-            if pinned is not None and is_available(pinned, now_ms):
+            if pinned is not None and is_available(pinned, now_ms, model):
                 next_id = pinned.profile_id
         for number, line in enumerate(provider.profiles, 1):
             flags = profile_flags(

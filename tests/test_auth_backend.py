@@ -17,6 +17,7 @@ from bot.reasons import Reason
 from tests.app_helpers import running_app
 
 PROFILE = "demo:main"
+MODEL = "echo"
 
 
 @pytest.fixture
@@ -36,7 +37,7 @@ async def test_a_success_is_booked_without_waiting_for_the_file(app: App, clock:
     holder = lockfile.lock(store.lock_path, 1)
     try:
         started = time.monotonic()
-        await backend.record_success(PROFILE, now_ms=clock.now_ms())
+        await backend.record_success(PROFILE, MODEL, started_ms=clock.now_ms(), now_ms=clock.now_ms())
         assert time.monotonic() - started < 0.5
         assert store.reload().stats(PROFILE).last_used is None  # still waiting for the lock
     finally:
@@ -53,10 +54,12 @@ async def test_a_failure_after_a_pending_success_keeps_its_cooldown(app: App, cl
     store.record_success("demo:busy", provider="demo", now_ms=clock.now_ms())
     holder = lockfile.lock(store.lock_path, 1)
     try:
-        await backend.record_success(PROFILE, now_ms=clock.now_ms())
+        await backend.record_success(PROFILE, MODEL, started_ms=clock.now_ms(), now_ms=clock.now_ms())
         clock.advance(ms=10)
         failure = asyncio.ensure_future(
-            backend.record_failure(PROFILE, Reason.RATE_LIMIT, now_ms=clock.now_ms(), retry_after_ms=None)
+            backend.record_failure(
+                PROFILE, MODEL, Reason.RATE_LIMIT, now_ms=clock.now_ms(), retry_after_ms=None
+            )
         )
         await asyncio.sleep(0.05)
         assert not failure.done()  # a failure is persisted before the engine goes on: it waits
@@ -64,10 +67,10 @@ async def test_a_failure_after_a_pending_success_keeps_its_cooldown(app: App, cl
         lockfile.unlock(holder)
     assert await failure == clock.now_ms() + MINUTE_MS
     await backend.flush()
-    stats = store.reload().stats(PROFILE)
-    assert stats.cooldown_until == clock.now_ms() + MINUTE_MS
-    assert stats.error_count == 1
-    assert backend.unavailable_until(PROFILE, clock.now_ms()) == clock.now_ms() + MINUTE_MS
+    pair = store.reload().stats(PROFILE).model(MODEL)
+    assert pair.cooldown_until == clock.now_ms() + MINUTE_MS
+    assert pair.error_count == 1
+    assert backend.unavailable_until(PROFILE, clock.now_ms(), MODEL) == clock.now_ms() + MINUTE_MS
 
 
 async def test_last_good_follows_every_success_even_within_a_second(app: App, clock: FakeClock) -> None:
@@ -75,7 +78,7 @@ async def test_last_good_follows_every_success_even_within_a_second(app: App, cl
     backend, store = app.backend("main"), _file(app)
     for profile_id in (PROFILE, "demo:busy", PROFILE):
         clock.advance(ms=100)
-        await backend.record_success(profile_id, now_ms=clock.now_ms())
+        await backend.record_success(profile_id, MODEL, started_ms=clock.now_ms(), now_ms=clock.now_ms())
         await backend.flush()
         assert store.reload().last_good == {"demo": profile_id}
 
@@ -83,14 +86,14 @@ async def test_last_good_follows_every_success_even_within_a_second(app: App, cl
 async def test_successes_within_a_second_write_once(app: App, clock: FakeClock) -> None:
     """lastUsed has a one-second resolution: a busy profile does not rewrite the file on every answer."""
     backend, store = app.backend("main"), _file(app)
-    await backend.record_success(PROFILE, now_ms=clock.now_ms())
+    await backend.record_success(PROFILE, MODEL, started_ms=clock.now_ms(), now_ms=clock.now_ms())
     first = clock.now_ms()
     for _ in range(5):
         clock.advance(ms=100)
-        await backend.record_success(PROFILE, now_ms=clock.now_ms())
+        await backend.record_success(PROFILE, MODEL, started_ms=clock.now_ms(), now_ms=clock.now_ms())
     await backend.flush()
     assert store.reload().stats(PROFILE).last_used == first
     clock.advance(ms=600)
-    await backend.record_success(PROFILE, now_ms=clock.now_ms())
+    await backend.record_success(PROFILE, MODEL, started_ms=clock.now_ms(), now_ms=clock.now_ms())
     await backend.flush()
     assert store.reload().stats(PROFILE).last_used == clock.now_ms()

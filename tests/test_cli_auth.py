@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 import subprocess
 import sys
 import time
@@ -308,8 +309,10 @@ store, stop = AuthStore(Path(sys.argv[1])), Path(sys.argv[2])
 print("ready", flush=True)
 done = 0
 while not stop.exists() or done < 50:  # until told to stop, so that it overlaps every CLI edit
+    # An hour apart: each failure comes after the last one's cooldown, so each one counts (spec §11.2).
     store.record_failure(
-        "openai:busy", Reason.RATE_LIMIT, provider="openai", now_ms=1_700_000_000_000 + done, policy=CooldownPolicy()
+        "openai:busy", Reason.RATE_LIMIT, provider="openai", now_ms=1_700_000_000_000 + done * 3_600_000,
+        policy=CooldownPolicy(),
     )
     done += 1
 print(done, flush=True)
@@ -356,3 +359,46 @@ def test_the_console_script_reads_a_piped_secret(state_dir: Path) -> None:
     assert result.code == 0, result.err
     assert SECRET not in result.out + result.err
     assert store(state_dir).load().profiles["openai:default"].secret == SECRET
+
+
+def test_cooldowns_list_and_clear_pairs(capsys: pytest.CaptureFixture[str], state_dir: Path) -> None:
+    """§11.1: each resting (profile, model) pair is its own row with the model named; ``clear-cooldown
+    --model`` clears one pair, without it the profile and every pair; an unknown pair changes nothing."""
+    now = now_ms()
+    auth = store(state_dir)
+    for pid in ("openai:a", "openai:b"):
+        auth.upsert_profile(pid, Credential("api_key", "openai", SECRET))
+    for model in ("gpt-5.2", "gpt-5-mini"):
+        auth.record_failure(
+            "openai:a", Reason.RATE_LIMIT, provider="openai", now_ms=now, policy=CooldownPolicy(), model=model
+        )
+    auth.record_failure(
+        "openai:b", Reason.AUTH, provider="openai", now_ms=now, policy=CooldownPolicy(), model="o3"
+    )
+    current = json.loads(run_cli(capsys, "auth", "cooldowns", "--json").out)["current"]
+    assert [(c["id"], c["model"], c["errorCount"]) for c in current] == [
+        ("openai:a", "gpt-5-mini", 1),
+        ("openai:a", "gpt-5.2", 1),
+        ("openai:b", None, 1),
+    ]
+    assert current[1]["cooldownUntil"] == now + 60_000 and current[1]["state"].startswith("cooldown ")
+    table = run_cli(capsys, "auth", "cooldowns").out
+    assert re.search(r"openai:a\s+.*gpt-5\.2\s+.*cooldown", table) and "(all)" in table
+    listed = {r["id"]: r for r in json.loads(run_cli(capsys, "auth", "list", "--json").out)}
+    assert set(listed["openai:a"]["models"]) == {"gpt-5.2", "gpt-5-mini"}
+    assert re.search(r"cooldown (1m|5\ds) \(gpt-5\.2\)", listed["openai:a"]["state"])
+    assert listed["openai:a"]["cooldownUntil"] is None  # the key itself is fine
+
+    before = auth.path.read_bytes()
+    unknown = run_cli(capsys, "auth", "clear-cooldown", "openai:a", "--model", "gpt-4")
+    assert (
+        unknown.code == 2
+        and 'no cooldown state for model "gpt-4" (models: gpt-5-mini, gpt-5.2)' in unknown.err
+    )
+    assert run_cli(capsys, "auth", "clear-cooldown", "openai:a", "--model", " ").code == 2
+    assert auth.path.read_bytes() == before
+    one = run_cli(capsys, "auth", "clear-cooldown", "openai:a", "--model", "gpt-5.2")
+    assert one.code == 0 and "Cleared the cooldown of openai:a for gpt-5.2." in one.out
+    assert set(auth.reload().stats("openai:a").models) == {"gpt-5-mini"}
+    assert run_cli(capsys, "auth", "clear-cooldown", "openai:a").code == 0
+    assert auth.reload().stats("openai:a").models == {}

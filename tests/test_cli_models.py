@@ -474,3 +474,32 @@ def test_the_console_script_edits_and_lists(tmp_path: Path) -> None:
     listed = run_script("models", "list", "--json", "--config", str(path))
     assert json.loads(listed.out)[0]["model"] == "openai/gpt-5.2"
     assert "// The model every conversation starts with." in path.read_text(encoding="utf-8")
+
+
+def test_status_shows_pair_cooldowns_with_the_model(
+    capsys: pytest.CaptureFixture[str], example: Path, state_dir: Path
+) -> None:
+    """§11.1: a (profile, model) cooldown is shown with its model, in the table and in ``--json``; the
+    provider's rotation is for the first chain model it serves."""
+    auth = store(state_dir)
+    auth.upsert_profile("openai:default", Credential("api_key", "openai", SECRET))
+    now = now_ms()
+    auth.record_failure(
+        "openai:default",
+        Reason.RATE_LIMIT,
+        provider="openai",
+        now_ms=now,
+        policy=CooldownPolicy(),
+        model="gpt-5.2",
+    )
+    data = json.loads(run_cli(capsys, "models", "status", "--json", "--config", str(example)).out)
+    openai = next(p for p in data["providers"] if p["provider"] == "openai")
+    assert openai["rotationFor"] == "gpt-5.2"
+    (profile,) = openai["profiles"]
+    assert profile["cooldownUntil"] is None
+    assert profile["models"] == {
+        "gpt-5.2": {"cooldownUntil": now + 60_000, "errorCount": 1, "lastFailureAt": now}
+    }
+    assert re.fullmatch(r"cooldown (1m|5\ds) \(gpt-5\.2\)", profile["state"])
+    text = run_cli(capsys, "models", "status", "--config", str(example)).out
+    assert re.search(r"openai:default .*cooldown (1m|5\ds) \(gpt-5\.2\)", text)

@@ -165,6 +165,15 @@ def test_json5_features_and_empty_file(tmp_path: Path) -> None:
         ("{channels: {telegram: {enabled: true}}}", "channels.telegram", "botToken is required"),
         ("{bindings: [{agentId: 'main', match: {channel: 'irc'}}]}", "bindings[0].match.channel", "expected one of: telegram, discord, console"),
         ("{agents: {defaults: {models: {'a/b': {alias: 3}}}}}", 'agents.defaults.models["a/b"].alias', "expected a string"),
+        ("{auth: {cooldowns: {backoffMinutes: [5, 1]}}}", "auth.cooldowns.backoffMinutes", "expected steps that never decrease, got 5 then 1"),
+        ("{auth: {cooldowns: {backoffMinutes: [1, 0]}}}", "auth.cooldowns.backoffMinutes", "expected minutes above 0 and at most 1440 (24 h), got 0"),
+        ("{auth: {cooldowns: {backoffMinutes: [1, 1441]}}}", "auth.cooldowns.backoffMinutes", "expected minutes above 0 and at most 1440 (24 h), got 1441"),
+        ("{auth: {cooldowns: {backoffMinutes: []}}}", "auth.cooldowns.backoffMinutes", "expected at least one step in minutes"),
+        ("{auth: {cooldowns: {backoffMinutes: [1, '5']}}}", "auth.cooldowns.backoffMinutes[1]", "expected a number"),
+        ("{auth: {cooldowns: {backoffMinutes: 5}}}", "auth.cooldowns.backoffMinutes", "expected a list [ … ]"),
+        ("{auth: {cooldowns: {scope: 'key'}}}", "auth.cooldowns.scope", "expected one of: model, profile"),
+        ("{auth: {waitSeconds: -1}}", "auth.waitSeconds", "expected a number at least 0"),
+        ("{auth: {waitSeconds: 601}}", "auth.waitSeconds", "expected a number at most 600"),
     ],
 )  # fmt: skip
 def test_validation_errors_name_key_path_and_expectation(

@@ -53,7 +53,9 @@ def write_config(state_dir: Path, server: FakeProviderServer) -> None:
                 },
             }
         },
-        "auth": {"order": {"openai": ["openai:one", "openai:two", "openai:three"]}},
+        # waitSeconds 0: this story is about failing over, and its timings are the wall clock's (waiting
+        # has tests of its own on the fake clock).
+        "auth": {"order": {"openai": ["openai:one", "openai:two", "openai:three"]}, "waitSeconds": 0},
         "agents": {
             "defaults": {
                 "model": {"primary": "openai/gpt-5.2", "fallbacks": [SONNET]},
@@ -175,17 +177,22 @@ async def test_failover_cooldowns_pins_billing_and_restart(state_dir: Path, star
             "are you there?",
         ]
 
-        # The cooldown, lengthened to Retry-After, in /model status and in the file.
+        # The cooldown, lengthened to Retry-After, of the (profile, model) pair (§11.1): in /model status,
+        # named with its model, and in the file under usageStats["openai:one"].models.
         model_status = (await first.send("/model status"))["text"]
         assert re.fullmatch(
-            r"\d\. openai:one \(api_key\) sk-e2e…1111 — cooldown (1m5\ds|2m)",
+            r"3\. openai:one \(api_key\) sk-e2e…1111 — cooldown (1m5\ds|2m) \(gpt-5-mini\)",
             status_line(model_status, "openai:one"),
         )
         assert status_line(model_status, "openai:two").endswith("sk-e2e…2222 — pinned, next")
         assert KEY_ONE not in model_status and KEY_TWO not in model_status
         one = usage(auth_file)["openai:one"]
-        assert one["errorCount"] == 1 and one["failureCounts"] == {"rate_limit": 1}
-        assert one["cooldownUntil"] - one["lastFailureAt"] == 120_000
+        assert set(one) == {"models", "lastUsed"}  # the key itself is fine
+        assert one["models"]["gpt-5-mini"]["errorCount"] == 1
+        assert (
+            one["models"]["gpt-5-mini"]["cooldownUntil"] - one["models"]["gpt-5-mini"]["lastFailureAt"]
+            == 120_000
+        )
 
         # /new clears the (auto) pin and keeps the picked model.
         assert (await first.send("/new"))["text"] == "New session. Model: openai/gpt-5-mini."
@@ -245,14 +252,28 @@ async def test_failover_cooldowns_pins_billing_and_restart(state_dir: Path, star
             "do you remember?",
         ]
 
-        # Anthropic's "credit balance is too low" 400 is billing too; now every candidate has failed.
+        # Anthropic's "credit balance is too low" 400 is billing too. The chain's last model, gpt-5.2, is
+        # served by openai:one: its 429 was on gpt-5-mini and cooled only that pair (§11.1).
         server.script(ANTHROPIC_KEY, status(400, body=CREDIT_TOO_LOW))
-        failed = await second.send("anyone?")
+        seen = len(server.requests)
+        other_model = await second.send("anyone?")
+        assert (other_model["model"], other_model["profile"]) == ("openai/gpt-5.2", "openai:one")
+        assert other_model["note"] == "↪ answered by openai/gpt-5.2 — anthropic billing problem"
+        sent = server.requests[seen:]
+        assert [(r.key, r.json["model"]) for r in sent] == [
+            (ANTHROPIC_KEY, "claude-sonnet-4-5"),
+            (KEY_ONE, "gpt-5.2"),
+        ]
+
+        # gpt-5.2 is rate-limited on both keys too: now every candidate has failed.
+        server.script(KEY_ONE, status(429))
+        server.script(KEY_TWO, status(429))
+        failed = await second.send("and now?")
         assert (failed["kind"], failed["model"], failed["profile"]) == ("error", None, None)
         assert re.fullmatch(
             r"All models failed: openai/gpt-5-mini \(skipped: every profile cooling down or disabled\), "
-            r"anthropic/claude-sonnet-4-5 \(anthropic:env billing problem\), "
-            r"openai/gpt-5\.2 \(skipped: every profile cooling down or disabled\)\. "
+            r"anthropic/claude-sonnet-4-5 \(skipped: every profile cooling down or disabled\), "
+            r"openai/gpt-5\.2 \(openai:one rate-limited; openai:two rate-limited\)\. "
             r"The first profile is available again in (\d\ds|\ds|1m)\.",
             failed["text"],
         ), failed["text"]
@@ -275,7 +296,9 @@ def test_no_config_no_keys_answers_on_the_demo_provider(state_dir: Path) -> None
     assert done.stdout.startswith("[demo] You said: “hello demo”. This is modelbot's offline demo")
     assert "\n\n↪ answered by demo/echo (demo:main) — demo:busy rate-limited\n" in done.stdout
     assert "demo: builtin://demo [demo]" in done.stdout
-    assert re.search(r"demo:busy \(builtin\) \(no key\) — cooldown (1m|5\ds)$", done.stdout, re.MULTILINE)
+    assert re.search(
+        r"demo:busy \(builtin\) \(no key\) — cooldown (1m|5\ds) \(echo\)$", done.stdout, re.MULTILINE
+    )
     assert not (state_dir / "config.json5").exists()
     assert done.stderr == ""
 

@@ -67,12 +67,13 @@ def test_billing_steps_5h_10h_20h_24h(clock: FakeClock) -> None:
 
 
 def test_billing_cap_while_failing_within_the_window(clock: FakeClock) -> None:
-    """Billing failures less than 24h apart stay at the 24h cap."""
+    """Billing failures each as its disable ends, within a (48h) window, stay at the 24h cap."""
+    policy = CooldownPolicy(failure_window_hours=48)
     stats = UsageStats()
     for hours in [5, 10, 20, 24, 24, 24]:
-        stats = fail(stats, Reason.BILLING, clock)
+        stats = record_failure(stats, Reason.BILLING, provider="x", now_ms=clock.now_ms(), policy=policy)
         assert stats.disabled_until == clock.now_ms() + hours * HOUR_MS
-        clock.advance(hours=23)
+        clock.advance(hours=hours)
 
 
 def test_billing_base_per_provider(clock: FakeClock) -> None:
@@ -96,8 +97,9 @@ def test_billing_base_per_provider(clock: FakeClock) -> None:
 def test_counters_reset_after_the_failure_window(clock: FakeClock) -> None:
     """A failure 24h after the last one starts again at 1m; one just inside the window keeps growing."""
     stats = UsageStats()
-    for _ in range(3):
+    for minutes in (1, 5, 25):  # each failure after the previous cooldown: 3 steps up the ladder
         stats = fail(stats, Reason.RATE_LIMIT, clock)
+        clock.advance(minutes=minutes)
     stats = fail(stats, Reason.BILLING, clock)
     clock.advance(hours=24)
     clock.advance(ms=-1)
@@ -115,7 +117,7 @@ def test_window_follows_the_configured_hours(clock: FakeClock) -> None:
     """``failureWindowHours`` sets the window for both kinds of counter."""
     policy = CooldownPolicy(failure_window_hours=1.0)
     stats = record_failure(UsageStats(), Reason.BILLING, provider="x", now_ms=clock.now_ms(), policy=policy)
-    clock.advance(hours=1)
+    clock.advance(hours=5)  # the disable is over, and 5 windows have passed
     stats = record_failure(stats, Reason.BILLING, provider="x", now_ms=clock.now_ms(), policy=policy)
     assert stats.failure_counts == {"billing": 1}
     assert stats.disabled_until == clock.now_ms() + 5 * HOUR_MS
@@ -125,7 +127,7 @@ def test_success_clears_everything_but_history(clock: FakeClock) -> None:
     """Success sets lastUsed and clears counters, cooldown and the billing disable."""
     stats = fail(fail(UsageStats(), Reason.RATE_LIMIT, clock), Reason.BILLING, clock)
     clock.advance(minutes=2)
-    ok = record_success(stats, now_ms=clock.now_ms())
+    ok = record_success(stats, started_ms=clock.now_ms() - 1_000, now_ms=clock.now_ms())
     assert ok.last_used == clock.now_ms()
     assert (ok.error_count, ok.failure_counts) == (0, {})
     assert (ok.cooldown_until, ok.disabled_until, ok.disabled_reason) == (None, None, None)
@@ -133,15 +135,17 @@ def test_success_clears_everything_but_history(clock: FakeClock) -> None:
     assert again.cooldown_until == clock.now_ms() + MINUTE_MS
 
 
-def test_success_older_than_the_last_failure_clears_nothing(clock: FakeClock) -> None:
-    """A success booked before the latest failure only moves lastUsed: the failure's state stands."""
-    answered_at = clock.now_ms()
+def test_success_started_before_the_last_failure_clears_nothing(clock: FakeClock) -> None:
+    """§11.2: a call that started before the latest failure only moves lastUsed: the failure's state stands,
+    however late the success is booked."""
+    started = clock.now_ms()
     clock.advance(ms=1)
-    failed = fail(UsageStats(last_used=answered_at - 10), Reason.RATE_LIMIT, clock)
-    for at in (answered_at, answered_at - 5):
-        late = record_success(failed, now_ms=at)
-        assert late == replace(failed, last_used=max(at, answered_at - 10))
-    assert record_success(failed, now_ms=clock.now_ms()).cooldown_until is None  # same ms: cleared
+    failed = fail(UsageStats(last_used=started - 10), Reason.RATE_LIMIT, clock)
+    clock.advance(seconds=30)  # the slow answer finishes long after the failure
+    late = record_success(failed, started_ms=started, now_ms=clock.now_ms())
+    assert late == replace(failed, last_used=clock.now_ms())
+    same_ms = record_success(failed, started_ms=started + 1, now_ms=clock.now_ms())
+    assert same_ms.cooldown_until is None  # recorded at the very ms the call started: before it, cleared
 
 
 def test_retry_after_lengthens_but_never_shortens(clock: FakeClock) -> None:
@@ -155,13 +159,14 @@ def test_retry_after_lengthens_but_never_shortens(clock: FakeClock) -> None:
 
 
 def test_a_new_failure_never_shortens_a_running_cooldown(clock: FakeClock) -> None:
-    """A 2h Retry-After still holds when a second failure's formula gives only 5m."""
+    """A 2h Retry-After still holds when a failure arrives while it runs (one burst: no new step either)."""
     stats = fail(UsageStats(), Reason.RATE_LIMIT, clock, retry_after_ms=2 * HOUR_MS)
     until = stats.cooldown_until
     clock.advance(minutes=1)
     stats = fail(stats, Reason.RATE_LIMIT, clock)
     assert stats.cooldown_until == until
-    assert stats.error_count == 2
+    assert stats.error_count == 1
+    assert stats.last_failure_at == clock.now_ms()
 
 
 @pytest.mark.parametrize(
@@ -203,6 +208,8 @@ def test_policy_from_config() -> None:
     )
     assert CooldownPolicy.from_config(c) == CooldownPolicy(2.0, {"a": 1.0}, 8.0, 12.0)
     assert CooldownPolicy.from_config(Cooldowns()) == CooldownPolicy()
+    tuned = Cooldowns(scope="profile", backoff_minutes=(0.5, 2))
+    assert CooldownPolicy.from_config(tuned) == CooldownPolicy(scope="profile", backoff_minutes=(0.5, 2.0))
 
 
 @pytest.mark.parametrize(

@@ -575,3 +575,30 @@ class _SlowScripted(ScriptedClient):
         await asyncio.sleep(self.delay_s)
         async for delta in super().stream(endpoint, auth, request):
             yield delta
+
+
+async def test_a_wait_shows_a_status_line_that_the_answer_replaces(
+    state_dir: Path, dc: FakeDiscordServer
+) -> None:
+    """§11.4: both demo profiles rest for echo, one is back in 5 s: the reply is posted as the status line
+    "waiting 5s for a rate limit…" and edited into the answer; typing shows meanwhile."""
+    app = _make_app(state_dir, config='{agents: {defaults: {model: {primary: "demo/echo"}}}}')
+    async with _started(app):
+        for profile in ("demo:main", "demo:busy"):
+            await app.backend("main").record_failure(
+                profile, "echo", Reason.RATE_LIMIT, now_ms=app.clock.now_ms(), retry_after_ms=None
+            )
+        assert isinstance(app.clock, FakeClock)
+        app.clock.advance(seconds=55)
+        async with serving(app, dc):
+            await dc.user_message(DM_ALICE, "anyone?", author_id=ALICE)
+            await dc.wait_for(_latest(dc, DM_ALICE, lambda t: "You said: “anyone?”" in t))
+    [message] = dc.bot_messages(DM_ALICE)
+    posts = [
+        c.body["content"]
+        for c in dc.calls
+        if c.method == "POST" and c.path == f"/channels/{DM_ALICE}/messages"
+    ]
+    assert posts == ["waiting 5s for a rate limit…"]
+    assert "You said" in dc.edits(int(message["id"]))[-1]["content"]
+    assert DM_ALICE in dc.typing_channels

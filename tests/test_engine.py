@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from bot.auth.availability import Candidates, ProfileAvailability
 from bot.chain import candidate_chain, plan_chain
 from bot.clock import FakeClock
 from bot.engine import (
@@ -101,15 +102,22 @@ def test_image_without_image_model_is_a_clear_stop() -> None:
         )
 
 
+def _candidates(ready: list[str], resting: dict[str, int] | None = None) -> Candidates:
+    rests = tuple(
+        ProfileAvailability(pid, until, "rate_limit", "model") for pid, until in (resting or {}).items()
+    )
+    return Candidates("p", "m", (*(ProfileAvailability(pid) for pid in ready), *rests))
+
+
 def test_profiles_to_try_pins() -> None:
     """Auto pin goes first; a user pin allows only itself; a cooling pin is not tried."""
-    rotation = ["p:a", "p:b", "p:c"]
-    everyone = lambda p: True  # noqa: E731
-    assert profiles_to_try(rotation, everyone, Pin("p:b", "auto"), "p") == ["p:b", "p:a", "p:c"]
-    assert profiles_to_try(rotation, everyone, Pin("p:b", "user"), "p") == ["p:b"]
-    assert profiles_to_try(rotation, lambda p: p != "p:b", Pin("p:b", "user"), "p") == []
-    assert profiles_to_try(rotation, lambda p: p != "p:b", Pin("p:b", "auto"), "p") == ["p:a", "p:c"]
-    assert profiles_to_try(rotation, everyone, Pin("q:z", "user"), "p") == rotation
+    everyone = _candidates(["p:a", "p:b", "p:c"])
+    without_b = _candidates(["p:a", "p:c"], {"p:b": 5})
+    assert profiles_to_try(everyone, Pin("p:b", "auto")) == ["p:b", "p:a", "p:c"]
+    assert profiles_to_try(everyone, Pin("p:b", "user")) == ["p:b"]
+    assert profiles_to_try(without_b, Pin("p:b", "user")) == []
+    assert profiles_to_try(without_b, Pin("p:b", "auto")) == ["p:a", "p:c"]
+    assert profiles_to_try(everyone, Pin("q:z", "user")) == ["p:a", "p:b", "p:c"]
 
 
 async def test_plain_turn_streams_and_pins_the_profile(clock: FakeClock) -> None:

@@ -30,7 +30,7 @@ ECHO = ModelRef("demo", "echo")
 REFS = [A_SONNET, OR_SONNET, A_OPUS, GPT, OR_GPT, KIMI, ECHO]
 
 
-def nobody(_provider: str) -> bool:
+def nobody(_ref: ModelRef) -> bool:
     """has_auth for a deployment with no keys at all."""
     return False
 
@@ -124,14 +124,20 @@ def test_choose_keeps_the_current_provider() -> None:
 def test_choose_the_current_model_itself() -> None:
     """Picking the family of the current model returns the current model unchanged."""
     entries = build_picker(REFS)
-    assert choose_from_picker(entries, 2, current=OR_SONNET, has_auth=lambda p: p == "anthropic") == OR_SONNET
+    assert (
+        choose_from_picker(entries, 2, current=OR_SONNET, has_auth=lambda r: r.provider == "anthropic")
+        == OR_SONNET
+    )
 
 
 def test_choose_first_provider_with_auth() -> None:
     """Otherwise the first provider (in picker order) that has usable auth wins."""
     entries = build_picker(REFS)
-    assert choose_from_picker(entries, 2, current=GPT, has_auth=lambda p: p == "openrouter") == OR_SONNET
-    assert choose_from_picker(entries, 2, current=None, has_auth=lambda p: True) == A_SONNET
+    assert (
+        choose_from_picker(entries, 2, current=GPT, has_auth=lambda r: r.provider == "openrouter")
+        == OR_SONNET
+    )
+    assert choose_from_picker(entries, 2, current=None, has_auth=lambda r: True) == A_SONNET
 
 
 def test_choose_falls_back_to_first_provider() -> None:

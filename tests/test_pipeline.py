@@ -42,8 +42,8 @@ async def say(app: App, text: str, **kw: Any) -> Reply:
     return replies[0]
 
 
-def usage(state_dir: Path) -> dict[str, dict[str, int]]:
-    data: dict[str, dict[str, dict[str, int]]] = json.loads(
+def usage(state_dir: Path) -> dict[str, dict[str, Any]]:
+    data: dict[str, dict[str, dict[str, Any]]] = json.loads(
         (state_dir / "agents/main/agent/auth-profiles.json").read_text()
     )
     return data["usageStats"]
@@ -81,10 +81,12 @@ async def test_rate_limited_profile_rotates_and_cooldown_is_persisted(
     reply = await say(app, "hello")
     assert reply.kind == "answer" and reply.model == "demo/echo" and reply.profile == "demo:main"
     assert reply.note == "↪ answered by demo/echo (demo:main) — demo:busy rate-limited"
+    # A rate limit cools the (profile, model) pair only (§11.1): demo:busy's state for echo.
     stats = usage(state_dir)["demo:busy"]
-    assert stats["cooldownUntil"] == clock.now_ms() + 60_000 and stats["errorCount"] == 1
+    assert stats["models"]["echo"]["cooldownUntil"] == clock.now_ms() + 60_000
+    assert stats["models"]["echo"]["errorCount"] == 1 and "cooldownUntil" not in stats
     status = (await say(app, "/model status")).text
-    assert "demo:busy (builtin) (no key) — cooldown 1m" in status
+    assert "demo:busy (builtin) (no key) — cooldown 1m (echo)" in status
     assert "demo:main (builtin) (no key) — pinned, next" in status
     # The pin keeps the session on demo:main: no more failed calls while busy cools down, or after.
     clock.advance(minutes=2)
@@ -276,9 +278,9 @@ async def test_admin_resets_another_members_session(state_dir: Path, clock: Fake
 async def test_all_models_failing_gives_one_summary(app: App, clock: FakeClock) -> None:
     """Everything failing: one short summary with the attempts and when a profile is back; /retry later works."""
     await say(app, "/model demo/broken@demo:busy", admin=True)
-    # Cool demo:main so the fallbacks have nothing either.
+    # An auth failure cools the whole of demo:main, so the fallbacks have nothing either.
     backend = app.backend("main")
-    await backend.record_failure("demo:main", Reason.RATE_LIMIT, now_ms=clock.now_ms(), retry_after_ms=None)
+    await backend.record_failure("demo:main", "echo", Reason.AUTH, now_ms=clock.now_ms(), retry_after_ms=None)
     reply = await say(app, "anyone there?")
     assert reply.kind == "error"
     assert reply.text.startswith("All models failed: demo/broken (")

@@ -226,9 +226,9 @@ async def test_retry_after_lengthens_the_stored_cooldown(state_dir: Path, clock:
         reply = await say(app, "hello")
         assert reply.profile == "openai:b"
         assert keys(server.requests) == [KEY_A, KEY_B]
-        stats = usage(state_dir)["openai:a"]
-        assert stats["errorCount"] == 1
-        assert stats["cooldownUntil"] == clock.now_ms() + 600_000
+        pair = usage(state_dir)["openai:a"]["models"]["gpt-5.2"]  # a rate limit cools the pair (§11.1)
+        assert pair["errorCount"] == 1
+        assert pair["cooldownUntil"] == clock.now_ms() + 600_000
 
 
 async def test_a_huge_paste_is_compacted_once_not_on_every_following_turn(

@@ -73,7 +73,11 @@ async def test_pick_by_number_takes_the_first_provider_with_usable_auth(
     env = {"OPENROUTER_API_KEY": "sk-or-test-1"}
     async with running_app(state_dir, clock, config=TWO_PROVIDER_CONFIG, env=env) as app:
         await app.backend("main").record_failure(
-            "anthropic:work", Reason.RATE_LIMIT, now_ms=clock.now_ms(), retry_after_ms=None
+            "anthropic:work",
+            "claude-sonnet-4-5",
+            Reason.RATE_LIMIT,
+            now_ms=clock.now_ms(),
+            retry_after_ms=None,
         )
         entry = next(e for e in app.chat().commands.picker("main") if e.family == SONNET)
         assert entry.providers == ("anthropic", "openrouter")

@@ -59,8 +59,9 @@ def usage(state_dir: Path, profile_id: str, agent_id: str = "main") -> dict[str,
 async def fail(
     app: App, profile_id: str, reason: Reason, clock: FakeClock, agent_id: str = "main"
 ) -> int | None:
+    """A failure of a call to the primary model (rate limits cool that (profile, model) pair, §11.1)."""
     return await app.backend(agent_id).record_failure(
-        profile_id, reason, now_ms=clock.now_ms(), retry_after_ms=None
+        profile_id, PRIMARY.split("/")[1], reason, now_ms=clock.now_ms(), retry_after_ms=None
     )
 
 
@@ -121,23 +122,31 @@ async def test_billing_disable_uses_the_configured_backoff_and_cap(
     state_dir: Path, clock: FakeClock, agent_id: str
 ) -> None:
     """billingBackoffHours=2, billingMaxHours=5: billing disables 2h, 4h, then 5h (capped), in any agent."""
-    async with running(state_dir, clock, config(), ["openai:a"]) as app:
+    # A window longer than the disables, so that each failure after a disable has ended still counts.
+    cooldowns = {**COOLDOWNS, "failureWindowHours": 12}
+    async with running(state_dir, clock, config({"cooldowns": cooldowns}), ["openai:a"]) as app:
         for n, hours in enumerate([2, 4, 5, 5], start=1):
             until = await fail(app, "openai:a", Reason.BILLING, clock, agent_id)
             stats = usage(state_dir, "openai:a", agent_id)
             assert stats["disabledUntil"] == until == clock.now_ms() + hours * HOUR_MS
             assert stats["disabledReason"] == "billing"
             assert stats["failureCounts"] == {"billing": n}
-            clock.advance(hours=1)  # within the 3h failure window: the count keeps growing
+            clock.advance(hours=1)  # still disabled: the same incident, never escalated (§11.2)
+            assert await fail(app, "openai:a", Reason.BILLING, clock, agent_id) == until
+            assert usage(state_dir, "openai:a", agent_id)["failureCounts"] == {"billing": n}
+            clock.set(until)  # the disable has ended: the next failure escalates
 
 
 async def test_billing_backoff_by_provider_replaces_the_base(state_dir: Path, clock: FakeClock) -> None:
     """billingBackoffHoursByProvider.anthropic=0.5: anthropic starts at 30m and doubles; openai keeps 2h."""
-    async with running(state_dir, clock, config(), ["openai:a", "anthropic:a"]) as app:
+    cooldowns = {**COOLDOWNS, "failureWindowHours": 12}
+    async with running(
+        state_dir, clock, config({"cooldowns": cooldowns}), ["openai:a", "anthropic:a"]
+    ) as app:
         for minutes in [30, 60, 120, 240, 300]:  # 0.5h × 2^(n−1), capped at billingMaxHours=5
             await fail(app, "anthropic:a", Reason.BILLING, clock)
             assert usage(state_dir, "anthropic:a")["disabledUntil"] == clock.now_ms() + minutes * MINUTE_MS
-            clock.advance(minutes=10)
+            clock.advance(minutes=minutes)
         await fail(app, "openai:a", Reason.BILLING, clock)
         assert usage(state_dir, "openai:a")["disabledUntil"] == clock.now_ms() + 2 * HOUR_MS
 
@@ -153,15 +162,18 @@ async def test_failure_window_resets_counters_after_the_configured_hours(
         await fail(app, "openai:a", Reason.BILLING, clock)
         await fail(app, "openai:b", Reason.RATE_LIMIT, clock)
         assert usage(state_dir, "openai:a")["failureCounts"] == {"billing": 2}
-        assert usage(state_dir, "openai:b")["errorCount"] == 2
-        clock.advance(hours=3)  # a whole window after the last failure
+        assert usage(state_dir, "openai:b")["models"]["gpt-5.2"]["errorCount"] == 2
+        clock.advance(hours=4)  # the 4h disable has ended, more than a whole window after the last failure
         await fail(app, "openai:a", Reason.BILLING, clock)
         await fail(app, "openai:b", Reason.RATE_LIMIT, clock)
-        billing, rate_limit = usage(state_dir, "openai:a"), usage(state_dir, "openai:b")
+        billing, rate_limit = usage(state_dir, "openai:a"), usage(state_dir, "openai:b")["models"]["gpt-5.2"]
         assert billing["failureCounts"] == {"billing": 1}
         assert billing["disabledUntil"] == clock.now_ms() + 2 * HOUR_MS
-        assert rate_limit["errorCount"] == 1 and rate_limit["failureCounts"] == {"rate_limit": 1}
-        assert rate_limit["cooldownUntil"] == clock.now_ms() + MINUTE_MS
+        assert rate_limit == {
+            "cooldownUntil": clock.now_ms() + MINUTE_MS,
+            "errorCount": 1,
+            "lastFailureAt": clock.now_ms(),
+        }
 
 
 async def test_a_billing_failure_in_a_turn_disables_for_the_configured_hours(
@@ -180,3 +192,41 @@ async def test_a_billing_failure_in_a_turn_disables_for_the_configured_hours(
     stats = usage(state_dir, "openai:a")
     assert stats["disabledUntil"] == clock.now_ms() + 2 * HOUR_MS
     assert stats["disabledReason"] == "billing"
+
+
+# -- §11.1: auth.cooldowns.scope and backoffMinutes from the config file ------------------------------
+
+
+async def test_the_configured_ladder_drives_pair_cooldowns(state_dir: Path, clock: FakeClock) -> None:
+    """backoffMinutes [2, 10]: a rate limit rests the (profile, model) pair 2 minutes, then 10, then 10."""
+    auth = {"cooldowns": {**COOLDOWNS, "backoffMinutes": [2, 10]}}
+    async with running(state_dir, clock, config(auth), ["openai:a"]) as app:
+        for n, minutes in enumerate([2, 10, 10], start=1):
+            until = await fail(app, "openai:a", Reason.RATE_LIMIT, clock)
+            pair = usage(state_dir, "openai:a")["models"]["gpt-5.2"]
+            assert pair["cooldownUntil"] == until == clock.now_ms() + minutes * MINUTE_MS
+            assert pair["errorCount"] == n
+            clock.advance(minutes=minutes)
+
+
+@pytest.mark.parametrize(("scope", "answers_mini"), [("profile", "openai:b"), ("model", "openai:a")])
+async def test_scope_decides_what_a_rate_limit_in_a_turn_rests(
+    state_dir: Path, clock: FakeClock, scope: str, answers_mini: str
+) -> None:
+    """scope "profile": a 429 in a real turn on gpt-5.2 rests openai:a for every model, as the seed did;
+    scope "model" (the default) leaves it usable for gpt-5-mini."""
+    auth = {"order": {"openai": ["openai:a", "openai:b"]}, "cooldowns": {"scope": scope}}
+    async with running(state_dir, clock, config(auth), ["openai:a", "openai:b"]) as app:
+        scripted = ScriptedClient()
+        scripted.script(PRIMARY, "openai:a", Fail(Reason.RATE_LIMIT))
+        app.clients["openai-completions"] = scripted
+        chat = app.chat()
+
+        async def say(text: str) -> str | None:
+            [reply] = await chat.handle(Incoming(platform="telegram", chat_id="c1", user_id="u1", text=text))
+            return reply.profile
+
+        assert await say("hi") == "openai:b"
+        await say("/model openai/gpt-5-mini")
+        await say("/new")  # drops the auto pin on openai:b
+        assert await say("hi") == answers_mini

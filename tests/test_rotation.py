@@ -6,8 +6,8 @@ from collections.abc import Mapping, Sequence
 
 import pytest
 
-from bot.auth.rotation import available, order_profiles, soonest_available_ms
-from bot.auth.types import AuthProfiles, Credential, UsageStats
+from bot.auth.rotation import order_profiles
+from bot.auth.types import AuthProfiles, Credential, ModelStats, UsageStats
 
 NOW = 1_700_000_000_000
 SECRET = "sk-x"
@@ -32,6 +32,7 @@ def order(
     config_profile_ids: Sequence[str] = (),
     implicit: Mapping[str, Credential] | None = None,
     provider: str = "a",
+    model: str | None = None,
 ) -> list[str]:
     return order_profiles(
         doc,
@@ -40,6 +41,7 @@ def order(
         config_order=config_order,
         config_profile_ids=config_profile_ids,
         implicit=implicit or {},
+        model=model,
     )
 
 
@@ -174,18 +176,18 @@ def test_explicit_cooling_ties_keep_the_given_order() -> None:
     assert order(doc) == ["a:3", "a:2", "a:1"]
 
 
-def test_available_and_soonest() -> None:
-    """``available`` ignores expired cooldowns; ``soonest_available_ms`` finds the first return."""
+def test_a_cooling_pair_rests_for_its_model_only() -> None:
+    """§11.1: a (profile, model) cooldown sends the profile to the end for that model; other models, and the
+    profile-only order, do not see it."""
+    pair = ModelStats(cooldown_until=NOW + 5_000, error_count=1, last_failure_at=NOW - 55_000)
     doc = AuthProfiles(
+        profiles={"a:1": key(), "a:2": key(), "a:3": key()},
+        order={"a": ["a:1", "a:2", "a:3"]},
         usage_stats={
-            "a:1": cooling(NOW + 5_000),
-            "a:2": UsageStats(disabled_until=NOW + 2_000),
-            "a:3": cooling(NOW - 1),
-        }
+            "a:1": UsageStats(models={"m1": pair}),
+            "a:2": UsageStats(cooldown_until=NOW + 1_000),
+        },
     )
-    assert not available(doc, "a:1", NOW)
-    assert available(doc, "a:3", NOW)
-    assert available(doc, "a:unknown", NOW)
-    assert soonest_available_ms(doc, ["a:1", "a:2"], NOW) == NOW + 2_000
-    assert soonest_available_ms(doc, ["a:1", "a:3"], NOW) == NOW
-    assert soonest_available_ms(doc, [], NOW) is None
+    assert order(doc, model="m1") == ["a:3", "a:2", "a:1"]  # both rest for m1: the sooner back first
+    assert order(doc, model="m2") == ["a:1", "a:3", "a:2"]
+    assert order(doc) == ["a:1", "a:3", "a:2"]

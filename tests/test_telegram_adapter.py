@@ -672,3 +672,30 @@ async def test_the_fallback_note_is_a_quiet_last_line(tg: FakeTelegramServer, bo
         "offset": utf16_len(plain) - utf16_len(note),
         "length": utf16_len(note),
     }
+
+
+async def test_a_wait_shows_a_status_line_that_the_answer_replaces(
+    state_dir: Path, tg: FakeTelegramServer
+) -> None:
+    """§11.4: both demo profiles rest for echo, one is back in 5 s: the reply starts as the status line
+    "waiting 5s for a rate limit…" and that same message becomes the answer."""
+    app = _make_app(state_dir, '{agents: {defaults: {model: {primary: "demo/echo"}}}}')
+    await app.start()
+    try:
+        for profile in ("demo:main", "demo:busy"):
+            await app.backend("main").record_failure(
+                profile, "echo", Reason.RATE_LIMIT, now_ms=app.clock.now_ms(), retry_after_ms=None
+            )
+        assert isinstance(app.clock, FakeClock)
+        app.clock.advance(seconds=55)
+        async with _running(app, tg):
+            tg.send_user_message(USER, "anyone?", user_id=USER)
+            sent = await _reply(tg, USER)
+            await tg.wait_for(
+                lambda: "You said: “anyone?”" in (tg.message(USER, sent.message_id).plain_text or "")
+            )
+    finally:
+        await app.stop()
+    first = [c.params["text"] for c in tg.calls if c.method == "sendMessage" and c.params["chat_id"] == USER]
+    assert first == ["waiting 5s for a rate limit…"]
+    assert len(tg.sent_messages(USER)) == 1 and tg.calls_to("sendChatAction")

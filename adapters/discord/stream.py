@@ -51,6 +51,16 @@ class ChannelStream:
         if self._typing is None and not self._finishing.is_set():
             self._typing = asyncio.create_task(self._keep_typing())
 
+    async def status(self, text: str | None) -> None:
+        """Show a status line as the reply; the answer's text or the final reply edits it."""
+        if text is None or self._text or self._finishing.is_set():
+            return
+        try:
+            await self._render(text, None)
+        except discord.HTTPException as exc:  # only a status: the answer comes anyway
+            log.warning("discord: status line in channel %s failed: %s", self._message.channel.id, exc)
+        self._last_render = asyncio.get_running_loop().time()
+
     async def delta(self, text: str) -> None:
         if self.failed:
             raise DeliveryFailed(f"discord: channel {self._message.channel.id} stopped taking the answer")
@@ -195,6 +205,11 @@ class InteractionReplies:
 
     async def typing(self) -> None:
         await self.defer(ephemeral=False)
+
+    async def status(self, text: str | None) -> None:
+        # A deferred interaction shows Discord's own "thinking…" until the reply: that is its status line.
+        if text is not None:
+            await self.defer(ephemeral=False)
 
     async def delta(self, text: str) -> None:
         return None  # slash commands do not stream; the final reply carries the whole text

@@ -54,6 +54,18 @@ class ReplyStream:
         if self._typist is None and not self._finishing.is_set():
             self._typist = asyncio.create_task(self._keep_typing())
 
+    async def status(self, text: str | None) -> None:
+        """Show a status line as the reply's first message; the answer's text or the final reply edits it."""
+        if text is None or self._text or self._finishing.is_set() or self.unavailable:
+            return
+        try:
+            await self._show(plain_pieces(text), None)
+        except ChatUnavailable:
+            return
+        except TelegramError as exc:  # only a status: the answer comes anyway
+            log.warning("telegram: status line in chat %s failed: %s", self._target.chat_id, exc)
+        self._last_render = asyncio.get_running_loop().time()
+
     async def delta(self, text: str) -> None:
         if self.failed or self.unavailable:
             raise DeliveryFailed(f"telegram: chat {self._target.chat_id} stopped taking the answer")

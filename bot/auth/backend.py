@@ -1,4 +1,4 @@
-"""The auth store as the engine and the commands see it: rotation, availability, bookkeeping, status."""
+"""The auth store as the engine and the commands see it: candidates per model, bookkeeping, status."""
 
 from __future__ import annotations
 
@@ -6,14 +6,15 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from bot.auth.cooldowns import CooldownPolicy
+from bot.auth.availability import Candidates
+from bot.auth.cooldowns import CooldownPolicy, failed_after
 from bot.auth.mask import mask_secret
 from bot.auth.resolver import CredentialResolver, credential_source
 from bot.auth.types import AuthProfiles, Credential
 from bot.errors import UnknownProfile
 from bot.providers.base import Endpoint, ResolvedAuth
 from bot.reasons import Reason
-from bot.status_view import ProfileLine, ProviderStatus
+from bot.status_view import PairLine, ProfileLine, ProviderStatus
 
 log = logging.getLogger(__name__)
 
@@ -48,17 +49,22 @@ class StoreAuthBackend:
 
     # -- engine -------------------------------------------------------------------------------------------
 
-    def rotation(self, provider: str, now_ms: int) -> list[str]:
-        return self._resolver.candidates(provider, now_ms)
+    async def candidates(self, provider: str, model: str, *, now_ms: int) -> Candidates:
+        # Read from the store's cache (one stat of the file): no thread hop on the way to every attempt.
+        return self._resolver.availability(provider, model, now_ms)
 
-    def unavailable_until(self, profile_id: str, now_ms: int) -> int | None:
-        return self._store.load().stats(profile_id).unavailable_until(now_ms)
+    def rotation(self, provider: str, now_ms: int, model: str | None = None) -> list[str]:
+        """Usable profile ids in rotation order (for ``model``, if given), resting ones last."""
+        return self._resolver.candidates(provider, now_ms, model)
+
+    def unavailable_until(self, profile_id: str, now_ms: int, model: str | None = None) -> int | None:
+        return self._store.load().stats(profile_id).unavailable_until(now_ms, model)
 
     async def resolve(self, profile_id: str, *, now_ms: int) -> ResolvedAuth:
         return await self._resolver.resolve(profile_id, now_ms=now_ms)
 
     async def record_failure(
-        self, profile_id: str, reason: Reason, *, now_ms: int, retry_after_ms: int | None
+        self, profile_id: str, model: str, reason: Reason, *, now_ms: int, retry_after_ms: int | None
     ) -> int | None:
         provider = provider_of(profile_id, self._store.load())
         stats = await self._store.arecord_failure(
@@ -67,14 +73,16 @@ class StoreAuthBackend:
             provider=provider,
             now_ms=now_ms,
             policy=self._policy,
+            model=model,
             retry_after_ms=retry_after_ms,
         )
-        return stats.unavailable_until(now_ms)
+        return stats.unavailable_until(now_ms, model)
 
-    async def record_success(self, profile_id: str, *, now_ms: int) -> None:
+    async def record_success(self, profile_id: str, model: str, *, started_ms: int, now_ms: int) -> None:
         """Book the success in the background: the answer is complete, and nothing waits for this write.
 
-        ``cooldowns.record_success`` keeps any failure recorded meanwhile, so the write may land late.
+        ``cooldowns.record_success`` clears only failures recorded before ``started_ms``, so the write may
+        land late: a failure recorded meanwhile, here or in another process, stands.
         """
         doc = self._store.load()
         stats = doc.stats(profile_id)
@@ -87,15 +95,19 @@ class StoreAuthBackend:
             and not stats.failure_counts
             and stats.cooldown_until is None
             and stats.disabled_until is None
+            and model not in stats.models
             and good == profile_id
         )
         last = max(stats.last_used or 0, self._booked.get(profile_id, 0))
         if unchanged and 0 <= now_ms - last < LAST_USED_RESOLUTION_MS:
             return
         self._booked[profile_id] = now_ms
-        self._good[provider] = profile_id
+        if not failed_after(stats, started_ms, model):
+            self._good[provider] = profile_id
         task: asyncio.Task[object] = asyncio.ensure_future(
-            self._store.arecord_success(profile_id, provider=provider, now_ms=now_ms)
+            self._store.arecord_success(
+                profile_id, provider=provider, model=model, started_ms=started_ms, now_ms=now_ms
+            )
         )
         self._writing.add(task)
         task.add_done_callback(self._written)
@@ -107,8 +119,10 @@ class StoreAuthBackend:
 
     # -- commands -----------------------------------------------------------------------------------------
 
-    def has_usable_auth(self, provider: str, now_ms: int) -> bool:
-        return any(self.unavailable_until(p, now_ms) is None for p in self.rotation(provider, now_ms))
+    def has_usable_auth(self, provider: str, now_ms: int, model: str | None = None) -> bool:
+        return any(
+            self.unavailable_until(p, now_ms, model) is None for p in self.rotation(provider, now_ms, model)
+        )
 
     def has_credentials(self, provider: str) -> bool:
         doc = self._store.load()
@@ -124,13 +138,16 @@ class StoreAuthBackend:
         except UnknownProfile:
             return None
 
-    def provider_status(self, provider: str, now_ms: int) -> ProviderStatus:
+    def provider_status(self, provider: str, now_ms: int, model: str | None = None) -> ProviderStatus:
+        """Every credential of the provider in rotation order for ``model`` (None: profile state alone)."""
         endpoint = self._endpoint_for(provider)
         lines = tuple(
             profile_line(pid, cred, self._store.load(), now_ms, refreshable=self._resolver.can_refresh(cred))
-            for pid, cred, _ in self._resolver.all_profiles(provider, now_ms)
+            for pid, cred, _ in self._resolver.all_profiles(provider, now_ms, model)
         )
-        return ProviderStatus(provider, endpoint.base_url, endpoint.api, lines, missing_auth=not lines)
+        return ProviderStatus(
+            provider, endpoint.base_url, endpoint.api, lines, missing_auth=not lines, model=model
+        )
 
 
 def profile_line(
@@ -155,4 +172,8 @@ def profile_line(
         expired=cred.is_expired(now_ms) and not refreshable,
         expires=cred.expires,
         refreshable=refreshable,
+        pairs=tuple(
+            PairLine(model, pair.cooldown_until, pair.error_count, pair.last_failure_at)
+            for model, pair in sorted(stats.models.items())
+        ),
     )

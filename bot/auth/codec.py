@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, cast
 
-from bot.auth.types import AuthProfiles, Credential, CredentialType, UsageStats
+from bot.auth.types import AuthProfiles, Credential, CredentialType, ModelStats, UsageStats
 
 # Where each credential type keeps its secret in the file.
 SECRET_KEY: dict[str, str] = {"api_key": "key", "token": "token", "oauth": "access"}
@@ -18,6 +18,7 @@ _STATS_KEYS = {
     "disabledUntil": "disabled_until",
     "lastFailureAt": "last_failure_at",
 }
+_PAIR_KEYS = {"cooldownUntil": "cooldown_until", "lastFailureAt": "last_failure_at"}
 _TYPE_NAME = re.compile(r"[a-z][a-z0-9_-]{0,23}")
 _TOP_KEYS = frozenset({"version", "profiles", "order", "lastGood", "usageStats"})
 
@@ -112,7 +113,13 @@ def decode_stats(data: object, path: str = "") -> UsageStats:
         value = _opt_int(n, _at(counts_path, reason))
         if value:
             counts[reason] = value
-    known = {*_STATS_KEYS, "disabledReason", "errorCount", "failureCounts"}
+    models_path = _at(path, "models")
+    raw_models = raw.get("models")
+    models = {
+        model: decode_model_stats(pair, _at(models_path, model))
+        for model, pair in ({} if raw_models is None else _object(raw_models, models_path)).items()
+    }
+    known = {*_STATS_KEYS, "disabledReason", "errorCount", "failureCounts", "models"}
     return UsageStats(
         last_used=times["last_used"],
         cooldown_until=times["cooldown_until"],
@@ -121,8 +128,33 @@ def decode_stats(data: object, path: str = "") -> UsageStats:
         error_count=_opt_int(raw.get("errorCount"), _at(path, "errorCount")) or 0,
         failure_counts=counts,
         last_failure_at=times["last_failure_at"],
+        models=models,
         extra={k: v for k, v in raw.items() if k not in known},
     )
+
+
+def decode_model_stats(data: object, path: str = "") -> ModelStats:
+    """One pair's ``{cooldownUntil, errorCount, lastFailureAt}``; unknown keys kept."""
+    raw = _object(data, path)
+    times = {field: _opt_int(raw.get(key), _at(path, key)) for key, field in _PAIR_KEYS.items()}
+    return ModelStats(
+        cooldown_until=times["cooldown_until"],
+        error_count=_opt_int(raw.get("errorCount"), _at(path, "errorCount")) or 0,
+        last_failure_at=times["last_failure_at"],
+        extra={k: v for k, v in raw.items() if k not in {*_PAIR_KEYS, "errorCount"}},
+    )
+
+
+def encode_model_stats(pair: ModelStats) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if pair.cooldown_until is not None:
+        out["cooldownUntil"] = pair.cooldown_until
+    if pair.error_count:
+        out["errorCount"] = pair.error_count
+    if pair.last_failure_at is not None:
+        out["lastFailureAt"] = pair.last_failure_at
+    out.update((k, v) for k, v in pair.extra.items() if k not in out)
+    return out
 
 
 def encode_stats(stats: UsageStats) -> dict[str, Any]:
@@ -142,6 +174,9 @@ def encode_stats(stats: UsageStats) -> dict[str, Any]:
         out["failureCounts"] = dict(stats.failure_counts)
     if stats.last_failure_at is not None:
         out["lastFailureAt"] = stats.last_failure_at
+    models = {model: encode_model_stats(pair) for model, pair in stats.models.items()}
+    if models := {model: pair for model, pair in models.items() if pair}:  # a cleared pair says nothing
+        out["models"] = models
     out.update((k, v) for k, v in stats.extra.items() if k not in out)
     return out
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Literal, Protocol
 
+from bot.auth.availability import Candidates, build_candidates
 from bot.auth.mask import mask_secret
 from bot.auth.refresh_lock import FileRefreshLock, RefreshLock, RefreshLockTimeout
 from bot.auth.rotation import order_profiles
@@ -123,11 +124,17 @@ class CredentialResolver:
             found[f"{provider}:local"] = _implicit(provider, "local")
         return found
 
-    def candidates(self, provider: str, now_ms: int) -> list[str]:
-        """Usable profile ids of the provider in rotation order (cooling ones last)."""
-        return self._order(self.store.load(), provider, now_ms)
+    def candidates(self, provider: str, now_ms: int, model: str | None = None) -> list[str]:
+        """Usable profile ids of the provider in rotation order (for ``model``, if given; cooling ones last)."""
+        return self._order(self.store.load(), provider, now_ms, model)
 
-    def _order(self, doc: AuthProfiles, provider: str, now_ms: int) -> list[str]:
+    def availability(self, provider: str, model: str, now_ms: int) -> Candidates:
+        """The rotation for ``model`` with when each profile is usable: one read of the store."""
+        doc = self.store.load()
+        ordered = self._order(doc, provider, now_ms, model)
+        return build_candidates(provider, model, ordered, ((p, doc.stats(p)) for p in ordered), now_ms)
+
+    def _order(self, doc: AuthProfiles, provider: str, now_ms: int, model: str | None = None) -> list[str]:
         auth = self.config.auth
         return order_profiles(
             doc,
@@ -136,13 +143,17 @@ class CredentialResolver:
             config_order=auth.order_for(provider),
             config_profile_ids=auth.profile_ids_for(provider),
             implicit=self.implicit_profiles(provider, doc),
+            model=model,
         )
 
-    def all_profiles(self, provider: str, now_ms: int) -> list[tuple[str, Credential, UsageStats]]:
-        """Every credential of the provider for status displays: rotation order, then unusable ones by id."""
+    def all_profiles(
+        self, provider: str, now_ms: int, model: str | None = None
+    ) -> list[tuple[str, Credential, UsageStats]]:
+        """Every credential of the provider for status displays: rotation order (for ``model``, if given),
+        then unusable ones by id."""
         doc = self.store.load()
         known = {**self.implicit_profiles(provider, doc), **doc.profiles}
-        ordered = self._order(doc, provider, now_ms)
+        ordered = self._order(doc, provider, now_ms, model)
         rest = sorted(pid for pid, cred in known.items() if cred.provider == provider and pid not in ordered)
         return [(pid, known[pid], doc.stats(pid)) for pid in [*ordered, *rest]]
 

@@ -1,4 +1,4 @@
-"""The order in which a provider's profiles are tried (spec §5); pure, ``now_ms`` passed in."""
+"""The order in which a provider's profiles are tried for a model (spec §5, §11.1); pure, ``now_ms`` passed in."""
 
 from __future__ import annotations
 
@@ -17,8 +17,12 @@ def order_profiles(
     config_order: Sequence[str] | None,
     config_profile_ids: Sequence[str],
     implicit: Mapping[str, Credential] = _NO_IMPLICIT,
+    model: str | None = None,
 ) -> list[str]:
     """The usable profile ids of ``provider``, best first; profiles cooling down come last.
+
+    With ``model``, a profile rests while the profile or its pair with that model does (§11.1); without,
+    only profile-wide state counts.
 
     ``config_order`` is ``auth.order[provider]``; ``config_profile_ids`` the ids of ``auth.profiles`` whose
     provider is this one.
@@ -36,32 +40,19 @@ def order_profiles(
         base = [pid for pid, cred in sorted(doc.profiles.items()) if cred.provider == provider]
     ids = _usable(_dedupe([*base, *implicit]), known, provider, now_ms)
 
-    ready = [pid for pid in ids if doc.stats(pid).unavailable_until(now_ms) is None]
-    cooling = [pid for pid in ids if doc.stats(pid).unavailable_until(now_ms) is not None]
+    ready = [pid for pid in ids if doc.stats(pid).unavailable_until(now_ms, model) is None]
+    cooling = [pid for pid in ids if doc.stats(pid).unavailable_until(now_ms, model) is not None]
     if explicit is None:
         ready.sort(key=lambda pid: _round_robin_key(doc, known[pid], pid))
     position = {pid: index for index, pid in enumerate(ids)}
     # Soonest back first; ties keep the explicit position (or the round-robin order without one).
     cooling.sort(
         key=lambda pid: (
-            _until(doc, pid, now_ms),
+            _until(doc, pid, now_ms, model),
             position[pid] if explicit is not None else _round_robin_key(doc, known[pid], pid),
         )
     )
     return ready + cooling
-
-
-def available(doc: AuthProfiles, profile_id: str, now_ms: int) -> bool:
-    """Whether the profile is neither cooling down nor disabled (usability of the secret aside)."""
-    return doc.stats(profile_id).unavailable_until(now_ms) is None
-
-
-def soonest_available_ms(doc: AuthProfiles, ids: Iterable[str], now_ms: int) -> int | None:
-    """When the first of ``ids`` comes back: ``now_ms`` if one is available now, None for no ids."""
-    times = [doc.stats(pid).unavailable_until(now_ms) for pid in ids]
-    if not times:
-        return None
-    return min(now_ms if t is None else t for t in times)
 
 
 def _dedupe(ids: Iterable[str]) -> list[str]:
@@ -87,6 +78,6 @@ def _round_robin_key(doc: AuthProfiles, cred: Credential, profile_id: str) -> tu
     )
 
 
-def _until(doc: AuthProfiles, profile_id: str, now_ms: int) -> int:
-    until = doc.stats(profile_id).unavailable_until(now_ms)
+def _until(doc: AuthProfiles, profile_id: str, now_ms: int, model: str | None) -> int:
+    until = doc.stats(profile_id).unavailable_until(now_ms, model)
     return now_ms if until is None else until

@@ -252,23 +252,47 @@ class AuthStore:
         provider: str,
         now_ms: int,
         policy: CooldownPolicy,
+        model: str | None = None,
         retry_after_ms: int | None = None,
     ) -> UsageStats:
-        """Persist one failure (cooldown or billing disable); works for implicit ids like ``openai:env`` too."""
+        """Persist one failure (cooldown or billing disable) of a call to ``model``; works for implicit ids
+        like ``openai:env`` too."""
         apply = _failure(
-            profile_id, reason, provider=provider, now_ms=now_ms, policy=policy, retry_after_ms=retry_after_ms
+            profile_id,
+            reason,
+            provider=provider,
+            now_ms=now_ms,
+            policy=policy,
+            model=model,
+            retry_after_ms=retry_after_ms,
         )
         return self.update(apply, sync_dir=False).stats(profile_id)
 
-    def record_success(self, profile_id: str, *, provider: str, now_ms: int) -> UsageStats:
-        """Persist a success: used now, counters cleared, and the provider's ``lastGood``."""
-        return self.update(_success(profile_id, provider, now_ms), sync_dir=False).stats(profile_id)
+    def record_success(
+        self,
+        profile_id: str,
+        *,
+        provider: str,
+        now_ms: int,
+        started_ms: int | None = None,
+        model: str | None = None,
+    ) -> UsageStats:
+        """Persist a success of a call started at ``started_ms`` (default: ``now_ms``): what failed before
+        it started is cleared, ``lastUsed`` moves forward, and the provider's ``lastGood``."""
+        apply = _success(profile_id, provider, model, now_ms if started_ms is None else started_ms, now_ms)
+        return self.update(apply, sync_dir=False).stats(profile_id)
 
-    def clear_cooldown(self, profile_id: str) -> UsageStats:
+    def clear_cooldown(self, profile_id: str, model: str | None = None) -> UsageStats:
+        """An operator's reset of the profile and all its pairs, or of its pair with ``model`` only."""
+
         def apply(doc: AuthProfiles) -> AuthProfiles:
             if profile_id not in doc.profiles and profile_id not in doc.usage_stats:
                 raise UnknownProfile(profile_id)
-            return _with_stats(doc, profile_id, cooldowns.clear_cooldown(doc.stats(profile_id)))
+            stats = doc.stats(profile_id)
+            if model is not None and model not in stats.models:
+                known = ", ".join(sorted(stats.models)) or "none"
+                raise AuthError(f'{profile_id} has no cooldown state for model "{model}" (models: {known}).')
+            return _with_stats(doc, profile_id, cooldowns.clear_cooldown(stats, model))
 
         return self.update(apply).stats(profile_id)
 
@@ -376,15 +400,31 @@ class AuthStore:
         provider: str,
         now_ms: int,
         policy: CooldownPolicy,
+        model: str | None = None,
         retry_after_ms: int | None = None,
     ) -> UsageStats:
         apply = _failure(
-            profile_id, reason, provider=provider, now_ms=now_ms, policy=policy, retry_after_ms=retry_after_ms
+            profile_id,
+            reason,
+            provider=provider,
+            now_ms=now_ms,
+            policy=policy,
+            model=model,
+            retry_after_ms=retry_after_ms,
         )
         return (await self.aupdate(apply, sync_dir=False)).stats(profile_id)
 
-    async def arecord_success(self, profile_id: str, *, provider: str, now_ms: int) -> UsageStats:
-        return (await self.aupdate(_success(profile_id, provider, now_ms), sync_dir=False)).stats(profile_id)
+    async def arecord_success(
+        self,
+        profile_id: str,
+        *,
+        provider: str,
+        now_ms: int,
+        started_ms: int | None = None,
+        model: str | None = None,
+    ) -> UsageStats:
+        apply = _success(profile_id, provider, model, now_ms if started_ms is None else started_ms, now_ms)
+        return (await self.aupdate(apply, sync_dir=False)).stats(profile_id)
 
 
 def _with_stats(doc: AuthProfiles, profile_id: str, stats: UsageStats) -> AuthProfiles:
@@ -398,6 +438,7 @@ def _failure(
     provider: str,
     now_ms: int,
     policy: CooldownPolicy,
+    model: str | None,
     retry_after_ms: int | None,
 ) -> Callable[[AuthProfiles], AuthProfiles]:
     def apply(doc: AuthProfiles) -> AuthProfiles:
@@ -407,6 +448,7 @@ def _failure(
             provider=provider,
             now_ms=now_ms,
             policy=policy,
+            model=model,
             retry_after_ms=retry_after_ms,
         )
         return _with_stats(doc, profile_id, stats)
@@ -414,11 +456,14 @@ def _failure(
     return apply
 
 
-def _success(profile_id: str, provider: str, now_ms: int) -> Callable[[AuthProfiles], AuthProfiles]:
+def _success(
+    profile_id: str, provider: str, model: str | None, started_ms: int, now_ms: int
+) -> Callable[[AuthProfiles], AuthProfiles]:
     def apply(doc: AuthProfiles) -> AuthProfiles:
         before = doc.stats(profile_id)
-        doc = _with_stats(doc, profile_id, cooldowns.record_success(before, now_ms=now_ms))
-        if cooldowns.failed_since(before, now_ms):  # a newer failure stands: not the last good one
+        after = cooldowns.record_success(before, model=model, started_ms=started_ms, now_ms=now_ms)
+        doc = _with_stats(doc, profile_id, after)
+        if cooldowns.failed_after(before, started_ms, model):  # a newer failure stands: not the last good one
             return doc
         return replace(doc, last_good={**doc.last_good, provider: profile_id})
 

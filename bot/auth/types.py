@@ -38,8 +38,24 @@ class Credential:
 
 
 @dataclass(frozen=True)
+class ModelStats:
+    """The cooldown state of one (profile, model) pair (spec §11.1): ``usageStats[id].models[modelId]``."""
+
+    cooldown_until: int | None = None
+    error_count: int = 0
+    last_failure_at: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def cooling_until(self, now_ms: int) -> int | None:
+        """When the pair is usable again, or None if it is usable now."""
+        return (
+            self.cooldown_until if self.cooldown_until is not None and self.cooldown_until > now_ms else None
+        )
+
+
+@dataclass(frozen=True)
 class UsageStats:
-    """Per-profile rotation state; every field optional, as in the file."""
+    """Per-profile rotation state; every field optional, as in the file. ``models`` holds the pairs' state."""
 
     last_used: int | None = None
     cooldown_until: int | None = None
@@ -48,11 +64,17 @@ class UsageStats:
     error_count: int = 0
     failure_counts: dict[str, int] = field(default_factory=dict)
     last_failure_at: int | None = None
+    models: dict[str, ModelStats] = field(default_factory=dict)  # model id as sent to the provider
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def unavailable_until(self, now_ms: int) -> int | None:
-        """When the profile is usable again, or None if it is usable now."""
+    def model(self, model_id: str) -> ModelStats:
+        return self.models.get(model_id, ModelStats())
+
+    def unavailable_until(self, now_ms: int, model: str | None = None) -> int | None:
+        """When the profile (for ``model``: the profile and that pair) is usable again; None: usable now."""
         ends = [t for t in (self.cooldown_until, self.disabled_until) if t is not None and t > now_ms]
+        if model is not None and (pair := self.model(model).cooling_until(now_ms)) is not None:
+            ends.append(pair)
         return max(ends) if ends else None
 
 

@@ -7,7 +7,6 @@ Every change goes through ``AuthStore.update`` (locked, atomic), so a running bo
 from __future__ import annotations
 
 import argparse
-import asyncio
 import getpass
 import sys
 from typing import Any
@@ -16,13 +15,13 @@ from bot.auth.backend import profile_line
 from bot.auth.mask import mask_secret
 from bot.auth.resolver import CredentialResolver, credential_source
 from bot.auth.types import Credential, CredentialType
-from bot.cli.common import Context, add_common_options, agent_of, load_context, resolver_for, session_store
+from bot.cli.auth_cooldowns import run_clear_cooldown, run_cooldowns
+from bot.cli.common import Context, add_common_options, agent_of, load_context, resolver_for
 from bot.cli.output import format_time, print_json, print_table, warn
-from bot.cli.sessions_cmd import parse_duration
 from bot.clock import SystemClock
 from bot.errors import CommandError
 from bot.providers.registry import known_providers, spec_for
-from bot.status_view import profile_flags
+from bot.status_view import pairs_json, profile_flags
 
 SETUP_TOKEN_PREFIX = "sk-ant-oat01-"  # noqa: S105 - the shape of a token, not a token
 MAX_PROFILE_NAME = 128
@@ -56,8 +55,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--timeout", type=float, default=600, help="seconds to wait for the login (default 600)")
     p = _leaf(asub, "remove", "delete a profile", run_remove)
     p.add_argument("profile_id", metavar="ID")
-    p = _leaf(asub, "clear-cooldown", "end a profile's cooldown and billing disable", run_clear_cooldown)
+    p = _leaf(
+        asub,
+        "clear-cooldown",
+        "end a profile's cooldowns (all its models) and billing disable",
+        run_clear_cooldown,
+    )
     p.add_argument("profile_id", metavar="ID")
+    p.add_argument(
+        "--model", metavar="M", help="clear only the cooldown of this model (its id as sent, e.g. gpt-5.2)"
+    )
     p = _leaf(asub, "cooldowns", "profiles resting now, and recent failures with reasons", run_cooldowns)
     p.add_argument("--since", default="24h", help="history window, e.g. 24h, 7d, 90m (default 24h)")
     p.add_argument("--limit", type=int, default=50, help="at most this many events (default 50)")
@@ -200,13 +207,6 @@ def run_remove(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_clear_cooldown(args: argparse.Namespace) -> int:
-    _, resolver = _open(args)
-    resolver.store.clear_cooldown(args.profile_id)
-    print(f"Cleared the cooldown and billing disable of {args.profile_id}.")
-    return 0
-
-
 # -- list ------------------------------------------------------------------------------------------------
 
 
@@ -239,6 +239,7 @@ def run_list(args: argparse.Namespace) -> int:
                 "disabledReason": stats.disabled_reason,
                 "errorCount": stats.error_count,
                 "lastUsed": stats.last_used,
+                "models": pairs_json(line),
                 "state": ", ".join(flags) or "ok",
             }
         )
@@ -293,68 +294,3 @@ def run_order_clear(args: argparse.Namespace) -> int:
     resolver.store.clear_order(provider)
     print(f"Cleared the stored rotation order of {provider}.")
     return 0
-
-
-# -- cooldowns -------------------------------------------------------------------------------------------
-
-
-def run_cooldowns(args: argparse.Namespace) -> int:
-    ctx, resolver = _open(args)
-    since_ms = parse_duration(args.since)
-    if args.limit <= 0:
-        raise CommandError("--limit must be a positive number.")
-    now = SystemClock().now_ms()
-    doc = resolver.store.load()
-    current: list[dict[str, Any]] = []
-    for pid, stats in sorted(doc.usage_stats.items()):
-        if stats.unavailable_until(now) is None:
-            continue
-        cred = doc.profiles.get(pid) or _unknown(pid)
-        line = profile_line(pid, cred, doc, now, refreshable=resolver.can_refresh(cred))
-        current.append(
-            {
-                "id": pid,
-                "state": ", ".join(profile_flags(line, now_ms=now, pin=None, pin_source=None, is_next=False)),
-                "cooldownUntil": stats.cooldown_until,
-                "disabledUntil": stats.disabled_until,
-                "disabledReason": stats.disabled_reason,
-                "errorCount": stats.error_count,
-                "failureCounts": dict(stats.failure_counts),
-                "lastFailureAt": stats.last_failure_at,
-            }
-        )
-    history = asyncio.run(_history(ctx, now - since_ms, args.limit))
-    if args.json:
-        print_json({"current": current, "history": history})
-        return 0
-    rows = [[c["id"], c["state"], str(c["errorCount"]), format_time(c["lastFailureAt"])] for c in current]
-    print_table(["profile", "state", "errors", "last failure"], rows, title="Resting now", empty="none")
-    print()
-    events = [
-        [format_time(e["at"]), e["profile"] or "-", e["model"], e["reason"], e["session"] or "-"]
-        for e in history
-    ]
-    title = f"Failures in the last {args.since}"
-    print_table(["time", "profile", "model", "reason", "session"], events, title=title, empty="none")
-    return 0
-
-
-def _unknown(profile_id: str) -> Credential:
-    """Usage stats can outlive their profile (implicit ids like ``openai:env``); show them anyway."""
-    return Credential(type="api_key", provider=profile_id.split(":", 1)[0], secret="")
-
-
-async def _history(ctx: Context, since_ms: int, limit: int) -> list[dict[str, Any]]:
-    async with session_store(ctx) as store:
-        events = await store.events(since_ms=since_ms, limit=limit)
-    return [
-        {
-            "at": e.at,
-            "profile": e.profile_id,
-            "model": e.ref,
-            "reason": e.reason,
-            "cooldownUntil": e.cooldown_until,
-            "session": e.session_key,
-        }
-        for e in events
-    ]

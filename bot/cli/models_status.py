@@ -17,7 +17,7 @@ from bot.errors import ModelbotError
 from bot.providers.registry import ProviderSpec, known_providers, spec_for
 from bot.redaction import Redactor, process_secrets
 from bot.refs import ModelRef
-from bot.status_view import ProviderStatus, profile_flags
+from bot.status_view import ProviderStatus, pairs_json, profile_flags
 
 EXPIRING_MS = 24 * HOUR_MS
 EXIT_MISSING, EXIT_EXPIRING = 1, 2
@@ -49,9 +49,12 @@ def _status(args: argparse.Namespace) -> int:
     backend = backend_for(ctx, resolver)
     clock = SystemClock()
     now = clock.now_ms()
-    in_chain = list(dict.fromkeys(ref.provider for ref in _chain_refs(chain)))
+    first_model: dict[str, str] = {}  # a provider's rotation is shown for the first chain model it serves
+    for ref in _chain_refs(chain):
+        first_model.setdefault(ref.provider, ref.model)
+    in_chain = list(first_model)
     others = [p for p in known_providers(ctx.config) if p not in in_chain and backend.has_credentials(p)]
-    statuses = [backend.provider_status(p, now) for p in [*in_chain, *others]]
+    statuses = [backend.provider_status(p, now, first_model.get(p)) for p in [*in_chain, *others]]
     missing = [s.provider for s in statuses if s.provider in in_chain and s.missing_auth]
     allowlist = catalog.allowlist()
     data: dict[str, Any] = {
@@ -101,6 +104,7 @@ def _provider_json(status: ProviderStatus, in_chain: bool, now: int) -> dict[str
         "api": status.api,
         "inChain": in_chain,
         "missingAuth": status.missing_auth,
+        "rotationFor": status.model,
         "profiles": [
             {
                 "id": line.profile_id,
@@ -112,6 +116,7 @@ def _provider_json(status: ProviderStatus, in_chain: bool, now: int) -> dict[str
                 "cooldownUntil": line.cooldown_until,
                 "disabledUntil": line.disabled_until,
                 "disabledReason": line.disabled_reason,
+                "models": pairs_json(line),
                 "state": ", ".join(profile_flags(line, now_ms=now, pin=None, pin_source=None, is_next=False))
                 or "ok",
             }

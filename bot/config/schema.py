@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
@@ -113,17 +114,42 @@ class AuthProfileMeta(_Model):
     email: str | None = None
 
 
+MAX_BACKOFF_MINUTES = 24 * 60
+StrictMinutes = Annotated[float, Field(strict=True)]  # true or "5" is a mistake, not a number
+
+
 class Cooldowns(_Model):
     billing_backoff_hours: Annotated[float, Field(gt=0)] = 5.0
     billing_backoff_hours_by_provider: dict[str, Annotated[float, Field(gt=0)]] = {}
     billing_max_hours: Annotated[float, Field(gt=0)] = 24.0
     failure_window_hours: Annotated[float, Field(gt=0)] = 24.0
+    # What rate_limit, timeout and empty cool: the (profile, model) pair, or the whole profile (spec §11.1).
+    scope: Literal["model", "profile"] = "model"
+    # The cooldown ladder: the nth failure in a row cools for the nth step; the last step repeats.
+    backoff_minutes: tuple[StrictMinutes, ...] = (1.0, 5.0, 25.0, 60.0)
+
+    @field_validator("backoff_minutes", mode="after")
+    @classmethod
+    def _ladder(cls, steps: tuple[float, ...]) -> tuple[float, ...]:
+        if not steps:
+            raise ValueError("expected at least one step in minutes, e.g. [1, 5, 25, 60]")
+        for step in steps:
+            if not 0 < step <= MAX_BACKOFF_MINUTES:
+                raise ValueError(
+                    f"expected minutes above 0 and at most {MAX_BACKOFF_MINUTES} (24 h), got {step:g}"
+                )
+        for earlier, later in itertools.pairwise(steps):
+            if later < earlier:
+                raise ValueError(f"expected steps that never decrease, got {earlier:g} then {later:g}")
+        return steps
 
 
 class Auth(_Model):
     profiles: dict[str, AuthProfileMeta] = {}
     order: dict[str, tuple[str, ...]] = {}
     cooldowns: Cooldowns = Cooldowns()
+    # A turn whose every candidate is cooling waits this long at most for the first to come back (§11.4).
+    wait_seconds: Annotated[float, Field(ge=0, le=600)] = 20.0
 
     # Provider ids are case-insensitive everywhere (spec §11.5); the file keeps the operator's spelling.
     def order_for(self, provider: str) -> tuple[str, ...] | None:

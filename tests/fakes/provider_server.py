@@ -64,7 +64,16 @@ class StreamError:
     text: str = ""
 
 
-Behaviour = Ok | Status | Hang | Empty | Cut | StreamError
+@dataclass(frozen=True)
+class Held:
+    """Hold the request until the test sets ``gate``, then behave as ``then`` (an answer kept open while
+    something else happens: another chat's 429, a burst)."""
+
+    gate: asyncio.Event
+    then: Ok | Status | Empty = Ok()
+
+
+Behaviour = Ok | Status | Hang | Empty | Cut | StreamError | Held
 
 
 # Lower-case spellings read well in scripts: ``server.script(key, status(429), ok("Hi"))``.
@@ -74,6 +83,7 @@ timeout = Hang
 empty = Empty
 cut = Cut
 stream_error = StreamError
+held = Held
 
 
 @dataclass(frozen=True)
@@ -188,6 +198,9 @@ class FakeProviderServer:
             self._arrived.notify_all()
         model = str(body.get("model", ""))
         behaviour = self._next(key, model)
+        if isinstance(behaviour, Held):
+            await self._wait(behaviour.gate)
+            behaviour = behaviour.then
         writer = _OpenAIWriter(model) if api == "openai" else _AnthropicWriter(model)
         if isinstance(behaviour, Status):
             return _error_response(api, behaviour)
@@ -242,6 +255,14 @@ class FakeProviderServer:
             _drop(request)
             return response
         return web.json_response(writer.complete(behaviour.text if isinstance(behaviour, Ok) else ""))
+
+    async def _wait(self, gate: asyncio.Event) -> None:
+        """Until the test opens the gate, or the server closes."""
+        closing = asyncio.ensure_future(self._closing.wait())
+        opened = asyncio.ensure_future(gate.wait())
+        await asyncio.wait({closing, opened}, return_when=asyncio.FIRST_COMPLETED)
+        closing.cancel()
+        opened.cancel()
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

@@ -6,6 +6,7 @@ from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 
+from bot.auth.availability import Candidates, ProfileAvailability
 from bot.clock import Clock
 from bot.errors import ProviderError
 from bot.providers.base import ChatRequest, Endpoint, ResolvedAuth
@@ -76,18 +77,32 @@ class ScriptedClient:
 
 @dataclass
 class MemoryAuth:
-    """Auth backend with fixed rotation lists and a flat cooldown (the real formulas are tested elsewhere)."""
+    """Auth backend with fixed rotation lists and a flat per-profile cooldown (the real formulas and scopes
+    are tested elsewhere)."""
 
     clock: Clock
     profiles: dict[str, list[str]]
     cooldown_ms: int = 60_000
     until: dict[str, int] = field(default_factory=dict)
+    reasons: dict[str, str] = field(default_factory=dict)  # why a profile rests
     failures: list[tuple[str, Reason]] = field(default_factory=list)
     successes: list[str] = field(default_factory=list)
+    booked: list[tuple[str, str, int, int]] = field(default_factory=list)  # (profile, model, started, now)
+    questions: list[tuple[str, str]] = field(default_factory=list)  # every candidates() call
 
-    def rotation(self, provider: str, now_ms: int) -> list[str]:
-        ids = self.profiles.get(provider, [])
-        return sorted(ids, key=lambda p: self.unavailable_until(p, now_ms) or 0)
+    async def candidates(self, provider: str, model: str, *, now_ms: int) -> Candidates:
+        self.questions.append((provider, model))
+        ids = sorted(self.profiles.get(provider, []), key=lambda p: self.unavailable_until(p, now_ms) or 0)
+        return Candidates(
+            provider,
+            model,
+            tuple(
+                ProfileAvailability(pid, until, self.reasons.get(pid), "profile")
+                if (until := self.unavailable_until(pid, now_ms)) is not None
+                else ProfileAvailability(pid)
+                for pid in ids
+            ),
+        )
 
     def unavailable_until(self, profile_id: str, now_ms: int) -> int | None:
         until = self.until.get(profile_id)
@@ -97,19 +112,22 @@ class MemoryAuth:
         return ResolvedAuth(profile_id, "api_key", "secret-" + profile_id)
 
     async def record_failure(
-        self, profile_id: str, reason: Reason, *, now_ms: int, retry_after_ms: int | None
+        self, profile_id: str, model: str, reason: Reason, *, now_ms: int, retry_after_ms: int | None
     ) -> int | None:
         self.failures.append((profile_id, reason))
+        self.reasons[profile_id] = reason.value
         duration = self.cooldown_ms * (300 if reason is Reason.BILLING else 1)
         if retry_after_ms is not None:
             duration = max(duration, retry_after_ms)
         self.until[profile_id] = now_ms + duration
         return self.until[profile_id]
 
-    async def record_success(self, profile_id: str, *, now_ms: int) -> None:
+    async def record_success(self, profile_id: str, model: str, *, started_ms: int, now_ms: int) -> None:
         self.successes.append(profile_id)
+        self.booked.append((profile_id, model, started_ms, now_ms))
         self.until.pop(profile_id, None)
 
-    def cool(self, profile_ids: Iterable[str], ms: int) -> None:
+    def cool(self, profile_ids: Iterable[str], ms: int, reason: Reason = Reason.RATE_LIMIT) -> None:
         for profile_id in profile_ids:
             self.until[profile_id] = self.clock.now_ms() + ms
+            self.reasons[profile_id] = reason.value
