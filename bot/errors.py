@@ -12,7 +12,8 @@ HTTP, SQL, the file system) are translated into it at the edge where they occur:
     ├── AuthError                credentials and the auth store
     │   ├── AuthStoreCorrupt     auth-profiles.json unreadable; a backup was kept, nothing overwritten
     │   ├── UnknownProfile       a profile id that the store does not hold
-    │   └── NoUsableAuth         a provider has no usable credential at all
+    │   ├── NoUsableAuth         a provider has no usable credential at all
+    │   └── SecretKeyError       MODELBOT_SECRET_KEY missing, malformed, or not the key the secrets were sealed with
     ├── ProviderError            one failed attempt, already classified into a ``Reason``
     ├── TurnError                a whole turn ended without a complete answer
     │   ├── AllCandidatesFailed  every (model, profile) pair failed; carries the attempts
@@ -105,6 +106,10 @@ class NoUsableAuth(AuthError):
     def __init__(self, provider: str) -> None:
         self.provider = provider
         super().__init__(f'No usable credentials for provider "{provider}".')
+
+
+class SecretKeyError(AuthError):
+    """The key that encrypts credentials at rest (``MODELBOT_SECRET_KEY``) is missing, malformed or wrong."""
 
 
 class ProviderError(ModelbotError):
