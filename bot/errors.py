@@ -20,6 +20,7 @@ HTTP, SQL, the file system) are translated into it at the edge where they occur:
     │   ├── TurnStopped          a stopping reason (context overflow, content filter, bad request, …)
     │   └── StreamInterrupted    the stream broke after text had reached the user
     ├── StoreError               the session store failed or holds unexpected data
+    │   └── LeaseTimeout         a lease (a session's turn, an OAuth refresh) stayed held by another too long
     └── CommandError             a chat or CLI command was malformed or not permitted
 
 ``str(error)`` is always a short sentence fit to show a user: no traceback, no secret.
@@ -175,6 +176,10 @@ class StreamInterrupted(TurnError):
 
 class StoreError(ModelbotError):
     """The session store failed."""
+
+
+class LeaseTimeout(StoreError):
+    """Waiting for a lease that another process (or task) kept holding took longer than allowed."""
 
 
 class CommandError(ModelbotError):
