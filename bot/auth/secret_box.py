@@ -80,7 +80,7 @@ class SecretBox:
         except (InvalidToken, UnicodeError):
             raise wrong_key(what) from None
 
-    def reseal(self, token: str, *, what: str) -> str:
+    def reseal(self, token: str, what: str) -> str:
         """``token`` sealed again with the first key (a rotation step)."""
         try:
             return self._fernet.rotate(token.encode("ascii")).decode("ascii")
