@@ -28,9 +28,10 @@ class SqlAuthState:
     def __init__(self, database: Database) -> None:
         self._database = database
 
-    async def _run(self, body: Callable[[Connection], T], *, write: bool = False) -> T:
+    async def _run(self, body: Callable[[Connection], T], *, write: bool = False, quick: bool = True) -> T:
+        """One transaction; ``quick`` (a few rows: SQLite may run it on the event loop) unless said otherwise."""
         try:
-            return await self._database.run(body, write=write, quick=True)
+            return await self._database.run(body, write=write, quick=quick)
         except (SQLAlchemyError, OSError) as exc:
             raise StoreError(f"The auth state in the database failed ({type(exc).__name__}).") from exc
 
@@ -58,7 +59,7 @@ class SqlAuthState:
         return await self._run(partial(auth_sql.key_check, make=make), write=True)
 
     async def reseal_all(self, reseal: Reseal) -> int:
-        return await self._run(partial(auth_sql.reseal_all, reseal=reseal), write=True)
+        return await self._run(partial(auth_sql.reseal_all, reseal=reseal), write=True, quick=False)
 
     async def acquire_lease(self, key: str, holder: str, *, ttl_ms: int, now_ms: int) -> bool:
         body = partial(lease_sql.acquire, key=key, holder=holder, ttl_ms=ttl_ms, now_ms=now_ms)
