@@ -277,6 +277,43 @@ async def test_the_lease_is_released_when_the_work_fails_or_is_cancelled(
     assert await store.acquire_lease(KEY, "y", ttl_ms=1, now_ms=clock.now_ms())
 
 
+class _FlakyRenewals(InMemorySessionStore):
+    """The database is away for the first renewal only."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.renewals = 0
+
+    async def renew_lease(self, key: str, holder: str, *, ttl_ms: int, now_ms: int) -> bool:
+        self.renewals += 1
+        if self.renewals == 1:
+            raise StoreError("The session store failed (OperationalError).")
+        return await super().renew_lease(key, holder, ttl_ms=ttl_ms, now_ms=now_ms)
+
+
+async def test_a_failed_renewal_is_retried_and_the_lease_kept(
+    clock: FakeClock, timer: FakeTimer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One renewal the database refused is logged; the next one keeps the lease before it expires."""
+    store = _FlakyRenewals()
+    done = asyncio.Event()
+
+    async def turn() -> None:
+        async with hold_lease(store, KEY, clock=clock, timing=FAST, sleep=timer.sleep) as lease:
+            await done.wait()
+            assert not lease.lost.is_set()
+
+    task = asyncio.ensure_future(turn())
+    await settle()
+    await timer.advance(2 * FAST.renew_every_ms)
+    await timer.advance(FAST.ttl_ms - FAST.renew_every_ms)
+    assert not await store.acquire_lease(KEY, "intruder", ttl_ms=1, now_ms=clock.now_ms())
+    done.set()
+    await task
+    assert store.renewals >= 3
+    assert any("could not renew the lease" in r.message for r in caplog.records)
+
+
 class _SlowAcquire(InMemorySessionStore):
     """Its acquisitions finish only when the test says so, as a database statement in flight would."""
 

@@ -98,6 +98,8 @@ async def hold_lease(
     finally:
         renewing.cancel()
         await asyncio.wait([renewing])
+        if not renewing.cancelled() and (exc := renewing.exception()) is not None:
+            log.warning("renewing the lease %s failed (%r)", key, exc)
         await holding.release()
 
 
