@@ -216,6 +216,26 @@ async def test_a_read_in_flight_never_hides_a_newer_write_of_this_process(url: s
             await store.stop()
 
 
+async def test_a_slow_read_never_replaces_the_copy_of_a_later_one(url: str) -> None:
+    """Two reads in flight: the one that started first but ends last keeps out of the cache."""
+    async with open_auth_state(url) as inner, opened(url) as other_host:
+        state = CountingState(inner)
+        store = DbAuthStore(state, BOX)
+        await store.start()
+        try:
+            first_gate = state.gate = asyncio.Event()
+            slow = asyncio.ensure_future(store.reload())
+            await settle()
+            await other_host.upsert_profile(PID, _key())
+            state.gate = None
+            assert PID in (await store.reload()).profiles
+            first_gate.set()
+            assert PID in (await slow).profiles  # its caller gets the newer copy too
+            assert PID in store.load().profiles
+        finally:
+            await store.stop()
+
+
 async def test_another_hosts_write_shows_within_a_second(url: str) -> None:
     """Measured on the real clock: host B's cached reads see a cooldown host A records in under 1 s."""
     async with opened(url) as host_a, opened(url) as host_b:

@@ -98,6 +98,8 @@ class DbAuthStore:
         # Writes of this process that a read in flight may have missed: (sequence number, value).
         self._writes = 0
         self._edits = 0
+        self._reads = 0  # reads (and edits) started; a read never replaces the copy of a later one
+        self._installed = 0
         self._recent_usage: dict[str, tuple[int, UsageRow, UsageStats]] = {}
         self._recent_good: dict[str, tuple[int, str]] = {}
 
@@ -162,24 +164,27 @@ class DbAuthStore:
 
     async def _read(self) -> AuthProfiles:
         writes, edits, started = self._writes, self._edits, self._clock.now_ms()
+        self._reads += 1
+        seq = self._reads
         rows = await self._state.load(self.agent_id)
-        if self._edits != edits and self._cached is not None:
-            return self._cached.doc  # an edit of this store finished meanwhile: its copy is newer
-        return self._install(rows, self._sealer.open(rows), read_at=started, writes_before=writes)
+        if self._cached is not None and (self._edits != edits or seq < self._installed):
+            return self._cached.doc  # an edit finished, or a later read landed, meanwhile: that copy is newer
+        return self._install(rows, self._sealer.open(rows), seq=seq, read_at=started, writes_before=writes)
 
     def _install(
-        self, rows: AgentAuthRows, doc: AuthProfiles, *, read_at: int, writes_before: int
+        self, rows: AgentAuthRows, doc: AuthProfiles, *, seq: int, read_at: int, writes_before: int
     ) -> AuthProfiles:
         """Cache a read, keeping this process's writes that finished after the read began."""
+        self._installed = max(self._installed, seq)
         revs = {pid: row.rev for pid, row in rows.usage.items()}
         stats, good = dict(doc.usage_stats), dict(doc.last_good)
-        for pid, (seq, row, value) in list(self._recent_usage.items()):
-            if seq <= writes_before:
+        for pid, (written, row, value) in list(self._recent_usage.items()):
+            if written <= writes_before:
                 del self._recent_usage[pid]  # committed before the read began: the read has it
             elif row.rev > revs.get(pid, 0):
                 stats[pid], revs[pid] = value, row.rev
-        for provider, (seq, pid) in list(self._recent_good.items()):
-            if seq <= writes_before:
+        for provider, (written, pid) in list(self._recent_good.items()):
+            if written <= writes_before:
                 del self._recent_good[provider]
             else:
                 good[provider] = pid
@@ -235,9 +240,11 @@ class DbAuthStore:
             return rows if new == current else sealer.seal(new, base_rows=rows, base_doc=current)
 
         writes, started = self._writes, self._clock.now_ms()
+        self._reads += 1
+        seq = self._reads
         rows = await self._state.edit(self.agent_id, body, now_ms=started)
         self._edits += 1
-        return self._install(rows, sealer.open(rows), read_at=started, writes_before=writes)
+        return self._install(rows, sealer.open(rows), seq=seq, read_at=started, writes_before=writes)
 
     # -- the CLI's edits -----------------------------------------------------------------------------------
 
