@@ -13,13 +13,15 @@ HTTP, SQL, the file system) are translated into it at the edge where they occur:
     │   ├── AuthStoreCorrupt     auth-profiles.json unreadable; a backup was kept, nothing overwritten
     │   ├── UnknownProfile       a profile id that the store does not hold
     │   ├── NoUsableAuth         a provider has no usable credential at all
-    │   └── OAuthError           an OAuth login or refresh was refused, timed out, or is not configured
+    │   ├── OAuthError           an OAuth login or refresh was refused, timed out, or is not configured
+    │   └── SecretKeyError       MODELBOT_SECRET_KEY missing, malformed, or not the key the secrets were sealed with
     ├── ProviderError            one failed attempt, already classified into a ``Reason``
     ├── TurnError                a whole turn ended without a complete answer
     │   ├── AllCandidatesFailed  every (model, profile) pair failed; carries the attempts
     │   ├── TurnStopped          a stopping reason (context overflow, content filter, bad request, …)
     │   └── StreamInterrupted    the stream broke after text had reached the user
     ├── StoreError               the session store failed or holds unexpected data
+    │   └── LeaseTimeout         a lease (a session's turn, an OAuth refresh) stayed held by another too long
     ├── CommandError             a chat or CLI command was malformed or not permitted
     └── DeliveryFailed           the chat platform did not take a reply (already logged and told by the sink)
 
@@ -122,6 +124,10 @@ class OAuthError(AuthError):
         super().__init__(message)
 
 
+class SecretKeyError(AuthError):
+    """The key that encrypts credentials at rest (``MODELBOT_SECRET_KEY``) is missing, malformed or wrong."""
+
+
 class ProviderError(ModelbotError):
     """One attempt failed; ``reason`` (see ``bot.reasons``) says what kind of failure it was."""
 
@@ -185,6 +191,10 @@ class StreamInterrupted(TurnError):
 
 class StoreError(ModelbotError):
     """The session store failed."""
+
+
+class LeaseTimeout(StoreError):
+    """Waiting for a lease that another process (or task) kept holding took longer than allowed."""
 
 
 class CommandError(ModelbotError):

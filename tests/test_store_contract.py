@@ -491,7 +491,7 @@ async def test_a_new_process_sees_the_same_sessions(sql_url: str) -> None:
         assert (await second.get(KEY), await second.history(KEY), await second.events()) == expected
     finally:
         await second.stop()
-    assert await current_revision(sql_url) == head_revision() == "0001"
+    assert await current_revision(sql_url) == head_revision() == "0002"
 
 
 async def test_migrations_build_exactly_the_declared_tables(sql_url: str) -> None:

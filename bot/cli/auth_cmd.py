@@ -1,4 +1,5 @@
-"""``modelbot auth``: the credentials in auth-profiles.json — list, add, remove, order, tokens and cooldowns.
+"""``modelbot auth``: the credentials in auth-profiles.json — list, add, remove, order, tokens and cooldowns
+(export, import and the database's secret key: ``auth_transfer_cmd``).
 
 Secrets come from a prompt, or from stdin when it is not a terminal; they are never printed (only masked).
 Every change goes through ``AuthStore.update`` (locked, atomic), so a running bot loses nothing.
@@ -15,6 +16,7 @@ from bot.auth.backend import profile_line
 from bot.auth.mask import mask_secret
 from bot.auth.resolver import CredentialResolver, credential_source
 from bot.auth.types import Credential, CredentialType
+from bot.cli import auth_transfer_cmd
 from bot.cli.auth_cooldowns import run_clear_cooldown, run_cooldowns
 from bot.cli.common import Context, add_common_options, agent_of, load_context, resolver_for
 from bot.cli.output import format_time, print_json, print_table, warn
@@ -69,6 +71,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--since", default="24h", help="history window, e.g. 24h, 7d, 90m (default 24h)")
     p.add_argument("--limit", type=int, default=50, help="at most this many events (default 50)")
     p.add_argument("--json", action="store_true", help="JSON for scripts")
+
+    auth_transfer_cmd.register(asub)
 
     order = asub.add_parser("order", help="the rotation order of a provider's profiles")
     osub = order.add_subparsers(dest="order_command", metavar="ACTION", required=True)

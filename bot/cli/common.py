@@ -110,17 +110,21 @@ def backend_for(ctx: Context, resolver: CredentialResolver) -> StoreAuthBackend:
     )
 
 
+def database_url(ctx: Context) -> str:
+    """``storage.url``, else the SQLite file in the state dir; refused while a ``${VAR}`` in it is unset."""
+    unset = sorted(env_names(ctx.loaded.env_refs.get(("storage", "url"), "")) - set(ctx.env))
+    if unset:  # an empty password or host would reach a different database, or none
+        expected = f"environment variable `{unset[0]}` is not set"
+        raise ConfigError(str(ctx.paths.config), "storage.url", expected)
+    return ctx.config.storage.url or default_database_url(ctx.paths.state_dir)
+
+
 @asynccontextmanager
 async def session_store(ctx: Context) -> AsyncIterator[SessionStore]:
     """The bot's session store (SQLite by default, or ``storage.url``), started for one command."""
     from bot.store.sql import SqlSessionStore  # noqa: PLC0415 - SQLAlchemy loads only for commands that need it
 
-    url = ctx.config.storage.url
-    unset = sorted(env_names(ctx.loaded.env_refs.get(("storage", "url"), "")) - set(ctx.env))
-    if unset:  # an empty password or host would reach a different database, or none
-        expected = f"environment variable `{unset[0]}` is not set"
-        raise ConfigError(str(ctx.paths.config), "storage.url", expected)
-    store = SqlSessionStore(url or default_database_url(ctx.paths.state_dir))
+    store = SqlSessionStore(database_url(ctx))
     await store.start()
     try:
         yield store

@@ -145,6 +145,7 @@ class Cooldowns(_Model):
 
 
 class Auth(_Model):
+    store: Literal["file", "database"] = "file"  # database: shared by every host on storage.url (spec §11.6)
     profiles: dict[str, AuthProfileMeta] = {}
     order: dict[str, tuple[str, ...]] = {}
     cooldowns: Cooldowns = Cooldowns()

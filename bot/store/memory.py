@@ -39,6 +39,7 @@ class InMemorySessionStore:
         self._messages: dict[str, list[StoredMessage]] = {}
         self._events: list[FailoverEvent] = []
         self._next_id = 1
+        self._leases: dict[str, tuple[str, int]] = {}  # key -> (holder, expires_at)
 
     async def start(self) -> None:
         """Nothing to open."""
@@ -225,3 +226,24 @@ class InMemorySessionStore:
 
     async def count_sessions(self) -> int:
         return len(self._sessions)
+
+    async def acquire_lease(self, key: str, holder: str, *, ttl_ms: int, now_ms: int) -> bool:
+        current = self._leases.get(key)
+        if current is not None and current[0] != holder and current[1] > now_ms:
+            return False
+        self._leases[key] = (holder, now_ms + ttl_ms)
+        return True
+
+    async def renew_lease(self, key: str, holder: str, *, ttl_ms: int, now_ms: int) -> bool:
+        current = self._leases.get(key)
+        if current is None or current[0] != holder:
+            return False
+        self._leases[key] = (holder, now_ms + ttl_ms)
+        return True
+
+    async def release_lease(self, key: str, holder: str) -> bool:
+        current = self._leases.get(key)
+        if current is None or current[0] != holder:
+            return False
+        del self._leases[key]
+        return True

@@ -110,3 +110,13 @@ class SessionStore(Protocol):
 
     async def count_sessions(self) -> int:
         """How many sessions exist."""
+
+    async def acquire_lease(self, key: str, holder: str, *, ttl_ms: int, now_ms: int) -> bool:
+        """Take the lease ``key`` for ``ttl_ms`` if it is free, expired, or already ``holder``'s (then it is
+        extended); True when ``holder`` holds it now. One statement, so two processes never both get it."""
+
+    async def renew_lease(self, key: str, holder: str, *, ttl_ms: int, now_ms: int) -> bool:
+        """Extend ``holder``'s lease to ``now_ms + ttl_ms``; False when someone else has taken it over."""
+
+    async def release_lease(self, key: str, holder: str) -> bool:
+        """End ``holder``'s lease at once; False when it was not (or no longer) theirs."""

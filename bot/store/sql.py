@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.errors import StoreError
-from bot.store import rows, sql_ops
+from bot.store import lease_sql, rows, sql_ops
 from bot.store.database import Database, open_database
 from bot.store.migrate import upgrade_database
 from bot.store.types import FailoverEvent, NewMessage, SessionPatch, SessionRecord, StoredMessage
@@ -43,6 +43,13 @@ class SqlSessionStore:
             await database.dispose()
             raise
         self._database = database
+
+    @property
+    def database(self) -> Database:
+        """The started store's database, for the composition root to share (one engine per process)."""
+        if self._database is None:
+            raise StoreError("The session store is not started.")
+        return self._database
 
     async def stop(self) -> None:
         """Close every pooled connection."""
@@ -167,3 +174,14 @@ class SqlSessionStore:
 
     async def count_sessions(self) -> int:
         return await self._run(sql_ops.count_sessions)
+
+    async def acquire_lease(self, key: str, holder: str, *, ttl_ms: int, now_ms: int) -> bool:
+        body = partial(lease_sql.acquire, key=key, holder=holder, ttl_ms=ttl_ms, now_ms=now_ms)
+        return await self._run(body, write=True, quick=True)
+
+    async def renew_lease(self, key: str, holder: str, *, ttl_ms: int, now_ms: int) -> bool:
+        body = partial(lease_sql.renew, key=key, holder=holder, ttl_ms=ttl_ms, now_ms=now_ms)
+        return await self._run(body, write=True, quick=True)
+
+    async def release_lease(self, key: str, holder: str) -> bool:
+        return await self._run(partial(lease_sql.release, key=key, holder=holder), write=True, quick=True)

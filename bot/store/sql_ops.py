@@ -34,7 +34,7 @@ _LAST_N: Final = _NEWEST_FIRST.limit(sa.bindparam("limit", type_=sa.Integer()))
 _INSERT_MESSAGES: Final = messages.insert().returning(*rows.MESSAGE_COLUMNS, sort_by_parameter_order=True)
 
 
-def _insert(conn: Connection, table: sa.Table) -> Any:
+def dialect_insert(conn: Connection, table: sa.Table) -> Any:
     """The dialect's INSERT, which knows ON CONFLICT (same API in both dialects)."""
     return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
 
@@ -56,7 +56,7 @@ def get(conn: Connection, *, key: str) -> SessionRecord | None:
 
 def create(conn: Connection, *, values: dict[str, Any]) -> SessionRecord:
     # A racing creator's row wins quietly; both callers then read the same row.
-    conn.execute(_insert(conn, sessions).values(values).on_conflict_do_nothing())
+    conn.execute(dialect_insert(conn, sessions).values(values).on_conflict_do_nothing())
     return rows.session(conn.execute(_GET, {"key": values["key"]}).one())
 
 

@@ -81,3 +81,84 @@ events = sa.Table(
     sa.Index(None, "at"),
     sa.Index(None, "profile_id", "at"),
 )
+
+# -- auth state of every agent (auth.store "database"), and leases ------------------------------------------
+# Columns named "secret", "refresh" and "extra" hold Fernet tokens (bot.auth.secret_box), never plaintext.
+# No foreign keys between them: usage stats exist for implicit profiles (``openai:env``) without a credential,
+# as in auth-profiles.json.
+
+# One row per agent that has had a whole-document edit: the lock every such edit takes first, and the
+# document's top-level ``version`` and unknown keys.
+auth_agents = sa.Table(
+    "auth_agents",
+    metadata,
+    sa.Column("agent_id", sa.Text(), primary_key=True),
+    sa.Column("version", sa.Integer(), nullable=False),
+    sa.Column("extra", sa.JSON(), nullable=False),
+)
+
+auth_credentials = sa.Table(
+    "auth_credentials",
+    metadata,
+    sa.Column("agent_id", sa.Text(), primary_key=True),
+    sa.Column("profile_id", sa.Text(), primary_key=True),
+    sa.Column("provider", sa.Text(), nullable=False),
+    sa.Column("type", sa.Text(), nullable=False),
+    sa.Column("secret", sa.Text(), nullable=False),  # the key, the token or the OAuth access token, sealed
+    sa.Column("refresh", sa.Text(), nullable=True),  # the OAuth refresh token, sealed
+    sa.Column("email", sa.Text(), nullable=True),
+    sa.Column("expires", sa.BigInteger(), nullable=True),
+    sa.Column("extra", sa.Text(), nullable=True),  # the credential's other fields as JSON, sealed
+    sa.Column("updated_at", sa.BigInteger(), nullable=False),
+    sa.CheckConstraint("type IN ('api_key', 'token', 'oauth')", name="type"),
+    sa.CheckConstraint("provider = lower(provider)", name="provider_lower_case"),
+)
+
+auth_order = sa.Table(
+    "auth_order",
+    metadata,
+    sa.Column("agent_id", sa.Text(), primary_key=True),
+    sa.Column("provider", sa.Text(), primary_key=True),
+    sa.Column("profile_ids", sa.JSON(), nullable=False),
+    sa.CheckConstraint("provider = lower(provider)", name="provider_lower_case"),
+)
+
+auth_last_good = sa.Table(
+    "auth_last_good",
+    metadata,
+    sa.Column("agent_id", sa.Text(), primary_key=True),
+    sa.Column("provider", sa.Text(), primary_key=True),
+    sa.Column("profile_id", sa.Text(), nullable=False),
+    sa.CheckConstraint("provider = lower(provider)", name="provider_lower_case"),
+)
+
+# A profile's whole usage stats (profile-level fields, per-model pairs, unknown keys) as the JSON object
+# auth-profiles.json holds under usageStats[id]: one row, so a failure's read-modify-write locks one row
+# and sees the profile and its pairs together. ``rev`` grows with every write, so a reader holding two
+# copies knows the newer one.
+auth_usage = sa.Table(
+    "auth_usage",
+    metadata,
+    sa.Column("agent_id", sa.Text(), primary_key=True),
+    sa.Column("profile_id", sa.Text(), primary_key=True),
+    sa.Column("stats", sa.JSON(), nullable=False),
+    sa.Column("rev", sa.BigInteger(), nullable=False),
+    sa.Column("updated_at", sa.BigInteger(), nullable=False),
+)
+
+# Small named values of the auth state: the key check (a sealed constant that tells a wrong key at start).
+auth_meta = sa.Table(
+    "auth_meta",
+    metadata,
+    sa.Column("name", sa.Text(), primary_key=True),
+    sa.Column("value", sa.Text(), nullable=False),
+)
+
+# Short leases with a holder and an expiry: a session's turn, an OAuth refresh. Taken over once expired.
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("key", sa.Text(), primary_key=True),
+    sa.Column("holder", sa.Text(), nullable=False),
+    sa.Column("expires_at", sa.BigInteger(), nullable=False),
+)

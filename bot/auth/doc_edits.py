@@ -1,0 +1,46 @@
+"""Edits of a whole auth document, as pure functions ``AuthProfiles -> AuthProfiles`` any store can apply."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+
+from bot.auth.types import AuthProfiles, Credential
+from bot.errors import UnknownProfile
+
+Edit = Callable[[AuthProfiles], AuthProfiles]
+
+
+def with_profile(profile_id: str, cred: Credential) -> Edit:
+    """Add the credential, or replace the one stored under ``profile_id``."""
+    return lambda doc: replace(doc, profiles={**doc.profiles, profile_id: cred})
+
+
+def without_profile(profile_id: str) -> Edit:
+    """Remove the credential and every reference to it (order, lastGood, usageStats)."""
+
+    def apply(doc: AuthProfiles) -> AuthProfiles:
+        if profile_id not in doc.profiles:
+            raise UnknownProfile(profile_id)
+        order = {p: [i for i in ids if i != profile_id] for p, ids in doc.order.items()}
+        return replace(
+            doc,
+            profiles={k: v for k, v in doc.profiles.items() if k != profile_id},
+            order={p: ids for p, ids in order.items() if ids},  # an empty order would hide every profile
+            last_good={p: i for p, i in doc.last_good.items() if i != profile_id},
+            usage_stats={k: v for k, v in doc.usage_stats.items() if k != profile_id},
+        )
+
+    return apply
+
+
+def with_order(provider: str, ids: Sequence[str]) -> Edit:
+    """Pin the rotation order of a provider (duplicates dropped); an empty list clears it."""
+    unique = list(dict.fromkeys(ids))
+    if not unique:
+        return without_order(provider)
+    return lambda doc: replace(doc, order={**doc.order, provider: unique})
+
+
+def without_order(provider: str) -> Edit:
+    return lambda doc: replace(doc, order={p: i for p, i in doc.order.items() if p != provider})

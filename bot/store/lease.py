@@ -1,0 +1,182 @@
+"""Holding a database lease around a piece of work: wait for it with backoff, renew it meanwhile, release it.
+
+A lease is a row with a holder and an expiry (``SessionStore.acquire_lease``): it orders work that must not
+overlap across processes and hosts (a session's turns, an OAuth refresh) without holding a transaction or
+a connection open across that work. A holder that dies stops renewing, and its lease is taken over once it
+expires. Waiters poll: no database here can notify another host, and the expected wait is one turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from bot.clock import Clock
+from bot.errors import LeaseTimeout, StoreError
+
+log = logging.getLogger(__name__)
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class LeaseStore(Protocol):
+    """The lease half of ``SessionStore`` (the SQL stores share one ``leases`` table)."""
+
+    async def acquire_lease(self, key: str, holder: str, *, ttl_ms: int, now_ms: int) -> bool: ...
+
+    async def renew_lease(self, key: str, holder: str, *, ttl_ms: int, now_ms: int) -> bool: ...
+
+    async def release_lease(self, key: str, holder: str) -> bool: ...
+
+
+@dataclass(frozen=True)
+class LeaseTiming:
+    """How long a lease lives unrenewed, how often it is renewed, and how a waiter polls."""
+
+    ttl_ms: int = 30_000  # a dead holder frees the key this long after its last renewal
+    renew_every_ms: int = 10_000  # a third of the TTL: one renewal may fail without losing the lease
+    first_poll_ms: int = 20
+    max_poll_ms: int = 250  # the most a waiter lags behind a release
+
+    def __post_init__(self) -> None:
+        if not 0 < self.renew_every_ms < self.ttl_ms:
+            raise ValueError("a lease must be renewed more often than it expires")
+        if not 0 < self.first_poll_ms <= self.max_poll_ms:
+            raise ValueError("lease polling needs 0 < first_poll_ms <= max_poll_ms")
+
+
+@dataclass
+class HeldLease:
+    """A lease this task holds. ``lost`` is set when a renewal found it taken over (the holder stalled for
+    longer than the TTL): the work is then no longer exclusive, and the caller may want to stop it."""
+
+    key: str
+    holder: str
+    lost: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+_serial = itertools.count(1)
+_detached: set[asyncio.Future[Any]] = set()  # clean-ups that outlive a cancelled caller
+
+
+def process_owner() -> str:
+    """This process, as lease holders name it: host and pid (shown to operators looking at the table)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def new_holder(owner: str | None = None) -> str:
+    """A holder id unique to one acquisition, so two tasks of one process exclude each other too."""
+    return f"{process_owner() if owner is None else owner}#{next(_serial)}"
+
+
+@asynccontextmanager
+async def hold_lease(
+    store: LeaseStore,
+    key: str,
+    *,
+    clock: Clock,
+    timing: LeaseTiming | None = None,
+    timeout_ms: int | None = None,
+    sleep: Sleep = asyncio.sleep,
+    owner: str | None = None,
+) -> AsyncIterator[HeldLease]:
+    """Wait for the lease ``key`` (``LeaseTimeout`` after ``timeout_ms``; None waits as long as it takes),
+    hold it while the body runs, renewing it in the background, and release it at the end, also when the
+    body fails or is cancelled. A release that fails leaves the lease to expire after its TTL."""
+    holding = _Holding(store, HeldLease(key, new_holder(owner)), clock, timing or LeaseTiming(), sleep)
+    await holding.wait_for(timeout_ms)
+    renewing = asyncio.ensure_future(holding.keep_renewing())
+    try:
+        yield holding.lease
+    finally:
+        renewing.cancel()
+        await asyncio.wait([renewing])
+        if not renewing.cancelled() and (exc := renewing.exception()) is not None:
+            log.warning("renewing the lease %s failed (%r)", key, exc)
+        await holding.release()
+
+
+@dataclass
+class _Holding:
+    """One acquisition of a lease, from the first poll to the release."""
+
+    store: LeaseStore
+    lease: HeldLease
+    clock: Clock
+    timing: LeaseTiming
+    sleep: Sleep
+
+    async def wait_for(self, timeout_ms: int | None) -> None:
+        started = self.clock.now_ms()
+        delay_ms = self.timing.first_poll_ms
+        while not await self._acquire_once():
+            waited = self.clock.now_ms() - started
+            if timeout_ms is not None and waited >= timeout_ms:
+                raise LeaseTimeout(
+                    f'Gave up after {waited / 1000:g}s waiting for "{self.lease.key}", held elsewhere.'
+                )
+            await self.sleep((delay_ms if timeout_ms is None else min(delay_ms, timeout_ms - waited)) / 1000)
+            delay_ms = min(delay_ms * 2, self.timing.max_poll_ms)
+
+    async def _acquire_once(self) -> bool:
+        key, holder = self.lease.key, self.lease.holder
+        attempt = asyncio.ensure_future(
+            self.store.acquire_lease(key, holder, ttl_ms=self.timing.ttl_ms, now_ms=self.clock.now_ms())
+        )
+        try:
+            return await asyncio.shield(attempt)
+        except asyncio.CancelledError:
+            # The statement may still commit (a SQLite thread cannot be stopped): give back what it took.
+            _detach(self._give_back(attempt))
+            raise
+
+    async def _give_back(self, attempt: Awaitable[bool]) -> None:
+        if await attempt:
+            await self.store.release_lease(self.lease.key, self.lease.holder)
+
+    async def keep_renewing(self) -> None:
+        lease = self.lease
+        while True:
+            await self.sleep(self.timing.renew_every_ms / 1000)
+            try:
+                held = await self.store.renew_lease(
+                    lease.key, lease.holder, ttl_ms=self.timing.ttl_ms, now_ms=self.clock.now_ms()
+                )
+            except StoreError as exc:  # the database is away: try again next time, the TTL leaves room
+                log.warning("could not renew the lease %s (%s)", lease.key, exc)
+                continue
+            if not held:
+                log.warning("the lease %s was taken over by another holder", lease.key)
+                lease.lost.set()
+                return
+
+    async def release(self) -> None:
+        # Shielded: a caller cancelled again while releasing still gives the lease back.
+        release = asyncio.ensure_future(self.store.release_lease(self.lease.key, self.lease.holder))
+        try:
+            await asyncio.shield(release)
+        except asyncio.CancelledError:
+            _detach(release)
+            raise
+        except StoreError as exc:
+            log.warning("could not release the lease %s (%s); it expires by itself", self.lease.key, exc)
+
+
+def _detach(work: Coroutine[Any, Any, Any] | asyncio.Future[Any]) -> None:
+    """Let ``work`` finish after its caller is gone; keep a reference until then and log its failure."""
+    task = asyncio.ensure_future(work)
+    _detached.add(task)
+    task.add_done_callback(_forget)
+
+
+def _forget(task: asyncio.Future[Any]) -> None:
+    _detached.discard(task)
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.warning("a lease clean-up failed (%s); the lease expires by itself", exc)
