@@ -22,6 +22,7 @@ from tests.fakes.provider_server import (
     FakeProviderServer,
     cut,
     empty,
+    no_end_marker,
     ok,
     status,
     stream_error,
@@ -312,6 +313,18 @@ async def test_a_cut_stream_yields_its_text_then_fails(server, flavour, client, 
     assert deltas == ["The ", "answer ", "is"]
     assert error is not None and error.reason is Reason.TIMEOUT
     assert "ended before the answer was complete" in str(error)
+
+
+@pytest.mark.parametrize("drop", [False, True], ids=["body-ended", "connection-dropped"])
+async def test_a_stream_that_said_it_was_done_is_complete_without_its_end_marker(
+    server, flavour, client, drop: bool
+) -> None:
+    """A finish_reason / message_delta with a stop_reason ends the answer: a missing ``[DONE]`` or
+    ``message_stop`` after it (a gateway that drops the last event, or the socket) loses nothing."""
+    server.script(KEY, no_end_marker("All of it", drop_connection=drop))
+    deltas, error = await collect(client, flavour.endpoint(server), api_key(), ask())
+    assert error is None
+    assert deltas == ["All ", "of ", "it"]
 
 
 async def test_an_error_event_after_text_fails_after_that_text(server, flavour, client) -> None:

@@ -67,8 +67,12 @@ class AnthropicMessagesClient:
                         stopped = True
         # ValueError: a chunk that is not JSON, which is the provider's fault like any other failure.
         except (anthropic.AnthropicError, httpx2.HTTPError, ValueError) as exc:
-            raise classify(_signal(exc, started=started)) from exc
-        if not stopped:
+            signal = _signal(exc, started=started)
+            # The model said it was done (message_delta's stop_reason): the socket closing before
+            # message_stop loses nothing of the answer.
+            if stop_reason is None or signal.transport != "stream_cut":
+                raise classify(signal) from exc
+        if not stopped and stop_reason is None:
             raise classify(FailureSignal(transport="stream_cut"))
         if stop_reason == "refusal":
             raise classify(FailureSignal(message="stop_reason: refusal (content filter)"))

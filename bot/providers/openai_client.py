@@ -67,7 +67,10 @@ class OpenAICompletionsClient:
                             finish_reason = choice.finish_reason
         # ValueError: a chunk that is not JSON, which is the provider's fault like any other failure.
         except (openai.OpenAIError, httpx2.HTTPError, ValueError) as exc:
-            raise classify(_signal(exc, started=started)) from exc
+            signal = _signal(exc, started=started)
+            # The model said it was done (a finish_reason): the socket closing before [DONE] loses nothing.
+            if finish_reason is None or signal.transport != "stream_cut":
+                raise classify(signal) from exc
         if finish_reason is None:
             # [DONE] (or a clean end of the body) without a finish_reason: the answer is not complete.
             raise classify(FailureSignal(transport="stream_cut"))

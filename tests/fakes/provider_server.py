@@ -56,6 +56,15 @@ class Cut:
 
 
 @dataclass(frozen=True)
+class NoEndMarker:
+    """Stream ``text`` and the finish/stop reason, then stop without the end marker (``[DONE]``,
+    ``message_stop``): a stream whose model said it was done, from a gateway that drops the last event."""
+
+    text: str = "This answer is complete"
+    drop_connection: bool = False
+
+
+@dataclass(frozen=True)
 class StreamError:
     """A 200 stream that carries an error event (after ``text``), as providers send when overloaded."""
 
@@ -64,7 +73,7 @@ class StreamError:
     text: str = ""
 
 
-Behaviour = Ok | Status | Hang | Empty | Cut | StreamError
+Behaviour = Ok | Status | Hang | Empty | Cut | NoEndMarker | StreamError
 
 
 # Lower-case spellings read well in scripts: ``server.script(key, status(429), ok("Hi"))``.
@@ -73,6 +82,7 @@ status = Status
 timeout = Hang
 empty = Empty
 cut = Cut
+no_end_marker = NoEndMarker
 stream_error = StreamError
 
 
@@ -211,14 +221,16 @@ class FakeProviderServer:
         behaviour: Behaviour,
     ) -> None:
         await response.write(writer.start())
-        if isinstance(behaviour, Ok | Cut | Hang | StreamError):
+        if isinstance(behaviour, Ok | Cut | NoEndMarker | Hang | StreamError):
             for word in _words(behaviour.after if isinstance(behaviour, Hang) else behaviour.text):
                 await response.write(writer.delta(word))
         if isinstance(behaviour, Hang):
             await self._sleep(behaviour.seconds)
         elif isinstance(behaviour, StreamError):
             await response.write(writer.error(behaviour.type, behaviour.message))
-        elif isinstance(behaviour, Cut):
+        elif isinstance(behaviour, Cut | NoEndMarker):
+            if isinstance(behaviour, NoEndMarker):
+                await response.write(writer.finish(None, end_marker=False))
             if behaviour.drop_connection:
                 _drop(request)
                 return
@@ -241,7 +253,9 @@ class FakeProviderServer:
             await response.write(whole[: len(whole) // 2])
             _drop(request)
             return response
-        return web.json_response(writer.complete(behaviour.text if isinstance(behaviour, Ok) else ""))
+        return web.json_response(
+            writer.complete(behaviour.text if isinstance(behaviour, Ok | NoEndMarker) else "")
+        )
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -304,8 +318,8 @@ class _OpenAIWriter:
     def delta(self, text: str) -> bytes:
         return self._chunk({"content": text})
 
-    def finish(self, reason: str | None = None) -> bytes:
-        return self._chunk({}, reason or "stop") + _sse("[DONE]")
+    def finish(self, reason: str | None = None, *, end_marker: bool = True) -> bytes:
+        return self._chunk({}, reason or "stop") + (_sse("[DONE]") if end_marker else b"")
 
     def error_body(self, kind: str, message: str, code: str | None = None) -> dict[str, Any]:
         return {"error": {"message": message, "type": kind, "param": None, "code": code or kind}}
@@ -358,7 +372,7 @@ class _AnthropicWriter:
         event = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}
         return opening + _sse(event, "content_block_delta")
 
-    def finish(self, reason: str | None = None) -> bytes:
+    def finish(self, reason: str | None = None, *, end_marker: bool = True) -> bytes:
         closing = b""
         if self._block_open:
             closing = _sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
@@ -367,7 +381,8 @@ class _AnthropicWriter:
             "delta": {"stop_reason": reason or "end_turn", "stop_sequence": None},
             "usage": {"output_tokens": 3},
         }
-        return closing + _sse(delta, "message_delta") + _sse({"type": "message_stop"}, "message_stop")
+        stop = _sse({"type": "message_stop"}, "message_stop") if end_marker else b""
+        return closing + _sse(delta, "message_delta") + stop
 
     def error_body(self, kind: str, message: str, code: str | None = None) -> dict[str, Any]:
         return {"type": "error", "error": {"type": kind, "message": message}}
