@@ -19,10 +19,12 @@ DEFAULT_TEXT = "Hello from the fake provider."
 
 @dataclass(frozen=True)
 class Ok:
-    """Answer with ``text``, streamed word by word; ``finish`` overrides the finish/stop reason."""
+    """Answer with ``text``, streamed word by word; ``finish`` overrides the finish/stop reason; ``linger``
+    keeps the body open that long after the end marker (a gateway that never closes its streams)."""
 
     text: str = DEFAULT_TEXT
     finish: str | None = None  # e.g. "content_filter" (OpenAI) or "refusal" (Anthropic)
+    linger: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,7 @@ class RecordedRequest:
     headers: Mapping[str, str]
     json: Mapping[str, Any]
     key: str  # the credential: the bearer token or the x-api-key value ("" when none was sent)
+    connection: int = 0  # the client's port: requests with the same one came over one kept-alive connection
 
 
 @dataclass
@@ -193,7 +196,9 @@ class FakeProviderServer:
         headers = {name.lower(): value for name, value in request.headers.items()}
         auth = headers.get("authorization", "")
         key = auth.removeprefix("Bearer ").strip() if auth else headers.get("x-api-key", "")
-        self.requests.append(RecordedRequest(api, request.path, headers, body, key))
+        peer = request.transport.get_extra_info("peername") if request.transport is not None else None
+        port = peer[1] if peer else 0
+        self.requests.append(RecordedRequest(api, request.path, headers, body, key, port))
         async with self._arrived:
             self._arrived.notify_all()
         model = str(body.get("model", ""))
@@ -236,6 +241,8 @@ class FakeProviderServer:
                 return
         else:
             await response.write(writer.finish(behaviour.finish if isinstance(behaviour, Ok) else None))
+            if isinstance(behaviour, Ok) and behaviour.linger:
+                await self._sleep(behaviour.linger)
         await response.write_eof()
 
     async def _json_answer(
