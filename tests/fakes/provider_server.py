@@ -123,9 +123,11 @@ _ERRORS: dict[int, tuple[str, str | None, str]] = {
 class FakeProviderServer:
     """``async with FakeProviderServer() as server`` serves both APIs on 127.0.0.1 until the block ends."""
 
-    def __init__(self, default: Behaviour | None = None) -> None:
+    def __init__(self, default: Behaviour | None = None, *, latency_s: float = 0.0) -> None:
+        """``latency_s``: every answer starts that long after its request arrived (a provider's think time)."""
         self.requests: list[RecordedRequest] = []
         self._default = default or Ok()
+        self._latency_s = latency_s
         self._by_key: dict[str, _Script] = {}
         self._by_model: dict[str, _Script] = {}
         self._closing = asyncio.Event()
@@ -203,6 +205,8 @@ class FakeProviderServer:
             self._arrived.notify_all()
         model = str(body.get("model", ""))
         behaviour = self._next(key, model)
+        if self._latency_s:
+            await asyncio.sleep(self._latency_s)
         writer = _OpenAIWriter(model) if api == "openai" else _AnthropicWriter(model)
         if isinstance(behaviour, Status):
             return _error_response(api, behaviour)
