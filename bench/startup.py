@@ -92,6 +92,10 @@ def measure(runs: int) -> dict[str, Timing]:
     with tempfile.TemporaryDirectory(prefix="modelbot-bench-") as tmp:
         env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
         env["MODELBOT_STATE_DIR"] = tmp
+        # An installed modelbot is byte-compiled (pip does it); a source tree run with
+        # PYTHONDONTWRITEBYTECODE (as on this project's VMs) would compile its ~90 modules on every start.
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(Path(tmp) / "pycache")
         steps: dict[str, Callable[[Timing], None]] = {
             "pass": lambda t: run_command([sys.executable, "-c", "pass"], env, t),
             "help": lambda t: run_command([_script("modelbot"), "--help"], env, t),

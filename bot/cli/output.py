@@ -6,12 +6,10 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich import box
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
+if TYPE_CHECKING:
+    from rich.console import Console
 
 # Piped output is not cut to 80 columns: a table keeps its natural width (rich never pads it out).
 _PIPE_WIDTH = 1000
@@ -19,6 +17,8 @@ _PIPE_WIDTH = 1000
 
 def _console() -> Console:
     # Created per call, on the sys.stdout of that moment, so redirections (and pytest's capsys) are honoured.
+    from rich.console import Console  # noqa: PLC0415 - rich loads only when a table is printed
+
     out = sys.stdout
     width = None if out.isatty() else _PIPE_WIDTH
     return Console(file=out, width=width, highlight=False, markup=False, emoji=False, soft_wrap=True)
@@ -33,6 +33,10 @@ def print_table(
     if not rows:
         print(f"  {empty}")
         return
+    from rich import box  # noqa: PLC0415 - rich loads only when a table is printed (~50 ms of start-up)
+    from rich.table import Table  # noqa: PLC0415
+    from rich.text import Text  # noqa: PLC0415
+
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
     for column in columns:
         table.add_column(column, overflow="fold")
