@@ -33,7 +33,12 @@ def print_table(
     if not rows:
         print(f"  {empty}")
         return
-    from rich import box  # noqa: PLC0415 - rich loads only when a table is printed (~50 ms of start-up)
+    plain = _plain_table(columns, rows)
+    print(plain if plain is not None else _rich_table(columns, rows))
+
+
+def _rich_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    from rich import box  # noqa: PLC0415 - rich loads only for terminals and unusual text (~50 ms of start-up)
     from rich.table import Table  # noqa: PLC0415
     from rich.text import Text  # noqa: PLC0415
 
@@ -46,7 +51,28 @@ def print_table(
     with console.capture() as captured:
         console.print(table)
     # rich pads every cell to its column's width; trailing blanks only get in the way of copy and paste.
-    print("\n".join(line.rstrip() for line in captured.get().splitlines()))
+    return "\n".join(line.rstrip() for line in captured.get().splitlines())
+
+
+def _plain_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str | None:
+    """The table exactly as rich renders it into a pipe (no colour, no folding), for the common case of
+    plain ASCII cells: scripts reading ``modelbot … | …`` need not import rich. None: let rich do it."""
+    if sys.stdout.isatty():
+        return None
+    table = [list(columns), *(list(row) for row in rows)]
+    if any(len(row) != len(columns) for row in table) or not all(
+        cell.isascii() and cell.isprintable() for row in table for cell in row
+    ):
+        return None
+    widths = [max(len(row[i]) for row in table) for i in range(len(columns))]
+    width = sum(widths) + 3 * (len(widths) - 1)
+    if width > _PIPE_WIDTH:
+        return None
+
+    def line(cells: Sequence[str]) -> str:
+        return "   ".join(cell.ljust(w) for cell, w in zip(cells, widths, strict=True)).rstrip()
+
+    return "\n".join([line(columns), "\u2500" * width, *(line(row) for row in table[1:])])
 
 
 def print_json(data: Any) -> None:
