@@ -29,8 +29,8 @@ class ChatProcess:
             "agents": {"defaults": {"model": {"primary": f"bench/{model}"}}},
             "session": {"historyLimit": 10_000},
         }
-        self._config = state_dir / "config.json5"
-        self._config.write_text(json.dumps(config))
+        self.config = state_dir / "config.json5"
+        self.config.write_text(json.dumps(config))
         self._env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
         self._env["MODELBOT_STATE_DIR"] = str(state_dir)
         self._proc: subprocess.Popen[str] | None = None
@@ -38,7 +38,7 @@ class ChatProcess:
     def __enter__(self) -> Self:
         modelbot = str(Path(sys.executable).parent / "modelbot")
         self._proc = subprocess.Popen(
-            [modelbot, "chat", "--json", "--config", str(self._config), "--session", "bench"],
+            [modelbot, "chat", "--json", "--config", str(self.config), "--session", "bench"],
             env=self._env,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import os
 from contextlib import AsyncExitStack
+from pathlib import Path
 from typing import Any, cast
 
 import aiohttp
 import openai
 from openai.types.chat import ChatCompletionMessageParam
 
+from adapters.console import ConsoleAdapter
+from bot.app import App, build_app
+from bot.engine import TurnDone, TurnInput
 from bot.providers.base import ChatMessage, ChatRequest, Endpoint, ResolvedAuth
 from bot.providers.openai_client import OpenAICompletionsClient
+from bot.refs import ModelRef
 
 MODEL = "bench-model"
 ANSWER = "Sure, here is a short streamed answer of twelve words for you."
@@ -29,7 +35,7 @@ class Client:
     def __init__(self) -> None:
         self.messages: list[dict[str, str]] = []
 
-    def reset(self) -> None:
+    async def reset(self) -> None:
         self.messages = []
 
     async def ask(self, question: str) -> str:
@@ -120,7 +126,7 @@ class ProviderPath(Client):
         self._auth = ResolvedAuth("bench:a", "api_key", KEY)
         self._history: list[ChatMessage] = []
 
-    def reset(self) -> None:
+    async def reset(self) -> None:
         self._history = []
 
     async def ask(self, question: str) -> str:
@@ -131,8 +137,52 @@ class ProviderPath(Client):
         return answer
 
 
-async def make_clients(base_url: str, stack: AsyncExitStack) -> tuple[list[Client], list[str]]:
-    """Every client (the floor first), closed by ``stack``; and a note for each that could not be made."""
+class EnginePath(ProviderPath):
+    """modelbot's failover engine as wired by ``build_app``: auth backend, rotation, the provider client."""
+
+    name = "modelbot Engine.run (auth, rotation, client)"
+
+    def __init__(self, app: App) -> None:
+        super().__init__("", OpenAICompletionsClient())
+        self._engine = app.engine("main")
+        self._chain = [ModelRef("bench", MODEL)]
+
+    async def ask(self, question: str) -> str:
+        self._history.append(ChatMessage("user", question))
+        async for event in self._engine.run(TurnInput(chain=self._chain, messages=list(self._history))):
+            if isinstance(event, TurnDone):
+                self._history.append(ChatMessage("assistant", event.result.text))
+                return event.result.text
+        raise RuntimeError("Engine.run ended without a result")
+
+
+class PipelinePath(Client):
+    """What ``modelbot chat`` runs per line, in this process: the console adapter and the whole pipeline
+    on the SQLite store, without the process's pipes."""
+
+    name = "modelbot pipeline in-process (SQLite)"
+
+    def __init__(self, app: App) -> None:
+        super().__init__()
+        self._out = io.StringIO()
+        self._adapter = ConsoleAdapter(app.chat(), session="bench", json_mode=True, stdout=self._out)
+
+    async def reset(self) -> None:
+        await self._adapter.handle_line("/new")
+
+    async def ask(self, question: str) -> str:
+        self._out.seek(0)
+        self._out.truncate()
+        await self._adapter.handle_line(question)
+        reply: dict[str, Any] = json.loads(self._out.getvalue())
+        return str(reply["text"])
+
+
+async def make_clients(base_url: str, stack: AsyncExitStack, config: Path) -> tuple[list[Client], list[str]]:
+    """Every client (the floor first), closed by ``stack``; and a note for each that could not be made.
+
+    ``config`` is the bot's config (``bench.chat_process``); the in-process bot keeps its state beside it.
+    """
     session = await stack.enter_async_context(aiohttp.ClientSession())
     sdk = openai.AsyncOpenAI(api_key=KEY, base_url=f"{base_url}/v1", max_retries=0)
     stack.push_async_callback(sdk.close)
@@ -146,6 +196,10 @@ async def make_clients(base_url: str, stack: AsyncExitStack) -> tuple[list[Clien
     else:
         clients.append(LiteLlm(router))
     clients.append(ProviderPath(base_url, provider))
+    app = build_app(cli_config=str(config), env={"MODELBOT_STATE_DIR": str(config.parent)})
+    await app.start()
+    stack.push_async_callback(app.stop)
+    clients += [EnginePath(app), PipelinePath(app)]
     return clients, missing
 
 

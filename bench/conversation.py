@@ -8,6 +8,9 @@ and 200 turns in which every turn sends the whole history so far. Each client ru
 - **openai SDK**: ``AsyncOpenAI.chat.completions.create(stream=True)``;
 - **LiteLLM**: ``Router.acompletion(stream=True)``, when ``litellm`` is installed (it is not a dependency);
 - **provider path**: modelbot's ``OpenAICompletionsClient.stream`` alone;
+- **Engine.run**: the failover engine as ``build_app`` wires it (auth backend, rotation) around that client;
+- **pipeline in-process**: what ``modelbot chat`` runs per line (console adapter, ``ChatPipeline``, the SQLite
+  store), in this process: the rows so far show where a turn's cost goes;
 - **modelbot chat**: the real ``modelbot chat --json`` process (SQLite store in a temp state dir) fed one line
   per turn, its CPU read from ``/proc/<pid>/task/*/schedstat``.
 
@@ -90,7 +93,7 @@ def own_cpu_s() -> float:
 
 async def converse(client: Client, turns: int) -> tuple[float, float]:
     """One conversation of ``turns`` turns in this process: its wall and CPU seconds."""
-    client.reset()
+    await client.reset()
     cpu, started = own_cpu_s(), time.perf_counter()
     for turn in range(turns):
         answer = await client.ask(user_text(turn))
@@ -116,21 +119,24 @@ async def measure(base_url: str, rounds: int) -> tuple[Results, list[str], list[
     """Every client's conversations of each length, ``rounds`` times; the clients' names (the floor first) and
     a note for each client that could not run."""
     results = Results()
-    async with AsyncExitStack() as stack:
-        clients, missing = await make_clients(base_url, stack)
-        with (
-            tempfile.TemporaryDirectory(prefix="modelbot-bench-") as tmp,
-            ChatProcess(base_url, MODEL, Path(tmp)) as chat,
-        ):
-            steps = _steps(clients, chat)
-            for step in steps.values():  # warm-up: connections, imports, caches, the SQLite file
-                await step(5)
-            for round_number in range(rounds):
-                for turns in TURNS:
-                    order = list(steps.items())
-                    for name, step in order if round_number % 2 == 0 else reversed(order):
-                        wall, cpu = await step(turns)
-                        results.sample(name, turns).add(turns, wall, cpu)
+    with (
+        tempfile.TemporaryDirectory(prefix="modelbot-bench-") as tmp,
+        tempfile.TemporaryDirectory(prefix="modelbot-bench-") as own,
+    ):
+        # The chat process and this process's own bot keep their state (SQLite, auth) apart.
+        config = ChatProcess(base_url, MODEL, Path(own)).config
+        async with AsyncExitStack() as stack:
+            clients, missing = await make_clients(base_url, stack, config)
+            with ChatProcess(base_url, MODEL, Path(tmp)) as chat:
+                steps = _steps(clients, chat)
+                for step in steps.values():  # warm-up: connections, imports, caches, the SQLite files
+                    await step(5)
+                for round_number in range(rounds):
+                    for turns in TURNS:
+                        order = list(steps.items())
+                        for name, step in order if round_number % 2 == 0 else reversed(order):
+                            wall, cpu = await step(turns)
+                            results.sample(name, turns).add(turns, wall, cpu)
     return results, list(steps), missing
 
 
@@ -163,14 +169,14 @@ def report(
     for note in missing:
         print(f"  {note}")
     print(
-        f"\n  {'turns':>5}  {'client':<42} {'wall ms':>8} {'CPU ms':>7} {'wall/floor':>10} {'CPU/floor':>9}"
+        f"\n  {'turns':>5}  {'client':<50} {'wall ms':>8} {'CPU ms':>7} {'wall/floor':>10} {'CPU/floor':>9}"
     )
     for turns in TURNS:
         floor = results.sample(floor_name, turns)
         for name in names:
             s = results.sample(name, turns)
             print(
-                f"  {turns:5d}  {name:<42} {s.wall_ms:8.2f} {s.cpu_ms:7.2f} "
+                f"  {turns:5d}  {name:<50} {s.wall_ms:8.2f} {s.cpu_ms:7.2f} "
                 f"{s.wall_ms / floor.wall_ms:9.2f}× {s.cpu_ms / floor.cpu_ms:8.2f}×"
             )
     floor60, chat60, chat200 = (
