@@ -1,4 +1,4 @@
-"""Both SDK clients against the loopback fake: requests as the APIs expect them, every failure classified."""
+"""Both provider clients against the loopback fake: requests as the APIs expect them, every failure classified."""
 
 from __future__ import annotations
 

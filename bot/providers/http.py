@@ -47,7 +47,8 @@ class HttpPool:
                 # The system trust store (SSL_CERT_FILE / SSL_CERT_DIR honoured), as the SDKs used; loading
                 # it takes tens of ms, so once per pool.
                 self._ssl_context = ssl.create_default_context()
-            connector = aiohttp.TCPConnector(ssl=self._ssl_context, limit=100)
+            # As many simultaneous answers as the SDKs' pools allowed; beyond that a request waits for one.
+            connector = aiohttp.TCPConnector(ssl=self._ssl_context, limit=1000)
             self._session = aiohttp.ClientSession(connector=connector)
             self._loop = loop
             self._proxies = {}
