@@ -56,7 +56,7 @@ class HttpPool:
 
     def proxy_for(self, url: str) -> str | None:
         """The proxy from the environment for ``url`` (``HTTPS_PROXY``, ``NO_PROXY``, …), as the SDKs' httpx
-        clients honoured it. Read once per host: aiohttp's ``trust_env`` would look it up (and ``.netrc``)
+        clients honoured it. Read once per URL: aiohttp's ``trust_env`` would look it up (and ``.netrc``)
         in a worker thread on every request, two thread hand-offs per turn."""
         if url not in self._proxies:
             parts = urlsplit(url)
