@@ -38,6 +38,7 @@ bench: $(STAMP_TEST)
 	$(BIN)/python -m bench.engine
 	$(BIN)/python -m bench.pipeline
 	$(BIN)/python -m bench.auth_writes
+	$(BIN)/python -m bench.conversation
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

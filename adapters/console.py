@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import stat
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from typing import TextIO
 
 from bot.chat import Incoming, Reply
@@ -106,20 +109,20 @@ class ConsoleAdapter:
         """Until EOF; returns the exit status."""
         if self._interactive and not self._json and self._banner:
             self._out.write(self._banner + "\n")
-        loop = asyncio.get_running_loop()
-        while True:
-            if self._interactive and not self._json:
-                self._out.write(PROMPT)
-                self._out.flush()
-            line = await loop.run_in_executor(None, self._in.readline)
-            if not line:
+        async with _lines(self._in) as read_line:
+            while True:
                 if self._interactive and not self._json:
-                    self._out.write("\n")
-                return 0
-            text = line.rstrip("\r\n")
-            if not text.strip():
-                continue
-            await self.handle_line(text)
+                    self._out.write(PROMPT)
+                    self._out.flush()
+                line = await read_line()
+                if not line:
+                    if self._interactive and not self._json:
+                        self._out.write("\n")
+                    return 0
+                text = line.rstrip("\r\n")
+                if not text.strip():
+                    continue
+                await self.handle_line(text)
 
     async def handle_line(self, text: str) -> None:
         msg = Incoming(
@@ -151,3 +154,37 @@ class ConsoleAdapter:
                 self._out.write(reply.note + "\n")
             return
         self._out.write(reply.full_text + "\n")
+
+
+# No practical limit, as with readline() in a thread: an over-long message gets the pipeline's own answer.
+MAX_LINE_BYTES = 1 << 30
+
+
+@asynccontextmanager
+async def _lines(stream: TextIO) -> AsyncIterator[Callable[[], Awaitable[str]]]:
+    """A line reader for ``stream`` ("" at its end). A pipe or socket (scripts, ``--json`` drivers) is read
+    on the event loop: a worker thread per line cost each turn a thread hand-off both ways. A terminal or a
+    file is read in a thread, leaving its blocking mode alone."""
+    loop = asyncio.get_running_loop()
+    try:
+        fd = stream.fileno()
+        mode = os.fstat(fd).st_mode
+    except (AttributeError, OSError, ValueError):  # StringIO and the like
+        mode = 0
+    if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
+        yield lambda: loop.run_in_executor(None, stream.readline)
+        return
+    reader = asyncio.StreamReader(limit=MAX_LINE_BYTES, loop=loop)
+    # A duplicate descriptor, so that closing the transport leaves sys.stdin open.
+    pipe = os.fdopen(os.dup(fd), "rb", buffering=0)
+    transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader, loop=loop), pipe)
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+
+    async def read_line() -> str:
+        return (await reader.readline()).decode(encoding, errors="replace")
+
+    try:
+        yield read_line
+    finally:
+        transport.close()
+        os.set_blocking(fd, True)  # the descriptor's mode is shared with the duplicate: restore it

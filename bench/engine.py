@@ -1,13 +1,13 @@
-"""Engine benchmark: per-turn overhead of ``Engine.run`` over a direct SDK call, and failover latency.
+"""Engine benchmark: per-turn overhead of ``Engine.run`` over a direct call of its provider client, and failover latency.
 
 Both paths stream the same short answer from the loopback fake provider (started in this process) through
-the official ``openai`` SDK: the direct path calls ``AsyncOpenAI.chat.completions.create(stream=True)``; the
+the same provider client: the direct path calls ``OpenAICompletionsClient.stream`` itself; the
 engine path is the real bot wiring (``build_app``: ``StoreAuthBackend`` over auth-profiles.json in a temp
 state dir, the rotation, the provider client). The two are interleaved so that drift hits both alike.
 
 Failover: the first profile gets a 429 with ``Retry-After: 30``, the second answers. The extra latency over a
 no-failure turn answered by the same second profile is compared with one round trip of the failing call (a
-direct SDK call that gets the 429): the engine must not sleep, so what remains is the persisted failure
+direct client call that gets the 429): the engine must not sleep, so what remains is the persisted failure
 (a locked, fsynced rewrite of auth-profiles.json, which the spec requires before the next attempt) plus
 bookkeeping. Verdicts use medians of per-iteration differences, which shrug off load from other processes.
 
@@ -26,15 +26,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import openai
-
 from bench import machine, median, percentile, verdict
 from bot.app import App, build_app
 from bot.auth.cooldowns import CooldownPolicy
 from bot.auth.store import AuthStore
 from bot.config.paths import auth_profiles_path
 from bot.engine import Pin, TurnDone, TurnInput, TurnResult
-from bot.providers.base import ChatMessage
+from bot.errors import ProviderError
+from bot.providers.base import ChatMessage, ChatRequest, Endpoint, ResolvedAuth
+from bot.providers.openai_client import OpenAICompletionsClient
 from bot.reasons import Reason
 from bot.refs import ModelRef
 from tests.fakes.provider_server import FakeProviderServer, ok, status
@@ -87,7 +87,7 @@ class Figures:
     """Every sample, in milliseconds."""
 
     warmup: int = 0
-    sdk: list[float] = field(default_factory=list)
+    direct: list[float] = field(default_factory=list)
     engine: list[float] = field(default_factory=list)
     rtt_429: list[float] = field(default_factory=list)
     normal_on_b: list[float] = field(default_factory=list)
@@ -101,13 +101,16 @@ class EngineBench:
     def __init__(
         self,
         app: App,
-        direct: openai.AsyncOpenAI,
+        direct: OpenAICompletionsClient,
         server: FakeProviderServer,
         store: AuthStore,
     ) -> None:
         self.engine = app.engine("main")
         self.backend = app.backend("main")
         self.direct = direct
+        self.endpoint = Endpoint("openai", server.openai_base_url, "openai-completions")
+        self.auth = ResolvedAuth("openai:a", "api_key", KEY_A)
+        self.request = ChatRequest(MODEL.model, [ChatMessage("user", PROMPT)])
         self.server = server
         self.store = store  # a second handle on the same file, for resets between timed turns
         self.turn = TurnInput(chain=[MODEL], messages=[ChatMessage("user", PROMPT)])
@@ -136,24 +139,17 @@ class EngineBench:
         assert (result.profile_id, result.rotated) == ("openai:b", True), result
         return result.text
 
-    async def via_sdk(self) -> str:
-        stream = await self.direct.chat.completions.create(
-            model=MODEL.model, messages=[{"role": "user", "content": PROMPT}], stream=True
-        )
-        parts: list[str] = []
-        async with stream:
-            async for chunk in stream:
-                for choice in chunk.choices:
-                    if choice.delta is not None and choice.delta.content:
-                        parts.append(choice.delta.content)
-        return "".join(parts)
+    async def via_client(self) -> str:
+        return "".join([delta async for delta in self.direct.stream(self.endpoint, self.auth, self.request)])
 
-    async def sdk_429(self) -> str:
+    async def client_429(self) -> str:
         self.server.script(KEY_A, status(429, headers={"Retry-After": str(RETRY_AFTER_S)}))
         try:
-            await self.via_sdk()
-        except openai.RateLimitError:
-            return ANSWER
+            await self.via_client()
+        except ProviderError as exc:
+            if exc.reason is Reason.RATE_LIMIT:
+                return ANSWER
+            raise
         raise AssertionError("expected a 429")
 
     def reset(self) -> None:
@@ -166,21 +162,21 @@ class EngineBench:
         self.figures.warmup = max(20, turns // 10)
         for _ in range(self.figures.warmup):
             await self.via_engine()
-            await self.via_sdk()
+            await self.via_client()
         for _ in range(turns):
-            self.figures.sdk.append(await timed(self.via_sdk))
+            self.figures.direct.append(await timed(self.via_client))
             self.figures.engine.append(await timed(self.via_engine))
 
     async def failover(self, turns: int) -> None:
         """Failover turns against no-failure turns answered by the same profile b (an auto pin on b), so
         both leave lastGood alone and differ only by the failed attempt on a."""
-        for _ in range(5):  # warm the failure path (classifier, SDK error objects, the lock file)
-            await self.sdk_429()
+        for _ in range(5):  # warm the failure path (classifier, error objects, the lock file)
+            await self.client_429()
             await self.via_engine_on_b()
             await self.via_failover()
             self.reset()
         for _ in range(turns):
-            self.figures.rtt_429.append(await timed(self.sdk_429))
+            self.figures.rtt_429.append(await timed(self.client_429))
             self.figures.normal_on_b.append(await timed(self.via_engine_on_b))
             self.figures.failover.append(await timed(self.via_failover))
             self.reset()
@@ -205,8 +201,8 @@ def report(f: Figures, turns: int) -> None:
     """Verdicts use the median of per-pair differences: each pair ran back to back, so load from other
     processes (this machine is shared) hits both members alike; the difference of the two medians is shown
     beside it."""
-    overhead = median([e - d for e, d in zip(f.engine, f.sdk, strict=True)])
-    unpaired = median(f.engine) - median(f.sdk)
+    overhead = median([e - d for e, d in zip(f.engine, f.direct, strict=True)])
+    unpaired = median(f.engine) - median(f.direct)
     iterations = list(zip(f.failover, f.normal_on_b, f.rtt_429, strict=True))
     extra = median([fo - normal for fo, normal, _ in iterations])
     beyond_rtt = median([fo - normal - rtt for fo, normal, rtt in iterations])
@@ -215,7 +211,7 @@ def report(f: Figures, turns: int) -> None:
     print(f"  machine: {machine()}; load average {load:.2f}")
     print(f"  fake provider: aiohttp on 127.0.0.1 in this process; the answer comes in {DELTAS} deltas")
     print(f"\nPer-turn overhead ({turns} sequential turns per path, interleaved, after {f.warmup} warm-up)")
-    print(row("direct SDK call (openai, stream)", f.sdk))
+    print(row("direct client call (stream)", f.direct))
     print(row("Engine.run (StoreAuthBackend)", f.engine))
     print(
         f"  overhead: median of paired differences {overhead:.3f} ms (difference of medians {unpaired:.3f} ms)"
@@ -225,7 +221,7 @@ def report(f: Figures, turns: int) -> None:
         f"\nFailover: 429 (Retry-After: {RETRY_AFTER_S}s) on profile a, answer from profile b"
         f" ({len(f.failover)} turns per path, interleaved)"
     )
-    print(row("one round trip of the 429 (SDK)", f.rtt_429))
+    print(row("one round trip of the 429 (client)", f.rtt_429))
     print(row("no-failure turn (Engine.run on b)", f.normal_on_b))
     print(row("failover turn (Engine.run a→b)", f.failover))
     print(row("persisting one failure alone", f.persist))
@@ -244,19 +240,14 @@ async def run(turns: int) -> None:
             config_path = prepare_state(state, server)
             app = build_app(cli_config=str(config_path), env={"MODELBOT_STATE_DIR": str(state)})
             await app.start()
-            direct = openai.AsyncOpenAI(
-                api_key=KEY_A,
-                base_url=server.openai_base_url,
-                max_retries=0,
-                http_client=openai.DefaultAsyncHttpxClient(),
-            )
+            direct = OpenAICompletionsClient()
             try:
                 bench = EngineBench(app, direct, server, AuthStore(auth_profiles_path(state)))
                 await bench.overhead(turns)
                 await bench.failover(max(50, turns))
                 await bench.persist(max(50, turns // 3))
             finally:
-                await direct.close()
+                await direct.aclose()
                 await app.stop()
     report(bench.figures, turns)
 

@@ -17,7 +17,7 @@ Three runs, each on sessions of its own, all Telegram direct messages:
 
 Per-turn overhead = wall time of ``handle`` minus the time spent inside the provider's stream (measured by
 wrapping the demo client). Peak RSS is ``ru_maxrss`` of this process, which has imported what ``modelbot chat``
-on the demo imports; a bot with real providers also carries their SDKs, whose size is printed beside it.
+on the demo imports; a bot with real providers also loads their HTTP clients, whose size is printed beside it.
 
 Run: ``.venv/bin/python -m bench.pipeline [--sessions N] [--conversations N] [--seconds S]``. No network;
 about a minute.
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import os
 import random
 import tempfile
@@ -256,7 +257,7 @@ async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="modelbot-bench-") as tmp:
         # No config file and no keys: the built-in demo default, as on a fresh machine.
         app = build_app(env={"MODELBOT_STATE_DIR": tmp})
-        # Only the demo client answers here; the others would import their SDKs for nothing.
+        # Only the demo client answers here; the others would import their HTTP stack for nothing.
         app.clients["demo"] = TimedClient(app.clients["demo"])  # the engines share this mapping
         await app.start()
         rss_started = peak_rss_mb()
@@ -266,7 +267,7 @@ async def main(args: argparse.Namespace) -> None:
             await app.stop()
     saturated, paced, alone = runs
     rss = peak_rss_mb()
-    sdk_mb = sdk_import_mb()
+    http_mb = provider_clients_import_mb()
     p99 = percentile(paced.overhead, 99)
     print("modelbot pipeline benchmark (ChatPipeline.handle, demo provider, SQLite in a temp state dir)")
     print(f"  machine: {machine()}; load average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}")
@@ -277,7 +278,7 @@ async def main(args: argparse.Namespace) -> None:
     for run in runs:
         print(describe(run))
     print(f"  peak RSS {rss:.1f} MB (after start-up, before the sessions: {rss_started:.1f} MB)")
-    print(f"  the openai and anthropic SDKs, which a bot with real providers imports, add {sdk_mb:.0f} MB")
+    print(f"  the provider clients (aiohttp), which a bot with real providers imports, add {http_mb:.0f} MB")
     print("Targets")
     print(
         f"  throughput {saturated.rate:.0f} turns/s ≥ {THROUGHPUT_TARGET:.0f}: "
@@ -293,11 +294,11 @@ async def main(args: argparse.Namespace) -> None:
         print(f"  {failed} turn(s) FAILED (see above)")
 
 
-def sdk_import_mb() -> float:
-    """What importing both provider SDKs adds to this process's resident memory."""
+def provider_clients_import_mb() -> float:
+    """What importing both provider clients (and so aiohttp) adds to this process's resident memory."""
     before = current_rss_mb()
-    import anthropic  # noqa: F401, PLC0415 - measured on purpose, after the runs
-    import openai  # noqa: F401, PLC0415
+    for module in ("bot.providers.anthropic_client", "bot.providers.openai_client"):
+        importlib.import_module(module)  # measured on purpose, after the runs
 
     return current_rss_mb() - before
 

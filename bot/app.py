@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.agents import agent_ids
 from bot.auth.backend import StoreAuthBackend
@@ -18,14 +19,15 @@ from bot.catalog import Catalog
 from bot.clock import Clock, SystemClock
 from bot.config.loader import LoadedConfig, load_config
 from bot.config.paths import auth_profiles_path, config_path, default_database_url, state_dir
-from bot.engine import Engine
-from bot.pipeline import ChatPipeline, TurnObserver
 from bot.providers.base import Endpoint
 from bot.providers.clients import ProviderClients, build_clients, close_clients
 from bot.providers.registry import BUILTIN_PROVIDERS, endpoint_for, known_providers, spec_for
 from bot.redaction import Redactor, process_secrets
-from bot.store.protocol import SessionStore
-from bot.store.sql import SqlSessionStore
+
+if TYPE_CHECKING:  # imported by build_app: the CLI's management commands use this module without them
+    from bot.engine import Engine
+    from bot.pipeline import ChatPipeline, TurnObserver
+    from bot.store.protocol import SessionStore
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,12 @@ def build_app(
     observer: TurnObserver | None = None,
 ) -> App:
     """Wire the bot from its config. Raises ``ConfigError`` for a bad config; starts nothing."""
+    # Here rather than at the top: `modelbot models …`, `auth …` and `config …` import this module for the
+    # helpers above and never need the engine, the pipeline or SQLAlchemy (half a second of start-up).
+    from bot.engine import Engine  # noqa: PLC0415
+    from bot.pipeline import ChatPipeline  # noqa: PLC0415
+    from bot.store.sql import SqlSessionStore  # noqa: PLC0415
+
     env = dict(os.environ) if env is None else env
     clock = SystemClock() if clock is None else clock
     paths, loaded = load(cli_config, env)

@@ -30,7 +30,7 @@ class FailureSignal:
     headers: Mapping[str, str] = field(default_factory=dict)
     body: str = ""  # the raw body text, JSON or not
     transport: Transport | None = None
-    message: str = ""  # the client's own words (an SDK message, a stop reason)
+    message: str = ""  # the client's own words (an in-stream error's message, a stop reason)
 
 
 # Exact ``type``/``code``/``status``/``reason`` values of the providers' JSON errors. They win over the

@@ -46,8 +46,13 @@ def transcript(messages: Sequence[StoredMessage]) -> str:
     return text[-TRANSCRIPT_CHARS:]
 
 
-def _tokens(message: StoredMessage) -> int:
+def message_tokens(message: StoredMessage) -> int:
+    """A stored message's estimate (kept with the message when it was saved)."""
     return message.token_estimate or estimate_tokens(message.content)
+
+
+def history_tokens(history: Sequence[StoredMessage]) -> int:
+    return sum(message_tokens(m) for m in history)
 
 
 def kept_count(history: Sequence[StoredMessage], *, window: int, threshold: float) -> int:
@@ -56,7 +61,7 @@ def kept_count(history: Sequence[StoredMessage], *, window: int, threshold: floa
     budget = KEPT_SHARE * threshold * window
     kept, total = 0, 0
     for message in reversed(history[-KEEP_LAST:]):
-        total += _tokens(message)
+        total += message_tokens(message)
         if total > budget:
             break
         kept += 1
@@ -64,19 +69,22 @@ def kept_count(history: Sequence[StoredMessage], *, window: int, threshold: floa
 
 
 def compactable(history: Sequence[StoredMessage], kept: int) -> bool:
-    """Whether there is anything to fold into a summary beyond an earlier summary itself."""
-    return any(m.role != "summary" for m in history[: len(history) - kept])
+    """Whether there is anything to fold into a summary beyond an earlier summary itself (which only ever
+    leads the history, so this looks at its first messages only)."""
+    return any(history[i].role != "summary" for i in range(len(history) - kept))
 
 
-def over_threshold(history: Sequence[StoredMessage], pending: str, *, window: int, threshold: float) -> bool:
-    return sum(_tokens(m) for m in history) + estimate_tokens(pending) >= threshold * window
+def over_threshold(tokens: int, pending: str, *, window: int, threshold: float) -> bool:
+    """``tokens``, the history's total estimate, plus the pending message reach the threshold."""
+    return tokens + estimate_tokens(pending) >= threshold * window
 
 
 def needs_compaction(
     history: Sequence[StoredMessage], pending: str, *, window: int, threshold: float
 ) -> bool:
     """Over the threshold, with something a compaction could fold into its summary."""
-    return over_threshold(history, pending, window=window, threshold=threshold) and compactable(
+    tokens = history_tokens(history)
+    return over_threshold(tokens, pending, window=window, threshold=threshold) and compactable(
         history, kept_count(history, window=window, threshold=threshold)
     )
 
@@ -104,18 +112,21 @@ class Compactor:
         self,
         session: SessionRecord,
         chain: Sequence[ModelRef],
-        history: list[StoredMessage],
+        history: Sequence[StoredMessage],
         *,
+        tokens: int,
         pending: str,
         force: bool = False,
-    ) -> tuple[SessionRecord, list[StoredMessage]]:
-        """Compact if ``history`` is near the window (or ``force``); returns the session and history as they now are."""
+    ) -> tuple[SessionRecord, list[StoredMessage]] | None:
+        """Compact if ``history`` (``tokens`` in all) is near the window, or ``force``; returns the session and
+        history as they now are, or None when nothing was compacted. Costs nothing that grows with the
+        history unless it compacts."""
         window = self._catalog.context_window(chain[0])
+        if not force and not over_threshold(tokens, pending, window=window, threshold=self._threshold):
+            return None
         kept = kept_count(history, window=window, threshold=self._threshold)
         if not compactable(history, kept):
-            return session, history
-        if not force and not over_threshold(history, pending, window=window, threshold=self._threshold):
-            return session, history
+            return None
         older = history[: len(history) - kept]
         request = TurnInput(
             chain=chain,
@@ -125,7 +136,7 @@ class Compactor:
             result = await self._engine_for(session.agent_id).complete(request)
         except TurnError as exc:
             log.warning("compaction of %s failed: %s", session.key, exc)
-            return session, history
+            return None
         summary = NewMessage("summary", result.text, (), estimate_tokens(result.text))
         await self._store.replace_history(
             session.key, summary, kept, now_ms=self._clock.now_ms(), through_id=older[-1].id

@@ -32,6 +32,7 @@ from bot.errors import (
     StreamInterrupted,
     TurnStopped,
 )
+from bot.history import HistoryCache, SessionHistory
 from bot.policy import OVERFLOW_NOT_COMPACTED
 from bot.providers.base import ChatMessage
 from bot.reasons import Reason
@@ -43,7 +44,6 @@ from bot.store.types import (
     NewMessage,
     SessionPatch,
     SessionRecord,
-    StoredMessage,
     console_session_key,
     session_key,
 )
@@ -107,6 +107,7 @@ class ChatPipeline:
         self._compactor = Compactor(
             engine_for=engine_for, store=store, catalog=catalog, clock=clock, config=config
         )
+        self._history = HistoryCache(store, limit=config.session.history_limit)
         self.commands = CommandHandlers(
             config=config,
             catalog=catalog,
@@ -305,18 +306,20 @@ class ChatPipeline:
             return Reply(str(exc), kind="error")
         user_message = ChatMessage("user", msg.text, msg.images)
         await sink.typing()
-        history = await self._store.history(session.key, limit=self._config.session.history_limit)
-        session, history = await self._compactor.maybe_compact(session, plan.chain, history, pending=msg.text)
+        history = await self._history.get(session)
+        compacted = await self._compact(session, plan.chain, history, pending=msg.text)
+        if compacted is not None:
+            session, history = compacted
         for attempt in (1, 2):
             try:
                 result, failures = await self._stream(session, history, plan.chain, user_message, sink)
             except TurnStopped as exc:
                 if exc.reason is Reason.CONTEXT_OVERFLOW and attempt == 1:
-                    compacted, history = await self._compactor.maybe_compact(
+                    compacted = await self._compact(
                         session, plan.chain, history, pending=msg.text, force=True
                     )
-                    if compacted.compaction_count != session.compaction_count:
-                        session = compacted
+                    if compacted is not None:
+                        session, history = compacted
                         continue
                     self._retry_text[session.key] = msg
                     return Reply(OVERFLOW_NOT_COMPACTED, kind="error")
@@ -355,25 +358,38 @@ class ChatPipeline:
             )
         raise AssertionError("unreachable")  # pragma: no cover
 
+    async def _compact(
+        self,
+        session: SessionRecord,
+        chain: Sequence[ModelRef],
+        history: SessionHistory,
+        *,
+        pending: str,
+        force: bool = False,
+    ) -> tuple[SessionRecord, SessionHistory] | None:
+        """Compaction when the history nears the window (or ``force``): the session and its fresh history, or
+        None when nothing was compacted."""
+        compacted = await self._compactor.maybe_compact(
+            session, chain, history.messages, tokens=history.tokens, pending=pending, force=force
+        )
+        if compacted is None:
+            return None
+        updated, messages = compacted
+        return updated, self._history.fill(updated, messages)
+
     async def _stream(
         self,
         session: SessionRecord,
-        history: Sequence[StoredMessage],
+        history: SessionHistory,
         chain: Sequence[ModelRef],
         user: ChatMessage,
         sink: ReplySink,
     ) -> tuple[TurnResult, list[AttemptFailed]]:
         system_parts = [p for p in (self._system_prompt(session),) if p]
-        messages: list[ChatMessage] = []
-        for stored in history:
-            if stored.role == "summary":
-                system_parts.append("Summary of the earlier conversation:\n" + stored.content)
-            elif stored.role in ("user", "assistant"):
-                messages.append(ChatMessage(stored.role, stored.content))
-        messages.append(user)
+        system_parts += ["Summary of the earlier conversation:\n" + s for s in history.summaries]
         turn = TurnInput(
             chain=chain,
-            messages=messages,
+            messages=[*history.turns, user],  # a copy of references: the serialisation is the one walk
             system="\n\n".join(system_parts) or None,
             pin=self._pin(session),
             max_tokens=self._config.agents.defaults.max_output_tokens,
@@ -449,15 +465,17 @@ class ChatPipeline:
                 pin_source="auto",
                 pin_compaction=session.compaction_count,
             )
-        await self._store.append_messages(
+        now_ms = self._clock.now_ms()
+        stored = await self._store.append_messages(
             session.key,
             [
                 NewMessage("user", msg.text, attachments, estimate_tokens(msg.text)),
                 NewMessage("assistant", result.text, (), estimate_tokens(result.text)),
             ],
-            now_ms=self._clock.now_ms(),
+            now_ms=now_ms,
             patch=patch,
         )
+        self._history.appended(session, stored, now_ms=now_ms)
 
     async def _log_failure(self, key: str, event: AttemptFailed) -> None:
         record = event.record

@@ -1,7 +1,7 @@
 """End to end: ``modelbot chat`` as a real subprocess against the loopback fake provider server.
 
 The bot process reads the config and ``auth-profiles.json`` from a temp state dir and calls the fake
-(started in this test process) through the real OpenAI and Anthropic SDKs. The test scripts the fake
+(started in this test process) through the real provider clients. The test scripts the fake
 between two messages and checks the JSON replies, the requests the fake saw, and the files on disk.
 """
 

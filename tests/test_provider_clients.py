@@ -1,4 +1,4 @@
-"""Both SDK clients against the loopback fake: requests as the APIs expect them, every failure classified."""
+"""Both provider clients against the loopback fake: requests as the APIs expect them, every failure classified."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from tests.fakes.provider_server import (
     FakeProviderServer,
     cut,
     empty,
+    no_end_marker,
     ok,
     status,
     stream_error,
@@ -312,6 +313,67 @@ async def test_a_cut_stream_yields_its_text_then_fails(server, flavour, client, 
     assert deltas == ["The ", "answer ", "is"]
     assert error is not None and error.reason is Reason.TIMEOUT
     assert "ended before the answer was complete" in str(error)
+
+
+@pytest.mark.parametrize("drop", [False, True], ids=["body-ended", "connection-dropped"])
+async def test_a_stream_that_said_it_was_done_is_complete_without_its_end_marker(
+    server, flavour, client, drop: bool
+) -> None:
+    """A finish_reason / message_delta with a stop_reason ends the answer: a missing ``[DONE]`` or
+    ``message_stop`` after it (a gateway that drops the last event, or the socket) loses nothing."""
+    server.script(KEY, no_end_marker("All of it", drop_connection=drop))
+    deltas, error = await collect(client, flavour.endpoint(server), api_key(), ask())
+    assert error is None
+    assert deltas == ["All ", "of ", "it"]
+
+
+async def test_a_body_left_open_after_the_end_marker_does_not_hold_the_answer(
+    server, flavour, client
+) -> None:
+    """The answer is complete at its end marker: a gateway that keeps the body open after it costs the
+    connection, never a timeout (the read timeout here is shorter than the linger)."""
+    server.script(KEY, ok("Done now", linger=5))
+    endpoint = flavour.endpoint(server, timeout_s=0.5)
+    deltas, error = await collect(client, endpoint, api_key(), ask())
+    assert error is None and deltas == ["Done ", "now"]
+    deltas, error = await collect(client, endpoint, api_key(), ask())  # a fresh connection serves the next
+    assert error is None and deltas
+
+
+async def test_requests_reuse_one_kept_alive_connection(server, flavour, client) -> None:
+    """Sequential answers come over one connection: the end of each body goes back to the pool."""
+    endpoint = flavour.endpoint(server)
+    for _ in range(3):
+        _, error = await collect(client, endpoint, api_key(), ask())
+        assert error is None
+    assert len({r.connection for r in server.requests}) == 1
+
+
+async def test_a_proxy_from_the_environment_is_used(server, flavour, client, monkeypatch) -> None:
+    """HTTPS_PROXY / HTTP_PROXY are honoured (as the SDKs' HTTP clients did) unless NO_PROXY names the host."""
+    monkeypatch.setenv("HTTP_PROXY", server.base_url)
+    monkeypatch.setenv("NO_PROXY", "localhost")
+    base = "http://provider.invalid/v1" if flavour is OPENAI else "http://provider.invalid"
+    endpoint = Endpoint("fake", base, flavour.api)
+    deltas, error = await collect(client, endpoint, api_key(), ask())
+    assert error is None and deltas
+    assert server.requests[0].headers["host"] == "provider.invalid"
+
+
+async def test_no_proxy_bypasses_the_proxy(flavour, tls, monkeypatch) -> None:
+    """A host in NO_PROXY is reached directly (here: not at all, so the attempt cannot reach it)."""
+    async with FakeProviderServer() as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.base_url)
+        monkeypatch.setenv("NO_PROXY", "provider.invalid")
+        client = flavour.make(ssl_context=tls)
+        try:
+            _, error = await collect(
+                client, Endpoint("fake", "http://provider.invalid", flavour.api), api_key(), ask()
+            )
+        finally:
+            await client.aclose()
+    assert error is not None and error.reason is Reason.TIMEOUT and "reach" in str(error)
+    assert proxy.requests == []
 
 
 async def test_an_error_event_after_text_fails_after_that_text(server, flavour, client) -> None:

@@ -29,8 +29,7 @@ SETUP_TOKEN_PREFIX = "sk-ant-oat01-"  # noqa: S105 - the shape of a token, not a
 MAX_PROFILE_NAME = 128
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    auth = sub.add_parser("auth", help="auth profiles: keys, tokens, OAuth logins, rotation order, cooldowns")
+def register(auth: argparse.ArgumentParser) -> None:
     asub = auth.add_subparsers(dest="auth_command", metavar="ACTION", required=True)
     p = _leaf(asub, "list", "every credential, masked, with its state", run_list)
     p.add_argument("--json", action="store_true", help="JSON for scripts")

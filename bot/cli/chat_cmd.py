@@ -15,8 +15,7 @@ from bot.config.defaults import DEMO_PROVIDER
 DEMO_DELAY_S = 0.02  # a visible stream in a terminal; pipes get the answer at once
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("chat", help="chat in the terminal (one message per line)")
+def register(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--config", help="config file (default: $MODELBOT_CONFIG or $MODELBOT_STATE_DIR/config.json5)"
     )

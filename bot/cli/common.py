@@ -7,6 +7,7 @@ import os
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from bot.agents import agent_ids, default_agent_id
 from bot.app import Paths, auth_store_for, build_resolver, resolve_paths
@@ -22,7 +23,9 @@ from bot.config.paths import default_database_url
 from bot.config.schema import Config
 from bot.errors import CommandError, ConfigError
 from bot.providers.registry import endpoint_for
-from bot.store.protocol import SessionStore
+
+if TYPE_CHECKING:
+    from bot.store.protocol import SessionStore
 
 Edit = Callable[[Json5Document], list[Change]]
 

@@ -21,8 +21,7 @@ from bot.errors import ConfigError
 EXIT_INVALID = 1
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    config = sub.add_parser("config", help="check the config file, or migrate its legacy keys")
+def register(config: argparse.ArgumentParser) -> None:
     csub = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
     p = csub.add_parser("validate", help="print OK and any warnings (exit 0), or the error (exit 1)")
     add_common_options(p, agent=False)

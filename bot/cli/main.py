@@ -1,36 +1,59 @@
-"""``modelbot``: the entry point; each subcommand lives in its own module and registers itself here."""
+"""``modelbot``: the entry point. Each subcommand lives in its own module, imported only when it runs.
+
+``modelbot --help`` lists the subcommands from ``SUBCOMMANDS`` without importing any of them: their imports
+(the config schema, SQLAlchemy, rich, aiohttp, the platform libraries) are most of what a command line waits
+for. A subcommand is a row here plus a module with ``register(parser)`` (its arguments, ``set_defaults(func=…)``
+for each action) and its handlers; a handler imports what only it needs inside itself.
+``tests/test_cli_startup.py`` checks that ``--help`` stays light.
+"""
 
 from __future__ import annotations
 
 import argparse
-import logging
+import importlib
 import sys
 from collections.abc import Sequence
 
 from bot import __version__
-from bot.cli import auth_cmd, chat_cmd, config_cmd, models_cmd, run_cmd, sessions_cmd
-from bot.errors import ModelbotError
 
-SUBCOMMANDS = (chat_cmd, run_cmd, models_cmd, auth_cmd, sessions_cmd, config_cmd)
+# name: (module, one-line help)
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "chat": ("bot.cli.chat_cmd", "chat in the terminal (one message per line)"),
+    "run": ("bot.cli.run_cmd", "run the enabled channels (Telegram, Discord) until SIGINT/SIGTERM"),
+    "models": ("bot.cli.models_cmd", "models, fallbacks, aliases and their auth (bare: status)"),
+    "auth": ("bot.cli.auth_cmd", "auth profiles: keys, tokens, OAuth logins, rotation order, cooldowns"),
+    "sessions": ("bot.cli.sessions_cmd", "list, show and reset conversations"),
+    "config": ("bot.cli.config_cmd", "check the config file, or migrate its legacy keys"),
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser, with the arguments of the subcommand ``argv`` names (of every one when ``argv`` is None)."""
     parser = argparse.ArgumentParser(
         prog="modelbot", description="A chat bot with model selection and failover."
     )
     parser.add_argument("--version", action="version", version=f"modelbot {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in SUBCOMMANDS:
-        module.register(sub)
+    # The top level has no option that takes a value, so the first word that is not an option is the command.
+    wanted = None if argv is None else next((a for a in argv if not a.startswith("-")), "")
+    for name, (module, help_text) in SUBCOMMANDS.items():
+        command = sub.add_parser(name, help=help_text)
+        if wanted is None or wanted == name:
+            importlib.import_module(module).register(command)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if not hasattr(args, "func"):
         parser.print_help()
         return 2
+    import logging  # noqa: PLC0415 - not needed by --help and usage errors
+
+    from bot.errors import ModelbotError  # noqa: PLC0415 - the same
+
     logging.basicConfig(
         level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
     )

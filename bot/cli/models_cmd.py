@@ -24,8 +24,7 @@ from bot.refs import ModelRef
 DEFAULT_PROBE_TIMEOUT_S = 20.0
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    models = sub.add_parser("models", help="models, fallbacks, aliases and their auth (bare: status)")
+def register(models: argparse.ArgumentParser) -> None:
     _status_options(models, inherit=False)
     models.set_defaults(func=run_status)
     msub = models.add_subparsers(dest="models_command", metavar="SUBCOMMAND")

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import sys
 import time
+import unicodedata
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich import box
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
+if TYPE_CHECKING:
+    from rich.console import Console
 
 # Piped output is not cut to 80 columns: a table keeps its natural width (rich never pads it out).
 _PIPE_WIDTH = 1000
@@ -19,6 +18,8 @@ _PIPE_WIDTH = 1000
 
 def _console() -> Console:
     # Created per call, on the sys.stdout of that moment, so redirections (and pytest's capsys) are honoured.
+    from rich.console import Console  # noqa: PLC0415 - rich loads only when a table is printed
+
     out = sys.stdout
     width = None if out.isatty() else _PIPE_WIDTH
     return Console(file=out, width=width, highlight=False, markup=False, emoji=False, soft_wrap=True)
@@ -33,6 +34,15 @@ def print_table(
     if not rows:
         print(f"  {empty}")
         return
+    plain = _plain_table(columns, rows)
+    print(plain if plain is not None else _rich_table(columns, rows))
+
+
+def _rich_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    from rich import box  # noqa: PLC0415 - rich loads only for terminals and unusual text (~50 ms of start-up)
+    from rich.table import Table  # noqa: PLC0415
+    from rich.text import Text  # noqa: PLC0415
+
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
     for column in columns:
         table.add_column(column, overflow="fold")
@@ -42,7 +52,46 @@ def print_table(
     with console.capture() as captured:
         console.print(table)
     # rich pads every cell to its column's width; trailing blanks only get in the way of copy and paste.
-    print("\n".join(line.rstrip() for line in captured.get().splitlines()))
+    return "\n".join(line.rstrip() for line in captured.get().splitlines())
+
+
+def _plain_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str | None:
+    """The table exactly as rich renders it into a pipe (no colour, no folding), for the common case of
+    plain ASCII cells: scripts reading ``modelbot … | …`` need not import rich. None: let rich do it."""
+    if sys.stdout.isatty():
+        return None
+    table = [list(columns), *(list(row) for row in rows)]
+    if any(len(row) != len(columns) for row in table) or not all(
+        _one_cell_per_char(cell) for row in table for cell in row
+    ):
+        return None
+    widths = [max(len(row[i]) for row in table) for i in range(len(columns))]
+    width = sum(widths) + 3 * (len(widths) - 1)
+    if width > _PIPE_WIDTH:
+        return None
+
+    def line(cells: Sequence[str]) -> str:
+        return "   ".join(cell.ljust(w) for cell, w in zip(cells, widths, strict=True)).rstrip()
+
+    return "\n".join([line(columns), "\u2500" * width, *(line(row) for row in table[1:])])
+
+
+def _one_cell_per_char(text: str) -> bool:
+    """Whether every character of ``text`` takes exactly one terminal cell (ASCII, and the narrow symbols the
+    CLI uses such as ``×``, ``—`` or ``…``), so ``len`` is its width as rich measures it."""
+    if text.isascii():
+        return text.isprintable()
+    return all(
+        ch.isprintable()
+        and (ord(ch) < 0x1100 or 0x2000 <= ord(ch) < 0x2600)  # Latin to Cyrillic; punctuation, arrows, shapes
+        and unicodedata.east_asian_width(ch) in _NOT_WIDE
+        and unicodedata.category(ch) not in _NO_CELL_OF_THEIR_OWN
+        for ch in text
+    )
+
+
+_NOT_WIDE = frozenset({"Na", "N", "H", "A"})  # rich counts East Asian "ambiguous" characters as one cell
+_NO_CELL_OF_THEIR_OWN = frozenset({"Mn", "Mc", "Me", "Cf"})  # combining marks, format characters
 
 
 def print_json(data: Any) -> None:

@@ -36,8 +36,7 @@ class ChannelUnavailable(ModelbotError):
     """An enabled channel whose adapter cannot be loaded."""
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("run", help="run the enabled channels (Telegram, Discord) until SIGINT/SIGTERM")
+def register(p: argparse.ArgumentParser) -> None:
     add_common_options(p, agent=False)
     p.add_argument(
         "--log-level",
@@ -82,7 +81,7 @@ async def serve(
 ) -> int:
     """Run until ``stop`` is set (when not given: until SIGINT/SIGTERM); returns the exit code."""
     env = dict(os.environ) if env is None else env
-    _, loaded = load(cli_config, env)  # refuse a bot without channels before loading the provider SDKs
+    _, loaded = load(cli_config, env)  # refuse a bot without channels before loading the whole bot
     enabled = [c for c in CHANNELS if getattr(loaded.config.channels, c).enabled]
     if not enabled:
         where = loaded.path or "the config (none found; the built-in default enables no channel)"
@@ -146,7 +145,7 @@ async def _lifetime(app: App, adapters: list[ChannelAdapter], metrics: Metrics, 
 def freeze_startup_heap() -> None:
     """Take what start-up left alive out of the cyclic garbage collector's sight (``gc.freeze``).
 
-    A full collection walks every tracked object, and with both provider SDKs and both platform libraries
+    A full collection walks every tracked object, and with the HTTP stack and both platform libraries
     loaded that took ~0.2 s here: a pause of the whole bot each time one runs. Modules, classes and the
     config live as long as the process, so after one last collection later full collections walk only
     what the bot has made since. (Frozen objects are still freed when nothing refers to them.)

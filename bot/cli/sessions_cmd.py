@@ -33,8 +33,7 @@ def parse_duration(text: str) -> int:
     return total
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    sessions = sub.add_parser("sessions", help="list, show and reset conversations")
+def register(sessions: argparse.ArgumentParser) -> None:
     ssub = sessions.add_subparsers(dest="sessions_command", metavar="ACTION", required=True)
     p = ssub.add_parser("list", help="sessions, most recently active first")
     _options(p, filters=True)

@@ -12,9 +12,9 @@ log = logging.getLogger(__name__)
 
 
 class ProviderClients(Mapping[str, ProviderClient]):
-    """The clients by ``api`` mode, each created on first use, so an SDK is imported only when needed.
+    """The clients by ``api`` mode, each created on first use, so their HTTP stack is imported only when needed.
 
-    The two SDKs take seconds and tens of MB to import; a bot on one API mode never pays for the other.
+    aiohttp takes a few hundred ms and ~20 MB to import: a bot on the demo provider alone never pays for it.
     """
 
     def __init__(self, factories: Mapping[str, Callable[[], ProviderClient]]) -> None:

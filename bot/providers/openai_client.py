@@ -1,26 +1,27 @@
-"""The ``openai-completions`` client: streams chat completions through the official ``openai`` SDK."""
+"""The ``openai-completions`` client: ``POST {baseUrl}/chat/completions`` with ``stream: true``, over aiohttp.
+
+The body is built once from our own types (``request_body``), one JSON encoding of the history per call;
+``tests/test_provider_clients.py`` pins it to the API's wire format. Why not through the official SDK:
+``bot/providers/http.py``.
+"""
 
 from __future__ import annotations
 
 import base64
-import hashlib
+import json
 import ssl
 from collections.abc import AsyncIterator
-from urllib.parse import urlsplit
-
-import httpx2
-import openai
-from openai import AsyncOpenAI, Omit, omit
-from openai.types.chat import ChatCompletionContentPartParam, ChatCompletionMessageParam
+from functools import lru_cache
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from bot.classify import FailureSignal, classify
 from bot.providers.base import ChatMessage, ChatRequest, Endpoint, ResolvedAuth
-from bot.providers.sdk_pool import SdkClientPool, json_text, response_text
+from bot.providers.http import HttpPool, merged_headers, post_events
 
-# Local servers (Ollama, LM Studio, vLLM) ignore the key, but the SDK refuses to start without one.
+# Local servers (Ollama, LM Studio, vLLM) ignore the key, but some refuse a request without one.
 PLACEHOLDER_KEY = "modelbot-no-key"
-
-_ClientKey = tuple[str, str, tuple[tuple[str, str], ...], float]
+_BASE_HEADERS = {"content-type": "application/json", "accept": "application/json"}
 
 
 def _uses_max_completion_tokens(endpoint: Endpoint) -> bool:
@@ -30,109 +31,94 @@ def _uses_max_completion_tokens(endpoint: Endpoint) -> bool:
 
 
 class OpenAICompletionsClient:
-    """``POST {baseUrl}/chat/completions`` with ``stream=True``; one SDK client per endpoint and credential."""
+    """Streams chat completions; one connection pool for every endpoint and credential."""
 
     def __init__(self, *, ssl_context: ssl.SSLContext | None = None) -> None:
-        verify: ssl.SSLContext | bool = (
-            True if ssl_context is None else ssl_context
-        )  # True: the SDK's trust store
-        self._pool: SdkClientPool[AsyncOpenAI] = SdkClientPool(
-            lambda: openai.DefaultAsyncHttpxClient(verify=verify)
-        )
+        self._http = HttpPool(ssl_context=ssl_context)
 
     async def stream(
         self, endpoint: Endpoint, auth: ResolvedAuth, request: ChatRequest
     ) -> AsyncIterator[str]:
-        client = self._client_for(endpoint, auth)
-        started = False
+        secret = auth.secret if auth.type != "none" and auth.secret else PLACEHOLDER_KEY
+        # Configured headers come last: a gateway that wants its own Authorization gets it.
+        headers = merged_headers(_BASE_HEADERS, {"authorization": f"Bearer {secret}"}, endpoint.headers)
+        body = request_body(request, max_completion_tokens=_uses_max_completion_tokens(endpoint))
         finish_reason: str | None = None
-        limit: int | Omit = omit if request.max_tokens is None else request.max_tokens
-        try:
-            chunks = await client.chat.completions.create(
-                model=request.model,
-                messages=_messages(request),
-                stream=True,
-                max_completion_tokens=limit if _uses_max_completion_tokens(endpoint) else omit,
-                max_tokens=omit if _uses_max_completion_tokens(endpoint) else limit,
-            )
-            started = True
-            async with chunks:
-                async for chunk in chunks:
-                    for choice in chunk.choices:
-                        if choice.index != 0:
-                            continue
-                        if choice.delta is not None and choice.delta.content:
-                            yield choice.delta.content
-                        if choice.finish_reason is not None:
-                            finish_reason = choice.finish_reason
-        # ValueError: a chunk that is not JSON, which is the provider's fault like any other failure.
-        except (openai.OpenAIError, httpx2.HTTPError, ValueError) as exc:
-            raise classify(_signal(exc, started=started)) from exc
+        async with post_events(
+            self._http, _url(endpoint.base_url), headers=headers, body=body, timeout_s=endpoint.timeout_s
+        ) as events:
+            async for event in events:
+                if event.data.startswith("[DONE]"):
+                    break
+                try:
+                    chunk = json.loads(event.data)
+                except ValueError as exc:  # a chunk that is not JSON: the provider's fault like any other
+                    raise classify(FailureSignal(message=f"{type(exc).__name__}: {exc}")) from exc
+                if not isinstance(chunk, dict):
+                    continue
+                if chunk.get("error"):  # an error object sent inside a 200 stream (OpenRouter and others)
+                    raise classify(_stream_error(chunk["error"]))
+                for choice in chunk.get("choices") or ():
+                    if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                        continue
+                    content = (choice.get("delta") or {}).get("content")
+                    if isinstance(content, str) and content:
+                        yield content
+                    if choice.get("finish_reason") is not None:
+                        finish_reason = str(choice["finish_reason"])
+                if finish_reason is not None:
+                    break  # the model is done: a missing [DONE] after this loses nothing
+            await events.finish()
         if finish_reason is None:
-            # [DONE] (or a clean end of the body) without a finish_reason: the answer is not complete.
+            # The body ended (or broke) without a finish_reason: the answer is not complete.
             raise classify(FailureSignal(transport="stream_cut"))
         if finish_reason == "content_filter":
             raise classify(FailureSignal(message="finish_reason: content_filter"))
 
     async def aclose(self) -> None:
-        await self._pool.aclose()
-
-    def _client_for(self, endpoint: Endpoint, auth: ResolvedAuth) -> AsyncOpenAI:
-        secret = auth.secret if auth.type != "none" and auth.secret else PLACEHOLDER_KEY
-        # Keyed by a digest so the cache's keys never hold the secret itself.
-        digest = hashlib.sha256(secret.encode()).hexdigest()
-        key = (endpoint.base_url, digest, tuple(sorted(endpoint.headers.items())), endpoint.timeout_s)
-        return self._pool.get(
-            key,
-            lambda http: AsyncOpenAI(
-                api_key=secret,
-                base_url=endpoint.base_url,
-                default_headers=dict(endpoint.headers),
-                timeout=endpoint.timeout_s,
-                max_retries=0,  # the engine decides about retries, never the SDK
-                http_client=http,
-            ),
-        )
+        await self._http.aclose()
 
 
-def _signal(exc: Exception, *, started: bool) -> FailureSignal:
-    """The one translation of the SDK's (and its transport's) exceptions into what ``classify`` reads."""
-    if isinstance(exc, openai.APIStatusError):
-        return FailureSignal(
-            status=exc.status_code,
-            headers=dict(exc.response.headers),
-            body=response_text(exc.response, exc.body),
-            message=exc.message,
-        )
-    if isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException):
-        return FailureSignal(transport="timeout")
-    if isinstance(exc, openai.APIConnectionError | httpx2.TransportError):
-        # Once the response has begun, a broken connection means the answer was cut off mid-way.
-        return FailureSignal(transport="stream_cut" if started else "connection")
-    if isinstance(exc, openai.APIError):  # an error object sent inside a 200 stream
-        return FailureSignal(body=json_text(exc.body), message=exc.message)
-    return FailureSignal(message=f"{type(exc).__name__}: {exc}")
+def _stream_error(error: object) -> FailureSignal:
+    message = error.get("message") if isinstance(error, dict) else None
+    text = message if isinstance(message, str) and message else "An error occurred during streaming"
+    return FailureSignal(
+        body=error if isinstance(error, str) else json.dumps(error, default=str), message=text
+    )
 
 
-def _messages(request: ChatRequest) -> list[ChatCompletionMessageParam]:
-    """The system prompt first (with any system-role messages folded in), then the conversation."""
+@lru_cache(maxsize=64)
+def _url(base_url: str) -> str:
+    """``{baseUrl}/chat/completions``, keeping a query string (Azure's ``api-version``) at the end."""
+    parts = urlsplit(base_url)
+    return urlunsplit(parts._replace(path=parts.path.rstrip("/") + "/chat/completions"))
+
+
+def request_body(request: ChatRequest, *, max_completion_tokens: bool = False) -> bytes:
+    """The JSON body: the system prompt first (system-role messages folded in), then the conversation."""
     system = [request.system] if request.system else []
-    system += [m.text for m in request.messages if m.role == "system" and m.text]
-    messages: list[ChatCompletionMessageParam] = []
-    if system:
-        messages.append({"role": "system", "content": "\n\n".join(system)})
+    messages: list[dict[str, Any]] = [{"role": "system", "content": ""}]  # filled in below, or dropped
     for message in request.messages:
         if message.role == "user":
             messages.append({"role": "user", "content": _user_content(message)})
         elif message.role == "assistant":
             messages.append({"role": "assistant", "content": message.text})
-    return messages
+        elif message.text:
+            system.append(message.text)
+    if system:
+        messages[0]["content"] = "\n\n".join(system)
+    else:
+        del messages[0]
+    body: dict[str, Any] = {"model": request.model, "messages": messages, "stream": True}
+    if request.max_tokens is not None:
+        body["max_completion_tokens" if max_completion_tokens else "max_tokens"] = request.max_tokens
+    return json.dumps(body, separators=(",", ":")).encode("ascii")
 
 
-def _user_content(message: ChatMessage) -> str | list[ChatCompletionContentPartParam]:
+def _user_content(message: ChatMessage) -> str | list[dict[str, Any]]:
     if not message.images:
         return message.text
-    parts: list[ChatCompletionContentPartParam] = []
+    parts: list[dict[str, Any]] = []
     if message.text:
         parts.append({"type": "text", "text": message.text})
     for image in message.images:

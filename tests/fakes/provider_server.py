@@ -19,10 +19,12 @@ DEFAULT_TEXT = "Hello from the fake provider."
 
 @dataclass(frozen=True)
 class Ok:
-    """Answer with ``text``, streamed word by word; ``finish`` overrides the finish/stop reason."""
+    """Answer with ``text``, streamed word by word; ``finish`` overrides the finish/stop reason; ``linger``
+    keeps the body open that long after the end marker (a gateway that never closes its streams)."""
 
     text: str = DEFAULT_TEXT
     finish: str | None = None  # e.g. "content_filter" (OpenAI) or "refusal" (Anthropic)
+    linger: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,15 @@ class Cut:
 
 
 @dataclass(frozen=True)
+class NoEndMarker:
+    """Stream ``text`` and the finish/stop reason, then stop without the end marker (``[DONE]``,
+    ``message_stop``): a stream whose model said it was done, from a gateway that drops the last event."""
+
+    text: str = "This answer is complete"
+    drop_connection: bool = False
+
+
+@dataclass(frozen=True)
 class StreamError:
     """A 200 stream that carries an error event (after ``text``), as providers send when overloaded."""
 
@@ -73,7 +84,7 @@ class Held:
     then: Ok | Status | Empty = Ok()
 
 
-Behaviour = Ok | Status | Hang | Empty | Cut | StreamError | Held
+Behaviour = Ok | Status | Hang | Empty | Cut | NoEndMarker | StreamError | Held
 
 
 # Lower-case spellings read well in scripts: ``server.script(key, status(429), ok("Hi"))``.
@@ -82,6 +93,7 @@ status = Status
 timeout = Hang
 empty = Empty
 cut = Cut
+no_end_marker = NoEndMarker
 stream_error = StreamError
 held = Held
 
@@ -95,6 +107,7 @@ class RecordedRequest:
     headers: Mapping[str, str]
     json: Mapping[str, Any]
     key: str  # the credential: the bearer token or the x-api-key value ("" when none was sent)
+    connection: int = 0  # the client's port: requests with the same one came over one kept-alive connection
 
 
 @dataclass
@@ -120,9 +133,11 @@ _ERRORS: dict[int, tuple[str, str | None, str]] = {
 class FakeProviderServer:
     """``async with FakeProviderServer() as server`` serves both APIs on 127.0.0.1 until the block ends."""
 
-    def __init__(self, default: Behaviour | None = None) -> None:
+    def __init__(self, default: Behaviour | None = None, *, latency_s: float = 0.0) -> None:
+        """``latency_s``: every answer starts that long after its request arrived (a provider's think time)."""
         self.requests: list[RecordedRequest] = []
         self._default = default or Ok()
+        self._latency_s = latency_s
         self._by_key: dict[str, _Script] = {}
         self._by_model: dict[str, _Script] = {}
         self._closing = asyncio.Event()
@@ -193,7 +208,9 @@ class FakeProviderServer:
         headers = {name.lower(): value for name, value in request.headers.items()}
         auth = headers.get("authorization", "")
         key = auth.removeprefix("Bearer ").strip() if auth else headers.get("x-api-key", "")
-        self.requests.append(RecordedRequest(api, request.path, headers, body, key))
+        peer = request.transport.get_extra_info("peername") if request.transport is not None else None
+        port = peer[1] if peer else 0
+        self.requests.append(RecordedRequest(api, request.path, headers, body, key, port))
         async with self._arrived:
             self._arrived.notify_all()
         model = str(body.get("model", ""))
@@ -201,6 +218,8 @@ class FakeProviderServer:
         if isinstance(behaviour, Held):
             await self._wait(behaviour.gate)
             behaviour = behaviour.then
+        if self._latency_s:
+            await asyncio.sleep(self._latency_s)
         writer = _OpenAIWriter(model) if api == "openai" else _AnthropicWriter(model)
         if isinstance(behaviour, Status):
             return _error_response(api, behaviour)
@@ -224,19 +243,23 @@ class FakeProviderServer:
         behaviour: Behaviour,
     ) -> None:
         await response.write(writer.start())
-        if isinstance(behaviour, Ok | Cut | Hang | StreamError):
+        if isinstance(behaviour, Ok | Cut | NoEndMarker | Hang | StreamError):
             for word in _words(behaviour.after if isinstance(behaviour, Hang) else behaviour.text):
                 await response.write(writer.delta(word))
         if isinstance(behaviour, Hang):
             await self._sleep(behaviour.seconds)
         elif isinstance(behaviour, StreamError):
             await response.write(writer.error(behaviour.type, behaviour.message))
-        elif isinstance(behaviour, Cut):
+        elif isinstance(behaviour, Cut | NoEndMarker):
+            if isinstance(behaviour, NoEndMarker):
+                await response.write(writer.finish(None, end_marker=False))
             if behaviour.drop_connection:
                 _drop(request)
                 return
         else:
             await response.write(writer.finish(behaviour.finish if isinstance(behaviour, Ok) else None))
+            if isinstance(behaviour, Ok) and behaviour.linger:
+                await self._sleep(behaviour.linger)
         await response.write_eof()
 
     async def _json_answer(
@@ -254,7 +277,9 @@ class FakeProviderServer:
             await response.write(whole[: len(whole) // 2])
             _drop(request)
             return response
-        return web.json_response(writer.complete(behaviour.text if isinstance(behaviour, Ok) else ""))
+        return web.json_response(
+            writer.complete(behaviour.text if isinstance(behaviour, Ok | NoEndMarker) else "")
+        )
 
     async def _wait(self, gate: asyncio.Event) -> None:
         """Until the test opens the gate, or the server closes."""
@@ -325,8 +350,8 @@ class _OpenAIWriter:
     def delta(self, text: str) -> bytes:
         return self._chunk({"content": text})
 
-    def finish(self, reason: str | None = None) -> bytes:
-        return self._chunk({}, reason or "stop") + _sse("[DONE]")
+    def finish(self, reason: str | None = None, *, end_marker: bool = True) -> bytes:
+        return self._chunk({}, reason or "stop") + (_sse("[DONE]") if end_marker else b"")
 
     def error_body(self, kind: str, message: str, code: str | None = None) -> dict[str, Any]:
         return {"error": {"message": message, "type": kind, "param": None, "code": code or kind}}
@@ -379,7 +404,7 @@ class _AnthropicWriter:
         event = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}
         return opening + _sse(event, "content_block_delta")
 
-    def finish(self, reason: str | None = None) -> bytes:
+    def finish(self, reason: str | None = None, *, end_marker: bool = True) -> bytes:
         closing = b""
         if self._block_open:
             closing = _sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
@@ -388,7 +413,8 @@ class _AnthropicWriter:
             "delta": {"stop_reason": reason or "end_turn", "stop_sequence": None},
             "usage": {"output_tokens": 3},
         }
-        return closing + _sse(delta, "message_delta") + _sse({"type": "message_stop"}, "message_stop")
+        stop = _sse({"type": "message_stop"}, "message_stop") if end_marker else b""
+        return closing + _sse(delta, "message_delta") + stop
 
     def error_body(self, kind: str, message: str, code: str | None = None) -> dict[str, Any]:
         return {"type": "error", "error": {"type": kind, "message": message}}

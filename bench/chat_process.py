@@ -1,0 +1,80 @@
+"""A ``modelbot chat --json`` process driven line by line, and the CPU time it has used so far."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+
+class ChatProcess:
+    """``with ChatProcess(base_url, model, state_dir) as chat: chat.say("hi")`` — the real console bot on a
+    config whose only provider is the loopback server (no key: it is local), history never cut or compacted."""
+
+    def __init__(self, base_url: str, model: str, state_dir: Path) -> None:
+        config = {
+            "models": {
+                "providers": {
+                    "bench": {
+                        "baseUrl": f"{base_url}/v1",
+                        "api": "openai-completions",
+                        "models": [{"id": model, "contextWindow": 1_000_000}],
+                    }
+                }
+            },
+            "agents": {"defaults": {"model": {"primary": f"bench/{model}"}}},
+            "session": {"historyLimit": 10_000},
+        }
+        self.config = state_dir / "config.json5"
+        self.config.write_text(json.dumps(config))
+        self._env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+        self._env["MODELBOT_STATE_DIR"] = str(state_dir)
+        self._proc: subprocess.Popen[str] | None = None
+
+    def __enter__(self) -> Self:
+        modelbot = str(Path(sys.executable).parent / "modelbot")
+        self._proc = subprocess.Popen(
+            [modelbot, "chat", "--json", "--config", str(self.config), "--session", "bench"],
+            env=self._env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        proc = self._proc
+        if proc is not None and proc.stdin is not None:
+            proc.stdin.close()
+            proc.wait(timeout=30)
+
+    def say(self, text: str) -> dict[str, Any]:
+        """Send one line; the reply's JSON object."""
+        proc = self._proc
+        assert proc is not None
+        assert proc.stdin is not None
+        assert proc.stdout is not None
+        proc.stdin.write(text + "\n")
+        proc.stdin.flush()
+        line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError("modelbot chat exited")
+        reply: dict[str, Any] = json.loads(line)
+        return reply
+
+    def cpu_s(self) -> float:
+        """CPU time of every thread of the process so far, in ns resolution (``/proc/…/schedstat``)."""
+        assert self._proc is not None
+        total = 0
+        for task in Path(f"/proc/{self._proc.pid}/task").iterdir():
+            try:
+                total += int((task / "schedstat").read_text().split()[0])
+            except (FileNotFoundError, ProcessLookupError):  # a thread that just ended
+                continue
+        return total / 1e9

@@ -1,0 +1,97 @@
+"""The command line imports only what the subcommand needs (issue 15): checked in fresh interpreters."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.store.migrate import HEAD_REVISION, head_revision
+from tests.cli_helpers import ROOT
+
+# What `modelbot --help` must never wait for: provider SDKs and HTTP stacks, platform libraries, the table
+# renderer, the database layer, the config schema's validation library.
+HEAVY = {
+    "openai",
+    "anthropic",
+    "httpx",
+    "httpx2",
+    "aiohttp",
+    "telegram",
+    "discord",
+    "rich",
+    "sqlalchemy",
+    "alembic",
+    "pydantic",
+}
+
+_SCRIPT = """
+import contextlib, io, json, sys
+from bot.cli.main import main
+with contextlib.redirect_stdout(io.StringIO()):
+    try:
+        main(sys.argv[1:])
+    except SystemExit:
+        pass
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def imported(*argv: str, stdin: str = "") -> set[str]:
+    """Every module ``modelbot ARGV`` imported, in a fresh interpreter."""
+    done = subprocess.run(
+        [sys.executable, "-c", _SCRIPT, *argv],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=dict(os.environ),
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    modules: list[str] = json.loads(done.stdout.strip().splitlines()[-1])
+    return set(modules)
+
+
+def packages(modules: set[str]) -> set[str]:
+    return {name.split(".")[0] for name in modules}
+
+
+@pytest.mark.parametrize("argv", [["--help"], [], ["--version"]], ids=["help", "bare", "version"])
+def test_the_top_level_imports_nothing_heavy(argv: list[str]) -> None:
+    """``modelbot --help`` lists the subcommands without importing any of them."""
+    modules = imported(*argv)
+    assert packages(modules) & HEAVY == set()
+    assert not any(name.startswith("bot.cli.") and name != "bot.cli.main" for name in modules)
+
+
+def test_models_list_needs_no_database_http_or_platform(state_dir: Path) -> None:
+    """``models list`` reads the config and the auth profiles: no SQLAlchemy, no HTTP stack, no platform, and
+    into a pipe its table needs no rich."""
+    modules = imported("models", "list")  # its table, into a pipe
+    assert (
+        packages(modules) & {"sqlalchemy", "alembic", "aiohttp", "httpx2", "telegram", "discord", "rich"}
+        == set()
+    )
+
+
+def test_chat_imports_what_its_first_answer_needs(state_dir: Path) -> None:
+    """``modelbot chat`` on the demo: the SQLite store, and no Alembic once the schema is at head, no HTTP
+    stack (the demo is in-process), no platform library, no table renderer, no async SQLAlchemy or ORM."""
+    imported("chat", "--json", stdin="hello\n")  # creates the database and migrates it
+    modules = imported("chat", "--json", stdin="hello\n")
+    assert "sqlalchemy" in modules
+    assert (
+        packages(modules) & {"alembic", "mako", "aiohttp", "httpx2", "telegram", "discord", "rich"} == set()
+    )
+    assert {"sqlalchemy.orm", "sqlalchemy.ext.asyncio", "sqlalchemy.dialects.postgresql"} & modules == set()
+
+
+def test_the_head_revision_constant_is_alembics_head() -> None:
+    """The quick start-up check compares with ``HEAD_REVISION``: a new migration must move it."""
+    assert head_revision() == HEAD_REVISION
