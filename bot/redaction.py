@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from bot.errors import AuthError
 
 if TYPE_CHECKING:
-    from bot.auth.store import AuthStore
+    from bot.auth.port import AuthStateStore
     from bot.config.loader import LoadedConfig
 
 REDACTED = "[redacted]"
@@ -69,7 +69,7 @@ class Redactor:
 
 
 def process_secrets(
-    loaded: LoadedConfig, env: Mapping[str, str], stores: Iterable[AuthStore]
+    loaded: LoadedConfig, env: Mapping[str, str], stores: Iterable[AuthStateStore]
 ) -> Iterator[str]:
     """Every credential a bot process holds: channel tokens, provider keys and headers, env keys, profiles."""
     config = loaded.config

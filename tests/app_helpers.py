@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from bot.app import App, auth_store_for, build_app
+from bot.auth.resolver import CredentialResolver
+from bot.auth.store import AuthStore
 from bot.auth.types import Credential
 from bot.clock import FakeClock
 from bot.store.memory import InMemorySessionStore
@@ -44,3 +46,9 @@ async def running_app(
         yield app
     finally:
         await app.stop()
+
+
+def file_store(resolver: CredentialResolver) -> AuthStore:
+    """The resolver's store, which a test built on auth-profiles.json (for its synchronous helpers)."""
+    assert isinstance(resolver.store, AuthStore)
+    return resolver.store
