@@ -29,6 +29,7 @@ from bot.providers.registry import BUILTIN_PROVIDERS, endpoint_for, known_provid
 from bot.redaction import Redactor, process_secrets
 from bot.store.auth_state import SqlAuthState
 from bot.store.engine import parse_url
+from bot.store.lease import LeaseKeeper
 from bot.store.protocol import SessionStore
 from bot.store.sql import SqlSessionStore
 
@@ -65,6 +66,9 @@ class App:
     redactor: Redactor = field(default_factory=Redactor)
     db_auth: list[DbAuthStore] = field(default_factory=list)  # auth.store "database": started with the app
     auth_database: SqlSessionStore | None = None  # their database, when the session store is not SQL (tests)
+    session_leases: LeaseKeeper | None = (
+        None  # the store is shared with other processes: sessions take leases
+    )
 
     async def start(self) -> None:
         """Open the session store, then (auth.store "database") check the secret key and read the auth state."""
@@ -79,6 +83,8 @@ class App:
             await backend.flush()
         for auth in self.db_auth:
             await auth.stop()
+        if self.session_leases is not None:
+            await self.session_leases.stop()
         await close_clients(self.clients)
         if self.auth_database is not None:
             await self.auth_database.stop()
@@ -183,6 +189,9 @@ def build_app(
             redact=app.redactor.provider_text,
             wait_ms=round(config.auth.wait_seconds * 1000),
         )
+    if isinstance(store, SqlSessionStore) and store.shared:
+        # Other processes, on this host or others, may use the same database: order their turns too.
+        app.session_leases = LeaseKeeper(store, clock=clock)
     app.pipeline = ChatPipeline(
         config=config,
         catalog=catalog,
@@ -192,5 +201,6 @@ def build_app(
         clock=clock,
         observer=observer,
         redact=app.redactor.known,
+        session_leases=app.session_leases,
     )
     return app
