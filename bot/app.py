@@ -29,7 +29,7 @@ from bot.providers.registry import BUILTIN_PROVIDERS, endpoint_for, known_provid
 from bot.redaction import Redactor, process_secrets
 from bot.store.auth_state import SqlAuthState
 from bot.store.engine import parse_url
-from bot.store.lease import LeaseKeeper
+from bot.store.lease import LeaseKeeper, LeaseTiming
 from bot.store.protocol import SessionStore
 from bot.store.sql import SqlSessionStore
 
@@ -191,7 +191,9 @@ def build_app(
         )
     if isinstance(store, SqlSessionStore) and store.shared:
         # Other processes, on this host or others, may use the same database: order their turns too.
-        app.session_leases = LeaseKeeper(store, clock=clock)
+        ttl_ms = round(config.session.lease_seconds * 1000)
+        timing = LeaseTiming(ttl_ms=ttl_ms, renew_every_ms=ttl_ms // 3)
+        app.session_leases = LeaseKeeper(store, clock=clock, timing=timing)
     app.pipeline = ChatPipeline(
         config=config,
         catalog=catalog,

@@ -174,6 +174,8 @@ def test_json5_features_and_empty_file(tmp_path: Path) -> None:
         ("{auth: {cooldowns: {scope: 'key'}}}", "auth.cooldowns.scope", "expected one of: model, profile"),
         ("{auth: {waitSeconds: -1}}", "auth.waitSeconds", "expected a number at least 0"),
         ("{auth: {waitSeconds: 601}}", "auth.waitSeconds", "expected a number at most 600"),
+        ("{session: {leaseSeconds: 1}}", "session.leaseSeconds", "expected a number at least 3"),
+        ("{auth: {store: 'redis'}}", "auth.store", "expected one of: file, database"),
     ],
 )  # fmt: skip
 def test_validation_errors_name_key_path_and_expectation(

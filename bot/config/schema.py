@@ -312,6 +312,9 @@ class SessionSettings(_Model):
     scope: Literal["chat", "user"] = "chat"  # groups: one shared session per chat, or one per member
     max_message_chars: Annotated[int, Field(gt=0, le=100_000)] = 16_000
     history_limit: Annotated[int, Field(gt=0, le=10_000)] = 200
+    # Processes sharing the store order a session's messages with a lease, renewed every third of this; a
+    # process that dies mid-turn blocks its session this long at most (spec §11.6).
+    lease_seconds: Annotated[float, Field(ge=3, le=3_600)] = 30.0
 
 
 class Logging(_Model):
