@@ -88,7 +88,7 @@ def process_secrets(
     for store in stores:
         try:
             profiles = store.load().profiles
-        except AuthError:  # a corrupt file: reported where it is used; its keys cannot be known here
+        except AuthError:  # a corrupt file, or the database not read yet: its keys cannot be known here
             continue
         for cred in profiles.values():
             yield from (s for s in (cred.secret, cred.refresh) if s)

@@ -106,6 +106,19 @@ def test_without_the_key_the_bot_and_the_cli_refuse(
     assert sorted(p.name for p in state_dir.iterdir()) == ["config.json5"]
 
 
+def test_modelbot_run_refuses_without_the_key_before_connecting(
+    capsys: pytest.CaptureFixture[str], state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`modelbot run` with a channel enabled stops at the missing key, before any channel starts."""
+    channels = {"telegram": {"enabled": True, "botToken": "${TELEGRAM_BOT_TOKEN}"}}
+    config = with_auth_store({"channels": channels}, "database")
+    (state_dir / "config.json5").write_text(json.dumps(config))
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123456:not-a-real-token")
+    result = run_cli(capsys, "run")
+    assert result.code == 2
+    assert "error: MODELBOT_SECRET_KEY is not set" in result.err
+
+
 def test_a_malformed_key_is_named_without_echoing_it(
     capsys: pytest.CaptureFixture[str], state_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
