@@ -11,9 +11,12 @@ from typing import TYPE_CHECKING
 from bot.agents import agent_ids
 from bot.auth.backend import StoreAuthBackend
 from bot.auth.cooldowns import CooldownPolicy
+from bot.auth.db_store import DbAuthStore
 from bot.auth.oauth_client import TokenRefresher
 from bot.auth.oauth_presets import oauth_settings
+from bot.auth.port import AuthStateStore
 from bot.auth.resolver import CredentialResolver
+from bot.auth.secret_box import SecretBox
 from bot.auth.store import AuthStore
 from bot.catalog import Catalog
 from bot.clock import Clock, SystemClock
@@ -27,7 +30,9 @@ from bot.redaction import Redactor, process_secrets
 if TYPE_CHECKING:  # imported by build_app: the CLI's management commands use this module without them
     from bot.engine import Engine
     from bot.pipeline import ChatPipeline, TurnObserver
+    from bot.store.lease import LeaseKeeper
     from bot.store.protocol import SessionStore
+    from bot.store.sql import SqlSessionStore
 
 
 @dataclass(frozen=True)
@@ -60,14 +65,30 @@ class App:
     engines: dict[str, Engine] = field(default_factory=dict)
     pipeline: ChatPipeline | None = None
     redactor: Redactor = field(default_factory=Redactor)
+    db_auth: list[DbAuthStore] = field(default_factory=list)  # auth.store "database": started with the app
+    auth_database: SqlSessionStore | None = None  # their database, when the session store is not SQL (tests)
+    session_leases: LeaseKeeper | None = (
+        None  # the store is shared with other processes: sessions take leases
+    )
 
     async def start(self) -> None:
+        """Open the session store, then (auth.store "database") check the secret key and read the auth state."""
         await self.store.start()
+        if self.auth_database is not None:
+            await self.auth_database.start()
+        for auth in self.db_auth:
+            await auth.start()
 
     async def stop(self) -> None:
         for backend in self.backends.values():
             await backend.flush()
+        for auth in self.db_auth:
+            await auth.stop()
+        if self.session_leases is not None:
+            await self.session_leases.stop()
         await close_clients(self.clients)
+        if self.auth_database is not None:
+            await self.auth_database.stop()
         await self.store.stop()
 
     def endpoint(self, provider: str) -> Endpoint:
@@ -91,7 +112,26 @@ def auth_store_for(paths: Paths, agent_id: str) -> AuthStore:
     )
 
 
-def build_resolver(loaded: LoadedConfig, store: AuthStore, env: Mapping[str, str]) -> CredentialResolver:
+def database_auth_stores(
+    url: str, agents: list[str], env: Mapping[str, str], store: SessionStore
+) -> tuple[dict[str, DbAuthStore], SqlSessionStore | None]:
+    """auth.store "database": each agent's store on the session store's database (one engine per process),
+    or on a database of their own at ``url`` when the session store is not SQL. Refuses without the key."""
+    from bot.store.auth_state import SqlAuthState  # noqa: PLC0415 - SQLAlchemy only when it is used
+    from bot.store.engine import parse_url  # noqa: PLC0415
+    from bot.store.sql import SqlSessionStore  # noqa: PLC0415
+
+    box = SecretBox.from_env(env)
+    own = None if isinstance(store, SqlSessionStore) else SqlSessionStore(url)
+    sql = store if isinstance(store, SqlSessionStore) else own
+    assert sql is not None
+    state = SqlAuthState(lambda: sql.database)
+    where = f"the database {parse_url(url).render_as_string(hide_password=True)}"
+    # The cache's age and the refresh lease are real time, whatever clock the cooldowns run on.
+    return {agent: DbAuthStore(state, box, agent_id=agent, where=where) for agent in agents}, own
+
+
+def build_resolver(loaded: LoadedConfig, store: AuthStateStore, env: Mapping[str, str]) -> CredentialResolver:
     """The credentials of one agent; OAuth logins refresh through their provider's preset or config."""
     config = loaded.config
     providers = {*BUILTIN_PROVIDERS, *known_providers(config)}
@@ -121,6 +161,7 @@ def build_app(
     # helpers above and never need the engine, the pipeline or SQLAlchemy (half a second of start-up).
     from bot.engine import Engine  # noqa: PLC0415
     from bot.pipeline import ChatPipeline  # noqa: PLC0415
+    from bot.store.lease import LeaseKeeper, LeaseTiming  # noqa: PLC0415
     from bot.store.sql import SqlSessionStore  # noqa: PLC0415
 
     env = dict(os.environ) if env is None else env
@@ -128,8 +169,9 @@ def build_app(
     paths, loaded = load(cli_config, env)
     config = loaded.config
     catalog = Catalog.from_config(config)
+    url = config.storage.url or default_database_url(paths.state_dir)
     if store is None:
-        store = SqlSessionStore(config.storage.url or default_database_url(paths.state_dir))
+        store = SqlSessionStore(url)
     app = App(
         loaded=loaded,
         paths=paths,
@@ -140,7 +182,12 @@ def build_app(
     )
     policy = CooldownPolicy.from_config(config.auth.cooldowns)
     agents = sorted({"main", *agent_ids(config)})
-    stores = {agent_id: auth_store_for(paths, agent_id) for agent_id in agents}
+    stores: dict[str, AuthStateStore]
+    if config.auth.store == "database":
+        db_stores, app.auth_database = database_auth_stores(url, agents, env, store)
+        app.db_auth, stores = list(db_stores.values()), dict(db_stores)
+    else:
+        stores = {agent_id: auth_store_for(paths, agent_id) for agent_id in agents}
     app.redactor = Redactor(lambda: process_secrets(loaded, env, stores.values()))
     for agent_id in agents:
         resolver = build_resolver(loaded, stores[agent_id], env)
@@ -154,6 +201,11 @@ def build_app(
             redact=app.redactor.provider_text,
             wait_ms=round(config.auth.wait_seconds * 1000),
         )
+    if isinstance(store, SqlSessionStore) and store.shared:
+        # Other processes, on this host or others, may use the same database: order their turns too.
+        ttl_ms = round(config.session.lease_seconds * 1000)
+        timing = LeaseTiming(ttl_ms=ttl_ms, renew_every_ms=ttl_ms // 3)
+        app.session_leases = LeaseKeeper(store, clock=clock, timing=timing)
     app.pipeline = ChatPipeline(
         config=config,
         catalog=catalog,
@@ -163,5 +215,6 @@ def build_app(
         clock=clock,
         observer=observer,
         redact=app.redactor.known,
+        session_leases=app.session_leases,
     )
     return app

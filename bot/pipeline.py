@@ -2,14 +2,18 @@
 
 Adapters call ``handle``; two messages to one session never interleave (the second waits), while different
 sessions run fully concurrently. ``/stop`` is the one command that does not wait: it cancels the turn.
+When other processes share the session store, a lease on the session in the database orders their messages
+too (spec §11.6): one process's task at a time holds the session's lock, and that task takes the lease.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +41,7 @@ from bot.policy import OVERFLOW_NOT_COMPACTED
 from bot.providers.base import ChatMessage
 from bot.reasons import Reason
 from bot.refs import ModelRef
+from bot.store.lease import LeaseKeeper
 from bot.store.protocol import SessionStore
 from bot.store.types import (
     Attachment,
@@ -90,7 +95,10 @@ class ChatPipeline:
         clock: Clock,
         observer: TurnObserver | None = None,
         redact: Callable[[str], str] | None = None,
+        session_leases: LeaseKeeper | None = None,
     ) -> None:
+        """``session_leases``: other processes share ``store``, so each session's messages also hold a lease
+        in it, through this keeper (None: this process is alone on its store, its in-process lock is enough)."""
         self._config = config
         # Command and error replies (status views, failure summaries) never show a secret the process holds.
         self._redact = redact
@@ -99,6 +107,7 @@ class ChatPipeline:
         self._store = store
         self._clock = clock
         self._observer = observer
+        self._session_leases = session_leases
         self._locks: dict[str, asyncio.Lock] = {}
         self._waiters: dict[str, int] = {}
         self._inflight: dict[str, _Inflight] = {}
@@ -178,7 +187,7 @@ class ChatPipeline:
         if command is None and not msg.text.strip() and not msg.images:
             return [Reply("Send some text or an image.", kind="error")]
         try:
-            async with self._session_lock(key):
+            async with self._session_lock(key), self._session_lease(key):
                 session = await self._session(msg, key)
                 if command is None:
                     return [await self._run_turn(msg, session, sink)]
@@ -191,7 +200,7 @@ class ChatPipeline:
     async def choose(self, msg: Incoming, token: str) -> Reply:
         """A picker button was pressed."""
         key = self.session_key(msg)
-        async with self._session_lock(key):
+        async with self._session_lock(key), self._session_lease(key):
             session = await self._session(msg, key)
             return await self.commands.choose_token(session, token)
 
@@ -214,6 +223,13 @@ class ChatPipeline:
 
     def _session_lock(self, key: str) -> _SessionLock:
         return _SessionLock(self, key)
+
+    def _session_lease(self, key: str) -> AbstractAsyncContextManager[object]:
+        """The session's lease in the shared store, taken inside its lock: renewed while the message is
+        handled, released at the end, taken over when its holder died. No transaction stays open meanwhile."""
+        if self._session_leases is None:
+            return contextlib.nullcontext()
+        return self._session_leases.hold(f"session:{key}")
 
     async def _session(self, msg: Incoming, key: str) -> SessionRecord:
         agent = msg.agent_id or agent_for(

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from bot.errors import AuthError
 
 if TYPE_CHECKING:
-    from bot.auth.store import AuthStore
+    from bot.auth.port import AuthStateStore
     from bot.config.loader import LoadedConfig
 
 REDACTED = "[redacted]"
@@ -69,7 +69,7 @@ class Redactor:
 
 
 def process_secrets(
-    loaded: LoadedConfig, env: Mapping[str, str], stores: Iterable[AuthStore]
+    loaded: LoadedConfig, env: Mapping[str, str], stores: Iterable[AuthStateStore]
 ) -> Iterator[str]:
     """Every credential a bot process holds: channel tokens, provider keys and headers, env keys, profiles."""
     config = loaded.config
@@ -88,7 +88,7 @@ def process_secrets(
     for store in stores:
         try:
             profiles = store.load().profiles
-        except AuthError:  # a corrupt file: reported where it is used; its keys cannot be known here
+        except AuthError:  # a corrupt file, or the database not read yet: its keys cannot be known here
             continue
         for cred in profiles.values():
             yield from (s for s in (cred.secret, cred.refresh) if s)

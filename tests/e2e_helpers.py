@@ -125,6 +125,10 @@ class ChatProcess:
         assert rest == b"", f"unexpected output after the last reply: {rest!r}"
         return await asyncio.wait_for(self._proc.wait(), REPLY_TIMEOUT_S)
 
+    def signal(self, sig: int) -> None:
+        """Send ``sig`` (SIGKILL: a host that dies mid-turn, without a chance to clean up)."""
+        self._proc.send_signal(sig)
+
     async def kill(self) -> None:
         """Make sure the process is gone (a no-op once it has exited): cleanup after a failed test."""
         if self._proc.returncode is None:

@@ -1,5 +1,5 @@
 """auth.store "database": the DB auth store on SQLite and PostgreSQL — round trips, sealing, the read cache,
-row-locked usage writes, whole-document edits, keys and rekeying, the refresh guard, and real processes.
+row-locked usage writes, whole-document edits, keys and rekeying, the refresh lock, and real processes.
 
 Run as ``python -m tests.test_auth_db_store URL failures|refresh NAME`` this module is also the worker that
 the multi-process tests start.
@@ -23,7 +23,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from bot.auth import codec
+from bot.auth import codec, doc_edits
 from bot.auth.cooldowns import CooldownPolicy, record_failure
 from bot.auth.db_store import DbAuthStore
 from bot.auth.secret_box import SecretBox
@@ -136,10 +136,12 @@ async def test_secrets_are_sealed_at_rest(url: str) -> None:
 async def test_provider_ids_are_stored_lower_case(url: str) -> None:
     """A provider given as "OpenAI" (credential, order, lastGood) is stored and read back as "openai"."""
     async with opened(url) as store:
-        await store.upsert_profile(PID, Credential(type="api_key", provider="OpenAI", secret="sk-1"))
+        await store.aupdate(
+            doc_edits.with_profile(PID, Credential(type="api_key", provider="OpenAI", secret="sk-1"))
+        )
         await store.aupdate(lambda d: replace(d, order={"OpenAI": [PID]}, last_good={"OpenAI": PID}))
         await store.set_last_good("OpenAI", PID)
-        doc = await store.reload()
+        doc = await store.areload()
     assert (doc.profiles[PID].provider, doc.order, doc.last_good) == (
         "openai",
         {"openai": [PID]},
@@ -183,7 +185,7 @@ async def test_reads_cost_nothing_and_this_process_sees_its_own_writes_at_once(
             for _ in range(1_000):
                 store.load()
             assert state.loads == 1
-            await store.upsert_profile(PID, _key())
+            await store.aupdate(doc_edits.with_profile(PID, _key()))
             await store.update_usage(PID, _count_failure)
             assert store.load().stats(PID).failure_counts == {"rate_limit": 1}
             assert state.loads == 1
@@ -202,16 +204,16 @@ async def test_a_read_in_flight_never_hides_a_newer_write_of_this_process(url: s
         store = DbAuthStore(state, BOX)
         await store.start()
         try:
-            await store.upsert_profile(PID, _key())
+            await store.aupdate(doc_edits.with_profile(PID, _key()))
             state.gate = asyncio.Event()
-            reading = asyncio.ensure_future(store.reload())
+            reading = asyncio.ensure_future(store.areload())
             await settle()
             await store.update_usage(PID, _count_failure)
             state.gate.set()
             await reading
             assert store.load().stats(PID).failure_counts == {"rate_limit": 1}
             state.gate = None
-            assert (await store.reload()).stats(PID).failure_counts == {"rate_limit": 1}
+            assert (await store.areload()).stats(PID).failure_counts == {"rate_limit": 1}
         finally:
             await store.stop()
 
@@ -224,11 +226,11 @@ async def test_a_slow_read_never_replaces_the_copy_of_a_later_one(url: str) -> N
         await store.start()
         try:
             first_gate = state.gate = asyncio.Event()
-            slow = asyncio.ensure_future(store.reload())
+            slow = asyncio.ensure_future(store.areload())
             await settle()
-            await other_host.upsert_profile(PID, _key())
+            await other_host.aupdate(doc_edits.with_profile(PID, _key()))
             state.gate = None
-            assert PID in (await store.reload()).profiles
+            assert PID in (await store.areload()).profiles
             first_gate.set()
             assert PID in (await slow).profiles  # its caller gets the newer copy too
             assert PID in store.load().profiles
@@ -239,8 +241,8 @@ async def test_a_slow_read_never_replaces_the_copy_of_a_later_one(url: str) -> N
 async def test_another_hosts_write_shows_within_a_second(url: str) -> None:
     """Measured on the real clock: host B's cached reads see a cooldown host A records in under 1 s."""
     async with opened(url) as host_a, opened(url) as host_b:
-        await host_a.upsert_profile(PID, _key())
-        await host_b.reload()
+        await host_a.aupdate(doc_edits.with_profile(PID, _key()))
+        await host_b.areload()
         lags = []
         for _ in range(3):
             before = host_b.load().stats(PID).error_count
@@ -264,7 +266,7 @@ async def test_the_poller_keeps_serving_the_last_copy_while_the_database_is_away
         store = DbAuthStore(state, BOX, clock=clock, sleep=timer.sleep)
         await store.start()
         try:
-            await store.upsert_profile(PID, _key())
+            await store.aupdate(doc_edits.with_profile(PID, _key()))
             state.failing = True
             with caplog.at_level(logging.WARNING, logger="bot.auth.db_store"):
                 await timer.advance(2_000)
@@ -291,7 +293,7 @@ async def test_usage_writes_of_two_hosts_at_once_lose_nothing(url: str) -> None:
     """Fifty concurrent failure writes through two engines: every one is counted."""
     async with opened(url) as host_a, opened(url) as host_b:
         await asyncio.gather(*(h.update_usage(PID, _count_failure) for h in [host_a, host_b] * 25))
-        assert (await host_a.reload()).stats(PID).failure_counts == {"rate_limit": 50}
+        assert (await host_a.areload()).stats(PID).failure_counts == {"rate_limit": 50}
 
 
 async def test_usage_write_hands_the_cooldown_arithmetic_the_whole_stats(url: str) -> None:
@@ -331,20 +333,20 @@ async def test_a_change_that_changes_nothing_writes_nothing(url: str) -> None:
 async def test_whole_document_edits_of_the_cli(url: str) -> None:
     """Add, order, lastGood, clear-cooldown and remove (with every reference) work as on the file store."""
     async with opened(url) as store:
-        await store.upsert_profile(PID, _key())
-        await store.upsert_profile("openai:spare", _key("sk-spare-0002"))
-        await store.set_order("openai", [PID, "openai:spare", PID])
+        await store.aupdate(doc_edits.with_profile(PID, _key()))
+        await store.aupdate(doc_edits.with_profile("openai:spare", _key("sk-spare-0002")))
+        await store.aupdate(doc_edits.with_order("openai", [PID, "openai:spare", PID]))
         await store.set_last_good("openai", PID)
         await store.update_usage(PID, _count_failure)
-        assert (await store.clear_cooldown(PID)).error_count == 0
+        assert (await store.aclear_cooldown(PID)).error_count == 0
         with pytest.raises(UnknownProfile):
-            await store.clear_cooldown("openai:nobody")
-        await store.remove_profile(PID)
-        doc = await store.reload()
+            await store.aclear_cooldown("openai:nobody")
+        await store.aupdate(doc_edits.without_profile(PID))
+        doc = await store.areload()
         assert list(doc.profiles) == ["openai:spare"]
         assert (doc.order, doc.last_good, PID in doc.usage_stats) == ({"openai": ["openai:spare"]}, {}, False)
-        await store.clear_order("openai")
-        assert (await store.reload()).order == {}
+        await store.aupdate(doc_edits.without_order("openai"))
+        assert (await store.areload()).order == {}
 
 
 async def test_an_edit_that_raises_changes_nothing(url: str) -> None:
@@ -352,8 +354,8 @@ async def test_an_edit_that_raises_changes_nothing(url: str) -> None:
     async with opened(url) as store:
         before = await store.aupdate(_seed)
         with pytest.raises(UnknownProfile):
-            await store.remove_profile("openai:nobody")
-        assert await store.reload() == before
+            await store.aupdate(doc_edits.without_profile("openai:nobody"))
+        assert await store.areload() == before
 
 
 # --- keys -----------------------------------------------------------------------------------------------------
@@ -362,7 +364,7 @@ async def test_an_edit_that_raises_changes_nothing(url: str) -> None:
 async def test_a_wrong_key_is_refused_at_start(url: str) -> None:
     """A store started with another key than the database's stops at its key check, never reads garbage."""
     async with opened(url) as store:
-        await store.upsert_profile(PID, _key())
+        await store.aupdate(doc_edits.with_profile(PID, _key()))
     with pytest.raises(SecretKeyError, match="does not decrypt the stored credentials"):
         async with opened(url, SecretBox([KEY_B])):
             raise AssertionError("started with the wrong key")
@@ -371,7 +373,7 @@ async def test_a_wrong_key_is_refused_at_start(url: str) -> None:
 async def test_rows_sealed_with_another_key_name_the_profile(url: str) -> None:
     """Even past the key check (someone deleted it), a secret the key cannot open is an error naming it."""
     async with opened(url) as store:
-        await store.upsert_profile(PID, _key())
+        await store.aupdate(doc_edits.with_profile(PID, _key()))
     await _raw(url, lambda conn: conn.execute(sa.delete(auth_meta)))
     with pytest.raises(SecretKeyError, match=f"profile {PID} of agent main"):
         async with opened(url, SecretBox([KEY_B])):
@@ -383,7 +385,7 @@ async def test_rekey_moves_every_secret_to_the_new_key_in_one_transaction(url: s
     async with opened(url, SecretBox([KEY_A]), agent_id="main") as main:
         written = await main.aupdate(_seed)
     async with opened(url, SecretBox([KEY_A]), agent_id="other") as other:
-        await other.upsert_profile(PID, _key())
+        await other.aupdate(doc_edits.with_profile(PID, _key()))
     async with open_auth_state(url) as state:
         rotating = SecretBox([KEY_B, KEY_A])
         assert await state.reseal_all(rotating.reseal) == 5
@@ -412,7 +414,7 @@ async def test_rekey_is_all_or_nothing(url: str) -> None:
         assert store.load().profiles["anthropic:default"].secret == "sk-ant-api03-aaaa"
 
 
-# --- the OAuth refresh guard ---------------------------------------------------------------------------------
+# --- the OAuth refresh lock ---------------------------------------------------------------------------------
 
 OAUTH = "anthropic:me@example.com"
 
@@ -422,9 +424,9 @@ def _oauth(access: str, refresh: str, expires: int) -> Credential:
 
 
 async def _refresh_once(store: DbAuthStore, calls: Callable[[], None]) -> str:
-    """What the resolver does: under the guard, refresh only if nobody else has; return the access token."""
-    async with store.refresh_guard(OAUTH) as doc:
-        cred = doc.profiles[OAUTH]
+    """What the resolver does: under the lock, refresh only if nobody else has; return the access token."""
+    async with store.refresh_lock(timeout_s=60).hold(OAUTH):
+        cred = (await store.areload()).profiles[OAUTH]
         if cred.refresh == "refresh-0":
             calls()
             await asyncio.sleep(0.05)  # the token endpoint: the others wait on the lease meanwhile
@@ -434,10 +436,10 @@ async def _refresh_once(store: DbAuthStore, calls: Callable[[], None]) -> str:
         return cred.secret
 
 
-async def test_the_refresh_guard_lets_one_host_refresh_and_the_others_take_its_result(url: str) -> None:
+async def test_the_refresh_lock_lets_one_host_refresh_and_the_others_take_its_result(url: str) -> None:
     """Three hosts refreshing one expiring login at once: one token exchange, all end with its tokens."""
     async with opened(url) as first:
-        await first.upsert_profile(OAUTH, _oauth("access-0", "refresh-0", 1))
+        await first.aupdate(doc_edits.with_profile(OAUTH, _oauth("access-0", "refresh-0", 1)))
     exchanges: list[int] = []
     async with opened(url) as a, opened(url) as b, opened(url) as c:
         results = await asyncio.gather(*(_refresh_once(h, lambda: exchanges.append(1)) for h in (a, b, c)))
@@ -498,7 +500,7 @@ async def test_four_processes_times_fifty_failures_on_one_profile_lose_no_update
 async def test_three_processes_refresh_an_expiring_login_exactly_once(url: str) -> None:
     """Three processes at once: one token exchange; all three answer with the new access token."""
     async with opened(url) as store:
-        await store.upsert_profile(OAUTH, _oauth("access-0", "refresh-0", 1))
+        await store.aupdate(doc_edits.with_profile(OAUTH, _oauth("access-0", "refresh-0", 1)))
     lines = await _run_workers(url, "refresh", 3)
     assert len([line for line in lines if line.startswith("exchange by")]) == 1
     assert sorted(line for line in lines if line.startswith("access")) == ["access access-1"] * 3

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from bot.app import App, auth_store_for
+from bot.app import App
 from bot.auth import codec
 from bot.auth.availability import ProfileAvailability
 from bot.auth.cooldowns import CooldownPolicy
@@ -21,7 +21,7 @@ from bot.chat import Incoming
 from bot.clock import MINUTE_MS, FakeClock
 from bot.errors import AuthError
 from bot.reasons import Reason
-from tests.app_helpers import running_app
+from tests.app_helpers import AUTH_STORES, AuthStoreKind, running_app
 
 POLICY = CooldownPolicy()
 NOW = 1_700_000_000_000
@@ -117,14 +117,17 @@ def test_threads_bursting_on_one_pair_escalate_once(tmp_path: Path) -> None:
     assert NOW + MINUTE_MS <= pair.cooldown_until <= NOW + 7 + MINUTE_MS  # whichever hit was recorded first
 
 
-@pytest.fixture
-async def app(state_dir: Path, clock: FakeClock) -> Any:
+@pytest.fixture(params=AUTH_STORES)
+async def app(request: pytest.FixtureRequest, state_dir: Path, clock: FakeClock) -> Any:
+    """The bot on auth-profiles.json, and on the database (spec §11.6): the same rules hold on both."""
     config = {"auth": {"order": {"openai": ["openai:a", "openai:b"]}}}
     profiles = {
         "openai:a": KEY,
         "openai:b": Credential(type="api_key", provider="openai", secret="sk-pairs-0002"),
     }
-    async with running_app(state_dir, clock, config=config, profiles=profiles) as built:
+    async with running_app(
+        state_dir, clock, config=config, profiles=profiles, auth_store=request.param
+    ) as built:
         yield built
 
 
@@ -137,14 +140,15 @@ async def test_the_backend_answers_for_a_model_from_one_read(
         "openai:a", "gpt-5.2", Reason.RATE_LIMIT, now_ms=clock.now_ms(), retry_after_ms=None
     )
     loads = 0
-    real_load = AuthStore.load
+    store_type = type(backend.store)
+    real_load = store_type.load
 
-    def counting_load(self: AuthStore) -> Any:
+    def counting_load(self: Any) -> Any:
         nonlocal loads
         loads += 1
         return real_load(self)
 
-    monkeypatch.setattr(AuthStore, "load", counting_load)
+    monkeypatch.setattr(store_type, "load", counting_load)
     busy = await backend.candidates("openai", "gpt-5.2", now_ms=clock.now_ms())
     assert loads == 1
     assert busy.profiles == (
@@ -169,7 +173,7 @@ async def test_a_burst_of_concurrent_failures_in_one_process_escalates_once(
         )
     )
     assert set(untils) == {clock.now_ms() + MINUTE_MS}
-    pair = auth_store_for(app.paths, "main").reload().stats("openai:a").model("gpt-5.2")
+    pair = (await app.backend("main").store.areload()).stats("openai:a").model("gpt-5.2")
     assert (pair.error_count, pair.cooldown_until) == (1, clock.now_ms() + MINUTE_MS)
 
 
@@ -178,7 +182,7 @@ async def test_a_late_success_through_the_backend_keeps_the_newer_cooldown(
 ) -> None:
     """A slow answer started before another chat's 429 is booked after it: the cooldown stays on disk and in
     the answer to the next question; lastGood does not move to the cooling profile."""
-    backend, store = app.backend("main"), auth_store_for(app.paths, "main")
+    backend = app.backend("main")
     started = clock.now_ms()
     clock.advance(seconds=2)
     await backend.record_failure(
@@ -188,14 +192,18 @@ async def test_a_late_success_through_the_backend_keeps_the_newer_cooldown(
     clock.advance(seconds=10)
     await backend.record_success("openai:a", "gpt-5.2", started_ms=started, now_ms=clock.now_ms())
     await backend.flush()
-    stats = store.reload().stats("openai:a")
+    doc = await backend.store.areload()
+    stats = doc.stats("openai:a")
     assert stats.model("gpt-5.2").cooldown_until == until
     assert stats.last_used == clock.now_ms()
-    assert store.reload().last_good == {}
+    assert doc.last_good == {}
     assert (await backend.candidates("openai", "gpt-5.2", now_ms=clock.now_ms())).ready() == ["openai:b"]
 
 
-async def test_model_status_names_the_model_of_a_pair_cooldown(state_dir: Path, clock: FakeClock) -> None:
+@pytest.mark.parametrize("auth_store", AUTH_STORES)
+async def test_model_status_names_the_model_of_a_pair_cooldown(
+    state_dir: Path, clock: FakeClock, auth_store: AuthStoreKind
+) -> None:
     """``/model status``: a pair's cooldown reads ``cooldown 1m (gpt-5.2)``; for the session's model the
     rotation (and ``next``) skips it, for another model the same key is next."""
     config = {
@@ -206,7 +214,7 @@ async def test_model_status_names_the_model_of_a_pair_cooldown(state_dir: Path, 
         "openai:a": KEY,
         "openai:b": Credential(type="api_key", provider="openai", secret="sk-pairs-0002"),
     }
-    async with running_app(state_dir, clock, config=config, profiles=profiles) as app:
+    async with running_app(state_dir, clock, config=config, profiles=profiles, auth_store=auth_store) as app:
         await app.backend("main").record_failure(
             "openai:a", "gpt-5.2", Reason.RATE_LIMIT, now_ms=clock.now_ms(), retry_after_ms=None
         )

@@ -20,6 +20,8 @@ from bot.config.paths import auth_profiles_path, default_database_url
 from bot.reasons import Reason
 from bot.store.sql import SqlSessionStore
 from bot.store.types import FailoverEvent
+from tests.app_helpers import AUTH_STORES
+from tests.auth_stores import SyncAuth, use_auth_store
 from tests.cli_helpers import ROOT, run_cli, run_script, write_config
 
 SECRET = "sk-live-" + "abcdefghijklmnopqrstuvwxyz0123"  # fake; split so secret scanners stay quiet
@@ -35,6 +37,12 @@ def store(state_dir: Path, agent: str = "main") -> AuthStore:
     return AuthStore(auth_profiles_path(state_dir, agent))
 
 
+@pytest.fixture(params=AUTH_STORES)
+def auth(request: pytest.FixtureRequest, state_dir: Path, monkeypatch: pytest.MonkeyPatch) -> SyncAuth:
+    """The main agent's auth state in each store ``auth.store`` can name: every command works on both."""
+    return use_auth_store(state_dir, request.param, monkeypatch)
+
+
 def stdin(monkeypatch: pytest.MonkeyPatch, text: str) -> None:
     monkeypatch.setattr(sys, "stdin", io.StringIO(text))
 
@@ -44,20 +52,23 @@ def now_ms() -> int:
 
 
 def test_add_reads_the_key_from_stdin_and_prints_it_masked(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, state_dir: Path
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, state_dir: Path, auth: SyncAuth
 ) -> None:
-    """Piped input is the secret; the confirmation shows only its masked form."""
+    """Piped input is the secret; the confirmation shows only its masked form (and where it went)."""
     stdin(monkeypatch, SECRET + "\n")
     result = run_cli(capsys, "auth", "add", "--provider", "OpenAI", "--email", "me@example.com")
     assert result.code == 0
     assert SECRET not in result.out + result.err
-    assert "Stored openai:default (api_key, sk-liv…0123)" in result.out
-    cred = store(state_dir).load().profiles["openai:default"]
+    assert "Stored openai:default (api_key, sk-liv…0123) in " in result.out
+    in_file = isinstance(auth, AuthStore)
+    assert ("auth-profiles.json" in result.out, "the database sqlite" in result.out) == (in_file, not in_file)
+    assert auth_profiles_path(state_dir).exists() == in_file  # the database mode writes no file
+    cred = auth.load().profiles["openai:default"]
     assert cred == Credential("api_key", "openai", SECRET, email="me@example.com")
 
 
 def test_add_prompts_without_echo_on_a_terminal(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, state_dir: Path
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, auth: SyncAuth
 ) -> None:
     """On a terminal the secret comes from getpass, with a prompt naming the profile."""
     prompts: list[str] = []
@@ -73,7 +84,7 @@ def test_add_prompts_without_echo_on_a_terminal(
     )
     assert result.code == 0
     assert prompts == ["Token for anthropic:work: "]
-    assert store(state_dir).load().profiles["anthropic:work"].type == "token"
+    assert auth.load().profiles["anthropic:work"].type == "token"
 
 
 def test_key_on_the_command_line_is_accepted_with_a_warning(
@@ -104,22 +115,24 @@ def test_bad_input_stores_nothing(
     *,
     monkeypatch: pytest.MonkeyPatch,
     state_dir: Path,
+    auth: SyncAuth,
     argv: list[str],
     secret: str,
     message: str,
 ) -> None:
-    """A clear message, a non-zero exit, no file written — and the secret is never echoed back."""
+    """A clear message, a non-zero exit, nothing stored — and the secret is never echoed back."""
     stdin(monkeypatch, secret)
     result = run_cli(capsys, "auth", "add", *argv)
     assert result.code != 0
     assert message in result.err
     assert not auth_profiles_path(state_dir).exists()
+    assert auth.load().profiles == {}
     if secret:
         assert secret.strip() not in result.err
 
 
 def test_setup_token_checks_the_shape_and_stores_a_token(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, state_dir: Path
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, state_dir: Path, auth: SyncAuth
 ) -> None:
     """Only ``sk-ant-oat01-…`` is accepted; it becomes anthropic:default of type token."""
     stdin(monkeypatch, "sk-ant-api03-" + "y" * 40)
@@ -131,25 +144,22 @@ def test_setup_token_checks_the_shape_and_stores_a_token(
     result = run_cli(capsys, "auth", "setup-token")
     assert result.code == 0
     assert SETUP_TOKEN not in result.out
-    assert store(state_dir).load().profiles["anthropic:default"] == Credential(
-        "token", "anthropic", SETUP_TOKEN
-    )
+    assert auth.load().profiles["anthropic:default"] == Credential("token", "anthropic", SETUP_TOKEN)
 
 
 def test_paste_token_stores_a_static_token(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, state_dir: Path
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, auth: SyncAuth
 ) -> None:
     """``paste-token`` stores a token credential under the given id (a bare name gets the prefix)."""
     stdin(monkeypatch, "tok-0123456789abcdef")
     result = run_cli(capsys, "auth", "paste-token", "--provider", "openrouter", "--profile-id", "team")
     assert result.code == 0
-    cred = store(state_dir).load().profiles["openrouter:team"]
+    cred = auth.load().profiles["openrouter:team"]
     assert (cred.type, cred.secret) == ("token", "tok-0123456789abcdef")
 
 
-def test_list_shows_type_expiry_and_state(capsys: pytest.CaptureFixture[str], state_dir: Path) -> None:
+def test_list_shows_type_expiry_and_state(capsys: pytest.CaptureFixture[str], auth: SyncAuth) -> None:
     """JSON rows carry masked secrets, expiry, cooldown and billing-disable state."""
-    auth = store(state_dir)
     now = now_ms()
     auth.upsert_profile("openai:a", Credential("api_key", "openai", SECRET))
     auth.upsert_profile(
@@ -174,7 +184,7 @@ def test_list_shows_type_expiry_and_state(capsys: pytest.CaptureFixture[str], st
 
 
 def test_list_includes_keys_from_the_environment(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, auth: SyncAuth
 ) -> None:
     """A provider with no stored profile but an env key shows it as ``provider:env``, masked."""
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
@@ -183,9 +193,8 @@ def test_list_includes_keys_from_the_environment(
     assert (row["id"], row["type"], row["secret"]) == ("openai:env", "env", "sk-liv…0123")
 
 
-def test_remove_and_clear_cooldown(capsys: pytest.CaptureFixture[str], state_dir: Path) -> None:
+def test_remove_and_clear_cooldown(capsys: pytest.CaptureFixture[str], auth: SyncAuth) -> None:
     """clear-cooldown ends both a cooldown and a billing disable; remove deletes; unknown ids are errors."""
-    auth = store(state_dir)
     now = now_ms()
     auth.upsert_profile("openai:a", Credential("api_key", "openai", SECRET))
     auth.record_failure("openai:a", Reason.RATE_LIMIT, provider="openai", now_ms=now, policy=CooldownPolicy())
@@ -202,9 +211,8 @@ def test_remove_and_clear_cooldown(capsys: pytest.CaptureFixture[str], state_dir
     assert run_cli(capsys, "auth", "clear-cooldown", "openai:zzz").code == 2
 
 
-def test_order_get_set_clear(capsys: pytest.CaptureFixture[str], state_dir: Path) -> None:
+def test_order_get_set_clear(capsys: pytest.CaptureFixture[str], auth: SyncAuth) -> None:
     """The stored order is set, shown with the effective rotation, validated, and cleared."""
-    auth = store(state_dir)
     for name in ("a", "b"):
         auth.upsert_profile(f"openai:{name}", Credential("api_key", "openai", f"sk-{name}-0123456789"))
     assert run_cli(capsys, "auth", "order", "set", "--provider", "openai", "openai:b", "openai:a").code == 0
@@ -221,10 +229,9 @@ def test_order_get_set_clear(capsys: pytest.CaptureFixture[str], state_dir: Path
 
 
 def test_adding_outside_an_explicit_order_warns(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, state_dir: Path
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, auth: SyncAuth
 ) -> None:
     """A new profile missing from the provider's explicit order would never be used: say so."""
-    auth = store(state_dir)
     auth.upsert_profile("openai:a", Credential("api_key", "openai", SECRET))
     auth.set_order("openai", ["openai:a"])
     stdin(monkeypatch, "sk-new-0123456789abcdef")
@@ -253,11 +260,10 @@ def test_agent_picks_the_agents_own_store(
 
 
 def test_cooldowns_show_current_state_and_the_failover_log(
-    capsys: pytest.CaptureFixture[str], state_dir: Path
+    capsys: pytest.CaptureFixture[str], state_dir: Path, auth: SyncAuth
 ) -> None:
     """Resting profiles come from the auth store; recent failures with reasons from the session store."""
     now = now_ms()
-    auth = store(state_dir)
     auth.upsert_profile("openai:a", Credential("api_key", "openai", SECRET))
     auth.record_failure("openai:a", Reason.RATE_LIMIT, provider="openai", now_ms=now, policy=CooldownPolicy())
 
@@ -361,11 +367,10 @@ def test_the_console_script_reads_a_piped_secret(state_dir: Path) -> None:
     assert store(state_dir).load().profiles["openai:default"].secret == SECRET
 
 
-def test_cooldowns_list_and_clear_pairs(capsys: pytest.CaptureFixture[str], state_dir: Path) -> None:
+def test_cooldowns_list_and_clear_pairs(capsys: pytest.CaptureFixture[str], auth: SyncAuth) -> None:
     """§11.1: each resting (profile, model) pair is its own row with the model named; ``clear-cooldown
     --model`` clears one pair, without it the profile and every pair; an unknown pair changes nothing."""
     now = now_ms()
-    auth = store(state_dir)
     for pid in ("openai:a", "openai:b"):
         auth.upsert_profile(pid, Credential("api_key", "openai", SECRET))
     for model in ("gpt-5.2", "gpt-5-mini"):
@@ -389,14 +394,14 @@ def test_cooldowns_list_and_clear_pairs(capsys: pytest.CaptureFixture[str], stat
     assert re.search(r"cooldown (1m|5\ds) \(gpt-5\.2\)", listed["openai:a"]["state"])
     assert listed["openai:a"]["cooldownUntil"] is None  # the key itself is fine
 
-    before = auth.path.read_bytes()
+    before = auth.reload()
     unknown = run_cli(capsys, "auth", "clear-cooldown", "openai:a", "--model", "gpt-4")
     assert (
         unknown.code == 2
         and 'no cooldown state for model "gpt-4" (models: gpt-5-mini, gpt-5.2)' in unknown.err
     )
     assert run_cli(capsys, "auth", "clear-cooldown", "openai:a", "--model", " ").code == 2
-    assert auth.path.read_bytes() == before
+    assert auth.reload() == before
     one = run_cli(capsys, "auth", "clear-cooldown", "openai:a", "--model", "gpt-5.2")
     assert one.code == 0 and "Cleared the cooldown of openai:a for gpt-5.2." in one.out
     assert set(auth.reload().stats("openai:a").models) == {"gpt-5-mini"}

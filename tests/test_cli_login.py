@@ -22,6 +22,8 @@ from bot.auth.store import AuthStore
 from bot.auth.types import Credential
 from bot.clock import HOUR_MS
 from bot.reasons import Reason
+from tests.app_helpers import AUTH_STORES, AuthStoreKind, auth_env
+from tests.auth_stores import auth_of
 from tests.cli_helpers import run_cli
 from tests.e2e_helpers import child_env, modelbot_command
 from tests.fakes.oauth_server import FakeOAuthServer
@@ -33,9 +35,10 @@ def auth_file(state_dir: Path) -> AuthStore:
     return AuthStore(state_dir / "agents" / "main" / "agent" / "auth-profiles.json")
 
 
-def write_config(state_dir: Path, oauth: dict[str, Any]) -> None:
+def write_config(state_dir: Path, oauth: dict[str, Any], store: AuthStoreKind = "file") -> None:
     provider = {"baseUrl": "https://api.acme.test/v1", "api": "openai-completions", "oauth": oauth}
-    (state_dir / "config.json5").write_text(json.dumps({"models": {"providers": {"acme": provider}}}))
+    config = {"models": {"providers": {"acme": provider}}, "auth": {"store": store}}
+    (state_dir / "config.json5").write_text(json.dumps(config))
 
 
 class Login:
@@ -92,12 +95,18 @@ def assert_no_secret(oauth: FakeOAuthServer, *texts: str) -> None:
     assert leaked == []
 
 
-async def test_login_with_a_pasted_code(state_dir: Path) -> None:
+@pytest.mark.parametrize("kind", AUTH_STORES)
+async def test_login_with_a_pasted_code(
+    state_dir: Path, kind: AuthStoreKind, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """URL printed, code#state pasted, tokens exchanged (PKCE checked by the fake), provider:<email> stored
-    in place of the dead login it replaces, whose cooldown ends."""
+    in place of the dead login it replaces, whose cooldown ends; in either auth store."""
+    for name, value in auth_env(kind).items():
+        monkeypatch.setenv(name, value)
+    auth = auth_of(state_dir, kind)
     dead = Credential("oauth", "acme", "dead-access-0123456789", refresh="dead-refresh", expires=1)
-    auth_file(state_dir).upsert_profile("acme:me@example.com", dead)
-    auth_file(state_dir).record_failure(
+    auth.upsert_profile("acme:me@example.com", dead)
+    auth.record_failure(
         "acme:me@example.com",
         Reason.AUTH,
         provider="acme",
@@ -105,20 +114,21 @@ async def test_login_with_a_pasted_code(state_dir: Path) -> None:
         policy=CooldownPolicy(),
     )
     async with FakeOAuthServer(email="me@example.com") as oauth:
-        write_config(state_dir, oauth.oauth_config())
+        write_config(state_dir, oauth.oauth_config(), kind)
         login = await Login.start(state_dir, "--provider", "acme")
         status, page = await visit(await login.url())
         assert status == 200 and "#" in page
         started = int(time.time() * 1000)
         code, out, err = await login.finish(page + "\n")
     assert code == 0, err
-    cred = auth_file(state_dir).load().profiles["acme:me@example.com"]
+    doc = auth.load()
+    cred = doc.profiles["acme:me@example.com"]
     assert (cred.type, cred.provider, cred.email) == ("oauth", "acme", "me@example.com")
     assert (cred.secret, cred.refresh) == (oauth.issued.access[0], oauth.issued.refresh[0])
     assert started + HOUR_MS <= (cred.expires or 0) <= int(time.time() * 1000) + HOUR_MS
     assert "Logged in to acme as me@example.com." in out
     assert "Replaced acme:me@example.com (oauth, fake-a…" in out
-    assert auth_file(state_dir).load().stats("acme:me@example.com").cooldown_until is None  # a fresh start
+    assert doc.stats("acme:me@example.com").cooldown_until is None  # a fresh start
     assert "modelbot refreshes it before then" in out
     grant = oauth.grants[0]
     assert grant["grant_type"] == "authorization_code" and grant["code_verifier"]

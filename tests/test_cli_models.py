@@ -20,6 +20,8 @@ from bot.cli.main import main
 from bot.clock import HOUR_MS
 from bot.config.paths import auth_profiles_path
 from bot.reasons import Reason
+from tests.app_helpers import AUTH_STORES, auth_env
+from tests.auth_stores import SyncAuth, auth_of
 from tests.cli_helpers import EXAMPLE_CONFIG, run_cli, run_script, write_config
 from tests.fakes.provider_server import FakeProviderServer, status
 
@@ -42,6 +44,20 @@ def example(tmp_path: Path) -> Path:
     path = tmp_path / "config.json5"
     shutil.copy(EXAMPLE_CONFIG, path)
     return path
+
+
+@pytest.fixture(params=AUTH_STORES)
+def stored_example(
+    request: pytest.FixtureRequest, tmp_path: Path, state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Path, SyncAuth]:
+    """config.example.json5 with ``auth.store`` set to each store, and that store of the state dir."""
+    path = tmp_path / "config.json5"
+    text = EXAMPLE.replace('store: "file",', f'store: "{request.param}",')
+    assert text != EXAMPLE or request.param == "file"
+    path.write_text(text, encoding="utf-8")
+    for name, value in auth_env(request.param).items():
+        monkeypatch.setenv(name, value)
+    return path, auth_of(state_dir, request.param)
 
 
 def diff(before: str, after: str) -> tuple[list[str], list[str]]:
@@ -80,11 +96,12 @@ def test_list_all_shows_the_whole_catalog_and_plain_prints_refs(capsys: pytest.C
 
 
 def test_list_shows_auth_per_provider_and_configured_tags(
-    capsys: pytest.CaptureFixture[str], example: Path, state_dir: Path
+    capsys: pytest.CaptureFixture[str], stored_example: tuple[Path, SyncAuth]
 ) -> None:
     """The auth column names what a provider will use (a stored key: "api_key"); allowlist entries are
     "configured" with their alias."""
-    store(state_dir).upsert_profile("openai:default", Credential("api_key", "openai", SECRET))
+    example, auth = stored_example
+    auth.upsert_profile("openai:default", Credential("api_key", "openai", SECRET))
     rows = {
         r["model"]: r
         for r in json.loads(run_cli(capsys, "models", "list", "--json", "--config", str(example)).out)
@@ -118,10 +135,10 @@ def test_list_marks_chain_models_outside_the_allowlist(
 
 
 def test_status_json_shape_with_masked_secrets(
-    capsys: pytest.CaptureFixture[str], example: Path, state_dir: Path
+    capsys: pytest.CaptureFixture[str], stored_example: tuple[Path, SyncAuth]
 ) -> None:
     """Status shows the chain, aliases, allowlist and each provider's profiles masked; never a secret."""
-    auth = store(state_dir)
+    example, auth = stored_example
     auth.upsert_profile("openai:default", Credential("api_key", "openai", SECRET))
     auth.record_failure(
         "openai:default", Reason.RATE_LIMIT, provider="openai", now_ms=now_ms(), policy=CooldownPolicy()
@@ -477,11 +494,11 @@ def test_the_console_script_edits_and_lists(tmp_path: Path) -> None:
 
 
 def test_status_shows_pair_cooldowns_with_the_model(
-    capsys: pytest.CaptureFixture[str], example: Path, state_dir: Path
+    capsys: pytest.CaptureFixture[str], stored_example: tuple[Path, SyncAuth]
 ) -> None:
     """§11.1: a (profile, model) cooldown is shown with its model, in the table and in ``--json``; the
     provider's rotation is for the first chain model it serves."""
-    auth = store(state_dir)
+    example, auth = stored_example
     auth.upsert_profile("openai:default", Credential("api_key", "openai", SECRET))
     now = now_ms()
     auth.record_failure(

@@ -174,6 +174,12 @@ def test_json5_features_and_empty_file(tmp_path: Path) -> None:
         ("{auth: {cooldowns: {scope: 'key'}}}", "auth.cooldowns.scope", "expected one of: model, profile"),
         ("{auth: {waitSeconds: -1}}", "auth.waitSeconds", "expected a number at least 0"),
         ("{auth: {waitSeconds: 601}}", "auth.waitSeconds", "expected a number at most 600"),
+        ("{session: {leaseSeconds: 1}}", "session.leaseSeconds", "expected a number at least 3"),
+        ("{auth: {store: 'redis'}}", "auth.store", "expected one of: file, database"),
+        ("{channels: {discord: {shardIds: [0]}}}", "channels.discord", "shardIds needs shardCount"),
+        ("{channels: {discord: {shardCount: 2, shardIds: [2]}}}", "channels.discord", "expected shardIds between 0 and 1"),
+        ("{channels: {discord: {shardCount: 2, shardIds: [1, 1]}}}", "channels.discord", "expected shardIds as a non-empty list"),
+        ("{channels: {discord: {shardCount: 2, shardIds: [-1]}}}", "channels.discord.shardIds[0]", "expected a number at least 0"),
     ],
 )  # fmt: skip
 def test_validation_errors_name_key_path_and_expectation(

@@ -323,6 +323,26 @@ async def test_sharded_client_answers_in_a_guild_on_the_second_shard(state_dir: 
     assert "You said: “hello shard”" in answer
 
 
+async def test_a_process_runs_only_its_shard_ids(state_dir: Path) -> None:
+    """shardIds [1] of shardCount 2 (the other shard runs in another process): only shard 1 IDENTIFYs,
+    and it serves its guild."""
+    guild, channel = 5 << 22, (5 << 22) + 1  # (id >> 22) % 2 == 1
+    async with (
+        _started(_make_app(state_dir)) as app,
+        FakeDiscordServer(token=TOKEN, shard_count=2) as dc,
+    ):
+        await dc.add_guild(
+            guild, channels=[{"id": channel, "name": "far"}], members=[{"id": BOB, "username": "bob"}]
+        )
+        async with serving(app, dc, shard_count=2, shard_ids=(1,)):
+            await dc.user_message(
+                channel, "hello shard one", author_id=BOB, guild_id=guild, mentions_bot=True
+            )
+            answer = await dc.wait_for(_latest(dc, channel, lambda t: "-#" in t))
+        assert [i["shard"] for i in dc.identifies] == [[1, 2]]
+    assert "You said: “hello shard one”" in answer
+
+
 # -- slash commands and components --------------------------------------------------------------------------
 
 

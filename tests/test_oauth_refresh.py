@@ -26,6 +26,7 @@ from bot.auth.types import Credential
 from bot.clock import HOUR_MS, MINUTE_MS, FakeClock
 from bot.errors import ProviderError
 from bot.reasons import Reason
+from tests.app_helpers import file_store
 from tests.fakes.oauth_server import Failure, FakeOAuthServer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -64,7 +65,7 @@ async def test_a_login_is_refreshed_shortly_before_it_expires(state_dir: Path, c
         write_config(state_dir, oauth)
         resolver = production_resolver(state_dir)
         old = login(oauth, clock.now_ms() + 10 * MINUTE_MS)
-        resolver.store.upsert_profile(PROFILE, old)
+        file_store(resolver).upsert_profile(PROFILE, old)
         assert (await resolver.resolve(PROFILE, now_ms=clock.now_ms())).secret == old.secret
         assert oauth.grants == []
 
@@ -72,7 +73,7 @@ async def test_a_login_is_refreshed_shortly_before_it_expires(state_dir: Path, c
         auth = await resolver.resolve(PROFILE, now_ms=clock.now_ms())
         assert oauth.refreshes == 1 and oauth.grants[0]["refresh_token"] == old.refresh
         assert auth.secret == oauth.issued.access[-1]
-        stored = AuthStore(resolver.store.path).load().profiles[PROFILE]
+        stored = AuthStore(file_store(resolver).path).load().profiles[PROFILE]
         assert (stored.secret, stored.refresh) == (oauth.issued.access[-1], oauth.issued.refresh[-1])
         assert stored.expires == clock.now_ms() + HOUR_MS
         assert stored.email == "me@example.com"
@@ -87,7 +88,7 @@ async def test_an_expired_login_is_refreshed_before_use(state_dir: Path, clock: 
     async with FakeOAuthServer() as oauth:
         write_config(state_dir, oauth)
         resolver = production_resolver(state_dir)
-        resolver.store.upsert_profile(PROFILE, login(oauth, clock.now_ms() - HOUR_MS))
+        file_store(resolver).upsert_profile(PROFILE, login(oauth, clock.now_ms() - HOUR_MS))
         assert (await resolver.resolve(PROFILE, now_ms=clock.now_ms())).secret == oauth.issued.access[-1]
 
 
@@ -98,7 +99,9 @@ async def test_the_anthropic_preset_refreshes_with_json(state_dir: Path, clock: 
         config = {"models": {"providers": {"anthropic": {"oauth": {"tokenUrl": oauth.token_url}}}}}
         (state_dir / "config.json5").write_text(json.dumps(config), encoding="utf-8")
         resolver = production_resolver(state_dir)
-        resolver.store.upsert_profile("anthropic:me", login(oauth, clock.now_ms(), provider="anthropic"))
+        file_store(resolver).upsert_profile(
+            "anthropic:me", login(oauth, clock.now_ms(), provider="anthropic")
+        )
         auth = await resolver.resolve("anthropic:me", now_ms=clock.now_ms())
         assert (auth.type, auth.secret) == ("oauth", oauth.issued.access[-1])
         assert oauth.grants[0]["grant_type"] == "refresh_token"
@@ -116,14 +119,14 @@ async def test_a_refused_refresh_is_an_auth_failure(
         write_config(state_dir, oauth)
         resolver = production_resolver(state_dir)
         old = login(oauth, clock.now_ms() + MINUTE_MS)
-        resolver.store.upsert_profile(PROFILE, old)
+        file_store(resolver).upsert_profile(PROFILE, old)
         oauth.fail_next(failure)
         with pytest.raises(ProviderError) as info:
             await resolver.resolve(PROFILE, now_ms=clock.now_ms())
         assert info.value.reason is Reason.AUTH
         assert f"({code})" in str(info.value)
         assert ("modelbot auth login --provider acme" in str(info.value)) == (code == "invalid_grant")
-        assert AuthStore(resolver.store.path).load().profiles[PROFILE] == old
+        assert AuthStore(file_store(resolver).path).load().profiles[PROFILE] == old
 
 
 async def test_a_stalled_token_endpoint_times_out_as_auth(state_dir: Path, clock: FakeClock) -> None:
@@ -131,7 +134,7 @@ async def test_a_stalled_token_endpoint_times_out_as_auth(state_dir: Path, clock
     async with FakeOAuthServer() as oauth:
         write_config(state_dir, oauth, timeoutSeconds=0.3)
         resolver = production_resolver(state_dir)
-        resolver.store.upsert_profile(PROFILE, login(oauth, clock.now_ms() + MINUTE_MS))
+        file_store(resolver).upsert_profile(PROFILE, login(oauth, clock.now_ms() + MINUTE_MS))
         oauth.stall_s = 30
         started = time.monotonic()
         with pytest.raises(ProviderError) as info:
@@ -153,7 +156,7 @@ async def test_no_token_reaches_a_log_line(
         write_config(state_dir, oauth)
         resolver = production_resolver(state_dir)
         old = login(oauth, clock.now_ms() + MINUTE_MS)
-        resolver.store.upsert_profile(PROFILE, old)
+        file_store(resolver).upsert_profile(PROFILE, old)
         await resolver.resolve(PROFILE, now_ms=clock.now_ms())
         clock.advance(hours=1)
         oauth.fail_next(Failure(400, "invalid_grant", f"token {oauth.issued.refresh[-1]} was revoked"))
@@ -190,7 +193,7 @@ async def test_three_processes_spend_the_refresh_token_once(state_dir: Path, tmp
         oauth.refresh_delay_s = 0.5  # the winner holds the lock long enough for the others to queue up
         write_config(state_dir, oauth)
         now = int(time.time() * 1000)
-        production_resolver(state_dir).store.upsert_profile(PROFILE, login(oauth, now + MINUTE_MS))
+        file_store(production_resolver(state_dir)).upsert_profile(PROFILE, login(oauth, now + MINUTE_MS))
         go = tmp_path / "go"
         env = {**os.environ, "MODELBOT_STATE_DIR": str(state_dir), "PYTHONPATH": str(REPO)}
         procs = [

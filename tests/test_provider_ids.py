@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import sys
@@ -100,12 +101,24 @@ async def test_a_local_provider_accepts_keys_and_rotates_them(
         config = write_config(state_dir / "config.json5", local_config(server.openai_base_url, "LiteLLM"))
         for name, key in (("one", "local-key-1"), ("two", "local-key-2")):
             stdin(monkeypatch, key)
-            added = run_cli(
-                capsys, "auth", "add", "--provider", "LiteLLM", "--profile-id", name, "--config", config
+            # The CLI runs its own event loop: in a thread, as it would in a process of its own.
+            added = await asyncio.to_thread(
+                run_cli,
+                capsys,
+                "auth",
+                "add",
+                "--provider",
+                "LiteLLM",
+                "--profile-id",
+                name,
+                "--config",
+                config,
             )
             assert added.code == 0, added.err
             assert f"Stored litellm:{name}" in added.out
-        listed = json.loads(run_cli(capsys, "models", "list", "--json", "--config", config).out)
+        listed = json.loads(
+            (await asyncio.to_thread(run_cli, capsys, "models", "list", "--json", "--config", config)).out
+        )
         assert listed[0]["auth"] == "api_key ×2"
         async with running_app(state_dir, clock) as app:
             reply = await say(app, "hello")

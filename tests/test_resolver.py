@@ -28,6 +28,7 @@ from bot.clock import HOUR_MS, MINUTE_MS, FakeClock
 from bot.config.schema import Config
 from bot.errors import ProviderError, UnknownProfile
 from bot.reasons import Reason
+from tests.app_helpers import file_store
 
 REPO = Path(__file__).resolve().parent.parent
 ENV_VARS = {"openai": ("OPENAI_API_KEY", "OPENAI_KEY"), "anthropic": ("ANTHROPIC_API_KEY",)}
@@ -92,7 +93,7 @@ def oauth(expires: int, refresh: str = "refresh-0", access: str = "access-0") ->
 def test_env_key_is_an_implicit_profile(tmp_path: Path, clock: FakeClock) -> None:
     """The first non-empty env var of the provider becomes ``provider:env``."""
     resolver = make(tmp_path, env={"OPENAI_API_KEY": "  ", "OPENAI_KEY": "sk-env"})
-    implicit = resolver.implicit_profiles("openai", resolver.store.load())
+    implicit = resolver.implicit_profiles("openai", file_store(resolver).load())
     assert list(implicit) == ["openai:env"]
     assert implicit["openai:env"].secret == "sk-env"
     assert credential_source(implicit["openai:env"]) == "env"
@@ -103,7 +104,7 @@ def test_config_key_is_an_implicit_profile_unless_it_repeats_the_env_key(tmp_pat
     """``models.providers.<id>.apiKey`` gives ``provider:config``; the same key twice is listed once."""
     config = {"models": {"providers": {"openai": {"apiKey": "sk-conf"}, "anthropic": {"apiKey": "sk-a"}}}}
     resolver = make(tmp_path, config, env={"OPENAI_API_KEY": "sk-env", "ANTHROPIC_API_KEY": "sk-a"})
-    doc = resolver.store.load()
+    doc = file_store(resolver).load()
     assert set(resolver.implicit_profiles("openai", doc)) == {"openai:env", "openai:config"}
     assert set(resolver.implicit_profiles("anthropic", doc)) == {"anthropic:env"}
 
@@ -111,8 +112,10 @@ def test_config_key_is_an_implicit_profile_unless_it_repeats_the_env_key(tmp_pat
 def test_stored_profiles_replace_the_implicit_ones(tmp_path: Path, clock: FakeClock) -> None:
     """Once the provider has a stored profile, env and config keys are not candidates."""
     resolver = make(tmp_path, env={"OPENAI_API_KEY": "sk-env"})
-    resolver.store.upsert_profile("openai:work", Credential(type="api_key", provider="openai", secret="sk-w"))
-    assert resolver.implicit_profiles("openai", resolver.store.load()) == {}
+    file_store(resolver).upsert_profile(
+        "openai:work", Credential(type="api_key", provider="openai", secret="sk-w")
+    )
+    assert resolver.implicit_profiles("openai", file_store(resolver).load()) == {}
     assert resolver.candidates("openai", clock.now_ms()) == ["openai:work"]
 
 
@@ -125,16 +128,16 @@ async def test_builtin_and_no_auth_profiles(tmp_path: Path, clock: FakeClock) ->
     for pid in ("demo:main", "ollama:local"):
         auth = await resolver.resolve(pid, now_ms=clock.now_ms())
         assert (auth.profile_id, auth.type, auth.secret) == (pid, "none", "")
-    cred = resolver.implicit_profiles("demo", resolver.store.load())["demo:main"]
+    cred = resolver.implicit_profiles("demo", file_store(resolver).load())["demo:main"]
     assert (credential_source(cred), cred.secret) == ("builtin", PLACEHOLDER_SECRET)
 
 
 def test_cooling_implicit_profiles_rotate(tmp_path: Path, clock: FakeClock) -> None:
     """A rate-limited built-in profile moves behind the other one."""
     resolver = make(tmp_path)
-    resolver.store.update(lambda doc: doc)  # nothing to write: still no file
-    assert not resolver.store.path.exists()
-    resolver.store.record_failure(
+    file_store(resolver).update(lambda doc: doc)  # nothing to write: still no file
+    assert not file_store(resolver).path.exists()
+    file_store(resolver).record_failure(
         "demo:busy", Reason.RATE_LIMIT, provider="demo", now_ms=clock.now_ms(), policy=CooldownPolicy()
     )
     assert resolver.candidates("demo", clock.now_ms()) == ["demo:main", "demo:busy"]
@@ -146,7 +149,7 @@ def test_candidates_follow_the_config(tmp_path: Path, clock: FakeClock) -> None:
     """``auth.order`` is explicit; ``auth.profiles`` of this provider limit the round robin."""
     resolver = make(tmp_path, {"auth": {"order": {"p": ["p:b", "p:a"]}}})
     for pid in ("p:a", "p:b", "p:c"):
-        resolver.store.upsert_profile(pid, Credential(type="api_key", provider="p", secret="sk"))
+        file_store(resolver).upsert_profile(pid, Credential(type="api_key", provider="p", secret="sk"))
     assert resolver.candidates("p", clock.now_ms()) == ["p:b", "p:a"]
     limited = make(
         tmp_path,
@@ -163,7 +166,7 @@ def test_all_profiles_lists_unusable_ones_last(tmp_path: Path, clock: FakeClock)
     """Status shows every credential: rotation order first, then expired or empty ones."""
     resolver = make(tmp_path)
     now = clock.now_ms()
-    store = resolver.store
+    store = file_store(resolver)
     store.upsert_profile("p:old", Credential(type="token", provider="p", secret="t", expires=now - 1))
     store.upsert_profile("p:key", Credential(type="api_key", provider="p", secret="sk"))
     store.upsert_profile("p:empty", Credential(type="api_key", provider="p", secret=""))
@@ -184,8 +187,8 @@ async def test_resolve_types(tmp_path: Path, clock: FakeClock) -> None:
         env={"OPENAI_API_KEY": "sk-env"},
     )
     now = clock.now_ms()
-    resolver.store.upsert_profile("x:key", Credential(type="api_key", provider="x", secret="sk-x"))
-    resolver.store.upsert_profile(
+    file_store(resolver).upsert_profile("x:key", Credential(type="api_key", provider="x", secret="sk-x"))
+    file_store(resolver).upsert_profile(
         "x:tok", Credential(type="token", provider="x", secret="oat", expires=now + 10)
     )
     expected = {
@@ -208,7 +211,7 @@ async def test_oauth_far_from_expiry_is_not_refreshed(tmp_path: Path, clock: Fak
     """A token valid for more than five minutes is used as it is."""
     refresher = CountingRefresher(clock.now_ms())
     resolver = make(tmp_path, refresher=refresher)
-    resolver.store.upsert_profile("g:me", oauth(clock.now_ms() + 5 * MINUTE_MS + 1))
+    file_store(resolver).upsert_profile("g:me", oauth(clock.now_ms() + 5 * MINUTE_MS + 1))
     auth = await resolver.resolve("g:me", now_ms=clock.now_ms())
     assert (auth.type, auth.secret) == ("oauth", "access-0")
     assert refresher.calls == []
@@ -218,11 +221,11 @@ async def test_oauth_near_expiry_is_refreshed_and_saved(tmp_path: Path, clock: F
     """Within five minutes of expiry the token is refreshed and the new pair is written to the store."""
     refresher = CountingRefresher(clock.now_ms())
     resolver = make(tmp_path, refresher=refresher)
-    resolver.store.upsert_profile("g:me", oauth(clock.now_ms() + 5 * MINUTE_MS))
+    file_store(resolver).upsert_profile("g:me", oauth(clock.now_ms() + 5 * MINUTE_MS))
     auth = await resolver.resolve("g:me", now_ms=clock.now_ms())
     assert auth.secret == "access-1"
     assert refresher.calls == ["refresh-0"]
-    cred = AuthStore(resolver.store.path).load().profiles["g:me"]
+    cred = AuthStore(file_store(resolver).path).load().profiles["g:me"]
     assert (cred.secret, cred.refresh, cred.expires, cred.email) == (
         "access-1",
         "refresh-1",
@@ -234,18 +237,18 @@ async def test_oauth_near_expiry_is_refreshed_and_saved(tmp_path: Path, clock: F
 async def test_failed_refresh_is_an_auth_failure(tmp_path: Path, clock: FakeClock) -> None:
     """A refresh that fails raises ProviderError(AUTH) and leaves the stored tokens alone."""
     resolver = make(tmp_path, refresher=CountingRefresher(clock.now_ms(), fail=True))
-    resolver.store.upsert_profile("g:me", oauth(clock.now_ms() + MINUTE_MS))
+    file_store(resolver).upsert_profile("g:me", oauth(clock.now_ms() + MINUTE_MS))
     with pytest.raises(ProviderError) as info:
         await resolver.resolve("g:me", now_ms=clock.now_ms())
     assert info.value.reason is Reason.AUTH
     assert "refresh-0" not in str(info.value)
-    assert resolver.store.load().profiles["g:me"].refresh == "refresh-0"
+    assert file_store(resolver).load().profiles["g:me"].refresh == "refresh-0"
 
 
 async def test_without_refresher_a_still_valid_token_is_used(tmp_path: Path, clock: FakeClock) -> None:
     """No refresher: the token is used until it expires, then it is an auth failure."""
     resolver = make(tmp_path)
-    resolver.store.upsert_profile("g:me", oauth(clock.now_ms() + MINUTE_MS))
+    file_store(resolver).upsert_profile("g:me", oauth(clock.now_ms() + MINUTE_MS))
     assert (await resolver.resolve("g:me", now_ms=clock.now_ms())).secret == "access-0"
     with pytest.raises(ProviderError) as info:
         await resolver.resolve("g:me", now_ms=clock.now_ms() + MINUTE_MS)
@@ -256,7 +259,7 @@ async def test_concurrent_resolves_in_one_loop_refresh_once(tmp_path: Path, cloc
     """Three tasks resolving the same expiring profile share one refresh."""
     refresher = CountingRefresher(clock.now_ms(), delay_s=0.2)
     resolver = make(tmp_path, refresher=refresher)
-    resolver.store.upsert_profile("g:me", oauth(clock.now_ms() + MINUTE_MS))
+    file_store(resolver).upsert_profile("g:me", oauth(clock.now_ms() + MINUTE_MS))
     results = await asyncio.gather(*(resolver.resolve("g:me", now_ms=clock.now_ms()) for _ in range(3)))
     assert {auth.secret for auth in results} == {"access-1"}
     assert refresher.calls == ["refresh-0"]
@@ -265,7 +268,7 @@ async def test_concurrent_resolves_in_one_loop_refresh_once(tmp_path: Path, cloc
 def test_concurrent_resolves_in_threads_refresh_once(tmp_path: Path, clock: FakeClock) -> None:
     """Threads with their own event loops and store objects share one refresh."""
     refresher = CountingRefresher(clock.now_ms(), delay_s=0.2)
-    make(tmp_path).store.upsert_profile("g:me", oauth(clock.now_ms() + MINUTE_MS))
+    file_store(make(tmp_path)).upsert_profile("g:me", oauth(clock.now_ms() + MINUTE_MS))
     secrets: list[str] = []
 
     def work() -> None:
@@ -285,17 +288,17 @@ async def test_cancelled_turn_still_saves_the_refreshed_tokens(tmp_path: Path, c
     """Cancelling a resolve mid-refresh must not lose the new tokens (the old refresh token is spent)."""
     refresher = CountingRefresher(clock.now_ms(), delay_s=0.2)
     resolver = make(tmp_path, refresher=refresher)
-    resolver.store.upsert_profile("g:me", oauth(clock.now_ms() + MINUTE_MS))
+    file_store(resolver).upsert_profile("g:me", oauth(clock.now_ms() + MINUTE_MS))
     task = asyncio.create_task(resolver.resolve("g:me", now_ms=clock.now_ms()))
     assert await asyncio.to_thread(refresher.started.wait, 5)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     for _ in range(200):
-        if resolver.store.reload().profiles["g:me"].secret == "access-1":
+        if file_store(resolver).reload().profiles["g:me"].secret == "access-1":
             break
         await asyncio.sleep(0.01)
-    assert resolver.store.reload().profiles["g:me"].refresh == "refresh-1"
+    assert file_store(resolver).reload().profiles["g:me"].refresh == "refresh-1"
     assert (await resolver.resolve("g:me", now_ms=clock.now_ms())).secret == "access-1"
     assert refresher.calls == ["refresh-0"]
 
@@ -304,13 +307,13 @@ async def test_waiter_takes_the_other_process_result(tmp_path: Path, clock: Fake
     """A resolve that waited for the refresh lock uses the tokens the holder wrote, without refreshing."""
     refresher = CountingRefresher(clock.now_ms())
     resolver = make(tmp_path, refresher=refresher)
-    resolver.store.upsert_profile("g:me", oauth(clock.now_ms() + MINUTE_MS))
-    holder = lockfile.lock(resolver.store.refresh_lock_path, 5)
+    file_store(resolver).upsert_profile("g:me", oauth(clock.now_ms() + MINUTE_MS))
+    holder = lockfile.lock(file_store(resolver).refresh_lock_path, 5)
     try:
         task = asyncio.create_task(resolver.resolve("g:me", now_ms=clock.now_ms()))
         await asyncio.sleep(0.2)
         assert not task.done()  # waiting for the lock, having seen the old tokens
-        other = AuthStore(resolver.store.path)
+        other = AuthStore(file_store(resolver).path)
         other.upsert_profile("g:me", oauth(clock.now_ms() + HOUR_MS, refresh="refresh-x", access="access-x"))
     finally:
         lockfile.unlock(holder)
@@ -356,7 +359,7 @@ print(asyncio.run(resolver.resolve("g:me", now_ms=now)).secret)
 @pytest.mark.slow
 def test_processes_and_threads_refresh_once(tmp_path: Path, clock: FakeClock) -> None:
     """Two OS processes and two threads resolve one expiring login: one refresh, one shared result."""
-    store = make(tmp_path).store
+    store = file_store(make(tmp_path))
     store.upsert_profile("g:me", oauth(clock.now_ms() + MINUTE_MS))
     log, go = tmp_path / "refresh.log", tmp_path / "go"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -422,9 +425,9 @@ async def test_the_refresh_lock_is_a_seam(tmp_path: Path, clock: FakeClock) -> N
         refresher=refresher,
         refresh_lock=lock,
     )
-    resolver.store.upsert_profile("g:me", oauth(clock.now_ms() + MINUTE_MS))
+    file_store(resolver).upsert_profile("g:me", oauth(clock.now_ms() + MINUTE_MS))
     results = await asyncio.gather(*(resolver.resolve("g:me", now_ms=clock.now_ms()) for _ in range(3)))
     assert {auth.secret for auth in results} == {"access-1"}
     assert refresher.calls == ["refresh-0"]
     assert lock.held == ["g:me"] * 3  # each waiter held it in turn, re-read, and took the winner's tokens
-    assert not resolver.store.refresh_lock_path.exists()  # the lock file was not used
+    assert not file_store(resolver).refresh_lock_path.exists()  # the lock file was not used

@@ -21,7 +21,7 @@ import pytest
 from bot.clock import FakeClock, SystemClock
 from bot.errors import LeaseTimeout, StoreError
 from bot.store import InMemorySessionStore, SessionStore
-from bot.store.lease import LeaseTiming, hold_lease, new_holder
+from bot.store.lease import HeldLease, LeaseKeeper, LeaseTiming, hold_lease, new_holder
 from bot.store.sql import SqlSessionStore, sqlite_url
 from tests.fakes.timer import FakeTimer, settle
 from tests.pg import pg_url, truncate_all  # noqa: F401
@@ -342,6 +342,63 @@ async def test_a_waiter_cancelled_mid_acquisition_gives_back_what_it_got(clock: 
     store.gate.set()
     await settle()
     assert await store.acquire_lease(KEY, "next", ttl_ms=1, now_ms=clock.now_ms())
+
+
+# --- LeaseKeeper: one renewer for every lease of a kind -------------------------------------------------------
+
+
+async def test_a_keeper_renews_every_held_lease_from_one_task(clock: FakeClock, timer: FakeTimer) -> None:
+    """Three leases held through one keeper stay held for ten TTLs, with one sleeper between them; once all
+    are released the keeper's task ends and nothing sleeps."""
+    store = InMemorySessionStore()
+    keeper = LeaseKeeper(store, clock=clock, timing=FAST, sleep=timer.sleep)
+    done = asyncio.Event()
+
+    async def hold(key: str) -> None:
+        async with keeper.hold(key) as lease:
+            await done.wait()
+            assert not lease.lost.is_set()
+
+    tasks = [asyncio.ensure_future(hold(f"session:{n}")) for n in range(3)]
+    await settle()
+    assert timer.sleeping == 1
+    for _ in range(10):
+        await timer.advance(FAST.ttl_ms)
+        for n in range(3):
+            assert not await store.acquire_lease(f"session:{n}", "intruder", ttl_ms=1, now_ms=clock.now_ms())
+    done.set()
+    await asyncio.gather(*tasks)
+    assert await store.acquire_lease("session:0", "next", ttl_ms=1, now_ms=clock.now_ms())  # released
+    await timer.advance(FAST.renew_every_ms)
+    assert timer.sleeping == 0
+    await keeper.stop()
+
+
+async def test_a_keeper_reports_a_lease_taken_over_and_keeps_the_others(
+    clock: FakeClock, timer: FakeTimer
+) -> None:
+    """A lease found taken over at renewal is marked lost and dropped; the keeper renews the rest."""
+    store = InMemorySessionStore()
+    keeper = LeaseKeeper(store, clock=clock, timing=FAST, sleep=timer.sleep)
+    stop = asyncio.Event()
+    leases: dict[str, HeldLease] = {}
+
+    async def hold(key: str) -> None:
+        async with keeper.hold(key) as lease:
+            leases[key] = lease
+            await stop.wait()
+
+    tasks = [asyncio.ensure_future(hold(key)) for key in ("session:a", "session:b")]
+    await settle()
+    await store.release_lease("session:a", leases["session:a"].holder)  # as if it had expired
+    assert await store.acquire_lease("session:a", "other-host#1", ttl_ms=60_000, now_ms=clock.now_ms())
+    await timer.advance(FAST.renew_every_ms)
+    assert leases["session:a"].lost.is_set() and not leases["session:b"].lost.is_set()
+    await timer.advance(FAST.ttl_ms)
+    assert not await store.acquire_lease("session:b", "intruder", ttl_ms=1, now_ms=clock.now_ms())
+    stop.set()
+    await asyncio.gather(*tasks)
+    await keeper.stop()
 
 
 # --- real processes on SQLite and PostgreSQL ------------------------------------------------------------

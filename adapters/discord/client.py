@@ -70,7 +70,8 @@ class _QuickShardedClient(discord.AutoShardedClient):
 
 
 def make_client(settings: DiscordChannel, timings: Timings) -> discord.Client:
-    """A client with the message-content intent; an AutoShardedClient when ``shardCount`` is set."""
+    """A client with the message-content intent; an AutoShardedClient when ``shardCount`` is set, running
+    only ``shardIds`` of them when the shards are split over several processes."""
     intents = discord.Intents.default()
     intents.message_content = True  # privileged: switched on in the developer portal, else start() fails
     options: dict[str, Any] = {
@@ -81,6 +82,8 @@ def make_client(settings: DiscordChannel, timings: Timings) -> discord.Client:
     if settings.shard_count is None:
         return discord.Client(**options)
     sharded = discord.AutoShardedClient if timings.shard_identify_pause else _QuickShardedClient
+    if settings.shard_ids is not None:
+        options["shard_ids"] = list(settings.shard_ids)
     return sharded(shard_count=settings.shard_count, **options)
 
 

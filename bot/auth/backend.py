@@ -1,4 +1,9 @@
-"""The auth store as the engine and the commands see it: candidates per model, bookkeeping, status."""
+"""The auth store as the engine and the commands see it: candidates per model, bookkeeping, status.
+
+One backend for both stores (``bot.auth.port.AuthStateStore``): auth-profiles.json, or the database shared by
+every host. Reads come from the store's cache; failures are persisted before the next attempt, successes in
+the background.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from collections.abc import Callable
 from bot.auth.availability import Candidates
 from bot.auth.cooldowns import CooldownPolicy, failed_after
 from bot.auth.mask import mask_secret
+from bot.auth.port import AuthStateStore
 from bot.auth.resolver import CredentialResolver, credential_source
 from bot.auth.types import AuthProfiles, Credential
 from bot.errors import UnknownProfile
@@ -20,7 +26,7 @@ log = logging.getLogger(__name__)
 
 # A success of the profile that is already the provider's last good one, with nothing to clear, changes only
 # ``lastUsed``: writing that more than once a second buys round robin nothing and would put a locked, fsynced
-# file write on every turn.
+# file write (or a row-locked transaction) on every turn.
 LAST_USED_RESOLUTION_MS = 1_000
 
 
@@ -29,7 +35,7 @@ def provider_of(profile_id: str, doc: AuthProfiles) -> str:
 
 
 class StoreAuthBackend:
-    """Implements ``bot.engine.AuthBackend`` and ``bot.command_handlers.AuthOverview`` over the file store."""
+    """Implements ``bot.engine.AuthBackend`` and ``bot.command_handlers.AuthOverview`` over either auth store."""
 
     def __init__(
         self, resolver: CredentialResolver, *, policy: CooldownPolicy, endpoint_for: Callable[[str], Endpoint]
@@ -41,6 +47,10 @@ class StoreAuthBackend:
         self._booked: dict[str, int] = {}  # profile -> when its last success was handed to a write
         self._good: dict[str, str] = {}  # provider -> the profile of its last success handed to a write
         self._writing: set[asyncio.Task[object]] = set()
+
+    @property
+    def store(self) -> AuthStateStore:
+        return self._store
 
     async def flush(self) -> None:
         """Wait for the success bookkeeping still being written (call before the process exits)."""
@@ -115,7 +125,7 @@ class StoreAuthBackend:
     def _written(self, task: asyncio.Task[object]) -> None:
         self._writing.discard(task)
         if not task.cancelled() and (exc := task.exception()) is not None:
-            log.warning("could not record a success in %s: %s", self._store.path, exc)
+            log.warning("could not record a success in %s: %s", self._store.where, exc)
 
     # -- commands -----------------------------------------------------------------------------------------
 

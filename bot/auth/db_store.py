@@ -7,34 +7,34 @@ within about ``max_age_ms`` (default 0.5 s). This process's own writes show at o
 Writes: ``update_usage`` is a read-modify-write of one profile's stats under its row lock with a pure
 ``UsageStats -> UsageStats`` (the cooldown arithmetic plugs in unchanged); ``set_last_good`` is one upsert;
 ``aupdate`` applies a pure ``AuthProfiles -> AuthProfiles`` under the agent's row lock (the CLI's edits, a
-refresh's new tokens). ``refresh_guard`` holds a lease on one profile across an OAuth refresh call, without a
+refresh's new tokens). ``refresh_lock`` is a lease on one profile held across an OAuth refresh call, without a
 transaction open meanwhile. Secrets are sealed with the ``SecretBox`` before they reach the database.
+Implements ``bot.auth.port.AuthStateStore``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Final, Protocol
 
-from bot.auth import codec, doc_edits
-from bot.auth.cooldowns import clear_cooldown
+from bot.auth import codec, cooldowns, doc_edits
+from bot.auth.cooldowns import CooldownPolicy
+from bot.auth.refresh_lock import REFRESH_LEASE, LeaseRefreshLock, RefreshLock
 from bot.auth.sealed import Sealer
 from bot.auth.secret_box import SecretBox, wrong_key
-from bot.auth.types import AuthProfiles, Credential, UsageStats
+from bot.auth.types import AuthProfiles, UsageStats
 from bot.clock import Clock, SystemClock
-from bot.errors import AuthError, StoreError, UnknownProfile
+from bot.errors import AuthError, StoreError
+from bot.reasons import Reason
 from bot.store.auth_types import AgentAuthRows, RowsEdit, UsageEdit, UsageRow
-from bot.store.lease import LeaseStore, LeaseTiming, Sleep, hold_lease
+from bot.store.lease import LeaseStore, LeaseTiming, Sleep
 
 log = logging.getLogger(__name__)
 
 KEY_CHECK_TEXT: Final = "modelbot key check"
-# A refresh is one HTTP exchange: a holder that died mid-refresh blocks the profile's refresh this long.
-REFRESH_LEASE: Final = LeaseTiming(ttl_ms=30_000, renew_every_ms=10_000)
 
 
 class AuthState(LeaseStore, Protocol):
@@ -77,6 +77,7 @@ class DbAuthStore:
         box: SecretBox,
         *,
         agent_id: str = "main",
+        where: str = "the database",
         clock: Clock | None = None,
         max_age_ms: int = 500,
         sleep: Sleep = asyncio.sleep,
@@ -85,6 +86,7 @@ class DbAuthStore:
         if max_age_ms < 2:
             raise ValueError("max_age_ms must be at least 2")
         self.agent_id = agent_id
+        self.where = f"{where} (agent {agent_id})"
         self._state = state
         self._box = box
         self._sealer = Sealer(box, agent_id)
@@ -108,7 +110,7 @@ class DbAuthStore:
     async def start(self) -> None:
         """Check the key against the database, read the state, and keep it fresh until ``stop``."""
         await self.verify_key()
-        await self.reload()
+        await self.areload()
         if self._poller is None:
             self._poller = asyncio.ensure_future(self._poll())
 
@@ -158,7 +160,7 @@ class DbAuthStore:
             self._polling.add_done_callback(_retrieve)
         return await asyncio.shield(self._polling)
 
-    async def reload(self) -> AuthProfiles:
+    async def areload(self) -> AuthProfiles:
         """The document as the database holds it now (a read that starts after this call)."""
         return await self._read()
 
@@ -246,49 +248,73 @@ class DbAuthStore:
         self._edits += 1
         return self._install(rows, sealer.open(rows), seq=seq, read_at=started, writes_before=writes)
 
-    # -- the CLI's edits -----------------------------------------------------------------------------------
+    # -- the engine's bookkeeping and the operator's reset --------------------------------------------------
 
-    async def upsert_profile(self, profile_id: str, cred: Credential) -> None:
-        await self.aupdate(doc_edits.with_profile(profile_id, cred))
+    async def arecord_failure(
+        self,
+        profile_id: str,
+        reason: Reason,
+        *,
+        provider: str,
+        now_ms: int,
+        policy: CooldownPolicy,
+        model: str | None = None,
+        retry_after_ms: int | None = None,
+    ) -> UsageStats:
+        """The cooldown arithmetic on the profile's row under its lock: a burst of failures from several
+        hosts escalates once, and none is lost (spec §11.2)."""
 
-    async def remove_profile(self, profile_id: str) -> None:
-        await self.aupdate(doc_edits.without_profile(profile_id))
+        def fail(stats: UsageStats) -> UsageStats:
+            return cooldowns.record_failure(
+                stats,
+                reason,
+                provider=provider,
+                now_ms=now_ms,
+                policy=policy,
+                model=model,
+                retry_after_ms=retry_after_ms,
+            )
 
-    async def set_order(self, provider: str, ids: list[str]) -> None:
-        await self.aupdate(doc_edits.with_order(provider, ids))
+        return (await self.update_usage(profile_id, fail)).after
 
-    async def clear_order(self, provider: str) -> None:
-        await self.aupdate(doc_edits.without_order(provider))
+    async def arecord_success(
+        self,
+        profile_id: str,
+        *,
+        provider: str,
+        now_ms: int,
+        started_ms: int | None = None,
+        model: str | None = None,
+    ) -> UsageStats:
+        """Clears only what failed before the call started (a newer failure of any host stands); then the
+        provider's ``lastGood`` in one upsert, unless such a newer failure says otherwise."""
+        started = now_ms if started_ms is None else started_ms
+        change = await self.update_usage(
+            profile_id,
+            lambda stats: cooldowns.record_success(stats, model=model, started_ms=started, now_ms=now_ms),
+        )
+        provider = provider.strip().lower()
+        good = self.load().last_good.get(provider) if self._cached is not None else None
+        if not cooldowns.failed_after(change.before, started, model) and good != profile_id:
+            await self.set_last_good(provider, profile_id)
+        return change.after
 
-    async def clear_cooldown(self, profile_id: str) -> UsageStats:
-        doc = await self.reload()
-        if profile_id not in doc.profiles and profile_id not in doc.usage_stats:
-            raise UnknownProfile(profile_id)
-        return (await self.update_usage(profile_id, clear_cooldown)).after
+    async def aclear_cooldown(self, profile_id: str, model: str | None = None) -> UsageStats:
+        return (await self.aupdate(doc_edits.without_cooldown(profile_id, model))).stats(profile_id)
 
     # -- OAuth refresh, once across processes and hosts ----------------------------------------------------
 
-    @asynccontextmanager
-    async def refresh_guard(
-        self, profile_id: str, *, timeout_ms: int | None = 60_000
-    ) -> AsyncIterator[AuthProfiles]:
-        """Hold the profile's refresh lease for the body and hand it the document as stored *now*.
-
-        A second process waits here, then reads the first one's new tokens instead of spending the
-        single-use refresh token again. Write new tokens with ``aupdate`` inside the body. No transaction
-        stays open across the body; a holder that dies frees the lease after its TTL. ``LeaseTimeout``
-        when another holder keeps it past ``timeout_ms``.
-        """
-        key = f"auth-refresh:{self.agent_id}:{profile_id}"
-        async with hold_lease(
+    def refresh_lock(self, *, timeout_s: float) -> RefreshLock:
+        """A lease per profile: a second process waits, then reads the first one's new tokens (``areload``)
+        instead of spending the single-use refresh token again."""
+        return LeaseRefreshLock(
             self._state,
-            key,
+            agent_id=self.agent_id,
             clock=self._clock,
+            timeout_s=timeout_s,
             timing=self._refresh_timing,
-            timeout_ms=timeout_ms,
             sleep=self._sleep,
-        ):
-            yield await self.reload()
+        )
 
 
 def _retrieve(read: asyncio.Future[AuthProfiles]) -> None:

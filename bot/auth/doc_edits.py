@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
+from bot.auth import cooldowns
 from bot.auth.types import AuthProfiles, Credential
-from bot.errors import UnknownProfile
+from bot.errors import AuthError, UnknownProfile
 
 Edit = Callable[[AuthProfiles], AuthProfiles]
 
@@ -44,3 +45,20 @@ def with_order(provider: str, ids: Sequence[str]) -> Edit:
 
 def without_order(provider: str) -> Edit:
     return lambda doc: replace(doc, order={p: i for p, i in doc.order.items() if p != provider})
+
+
+def without_cooldown(profile_id: str, model: str | None = None) -> Edit:
+    """An operator's reset of the profile and all its pairs, or of its pair with ``model`` only; the profile
+    may be an implicit one (``openai:env``) that has only usage stats."""
+
+    def apply(doc: AuthProfiles) -> AuthProfiles:
+        if profile_id not in doc.profiles and profile_id not in doc.usage_stats:
+            raise UnknownProfile(profile_id)
+        stats = doc.stats(profile_id)
+        if model is not None and model not in stats.models:
+            known = ", ".join(sorted(stats.models)) or "none"
+            raise AuthError(f'{profile_id} has no cooldown state for model "{model}" (models: {known}).')
+        cleared = cooldowns.clear_cooldown(stats, model)
+        return replace(doc, usage_stats={**doc.usage_stats, profile_id: cleared})
+
+    return apply

@@ -11,9 +11,9 @@ from typing import Literal, Protocol
 
 from bot.auth.availability import Candidates, build_candidates
 from bot.auth.mask import mask_secret
-from bot.auth.refresh_lock import FileRefreshLock, RefreshLock, RefreshLockTimeout
+from bot.auth.port import AuthStateStore
+from bot.auth.refresh_lock import RefreshLock, RefreshLockTimeout
 from bot.auth.rotation import order_profiles
-from bot.auth.store import FILE_MODE, AuthStore
 from bot.auth.types import AuthProfiles, Credential, UsageStats
 from bot.clock import MINUTE_MS
 from bot.config.schema import Config
@@ -79,7 +79,7 @@ class CredentialResolver:
 
     def __init__(
         self,
-        store: AuthStore,
+        store: AuthStateStore,
         config: Config,
         *,
         env: Mapping[str, str],
@@ -98,9 +98,7 @@ class CredentialResolver:
         self._builtin = builtin_profiles
         self._refresher = refresher
         self._refresh_lock: RefreshLock = (
-            FileRefreshLock(store.refresh_lock_path, timeout_s=refresh_lock_timeout_s, mode=FILE_MODE)
-            if refresh_lock is None
-            else refresh_lock
+            store.refresh_lock(timeout_s=refresh_lock_timeout_s) if refresh_lock is None else refresh_lock
         )
 
     def implicit_profiles(self, provider: str, doc: AuthProfiles) -> dict[str, Credential]:
@@ -177,7 +175,7 @@ class CredentialResolver:
 
     async def resolve(self, profile_id: str, *, now_ms: int) -> ResolvedAuth:
         """The credential to send; an OAuth token close to expiry is refreshed first (once, across processes)."""
-        cred = self.lookup(profile_id, self.store.load())  # cached by file stat: no thread hop per attempt
+        cred = self.lookup(profile_id, self.store.load())  # the store's cache: no thread hop per attempt
         source = credential_source(cred)
         if source in ("builtin", "local"):
             return ResolvedAuth(profile_id, "none", "")
@@ -200,7 +198,7 @@ class CredentialResolver:
     async def _refresh(
         self, profile_id: str, seen: Credential, refresher: OAuthRefresher, now_ms: int
     ) -> Credential:
-        """Refresh under the refresh lock (``RefreshLock``: a lock file today), held across the call.
+        """Refresh under the store's refresh lock (a lock file, or a lease in the database), held across the call.
 
         Refresh tokens are single-use: whoever waited for the lock re-reads the store and takes the
         other process's result instead of spending the (now dead) refresh token again. A refresh that
@@ -215,7 +213,7 @@ class CredentialResolver:
     ) -> Credential:
         try:
             async with self._refresh_lock.hold(profile_id):
-                current = self.lookup(profile_id, await asyncio.to_thread(self.store.reload))
+                current = self.lookup(profile_id, await self.store.areload())
                 if current.refresh == seen.refresh and needs_refresh(current, now_ms) and current.refresh:
                     tokens = await _call_refresher(refresher, profile_id, current, now_ms)
                     current = replace(

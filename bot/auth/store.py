@@ -13,12 +13,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from bot.auth import atomic_file, codec, cooldowns, lockfile
+from bot.auth import atomic_file, codec, cooldowns, doc_edits, lockfile
 from bot.auth.atomic_file import FileKey, file_key
 from bot.auth.cooldowns import CooldownPolicy
+from bot.auth.refresh_lock import FileRefreshLock, RefreshLock
 from bot.auth.types import AuthProfiles, Credential, UsageStats
 from bot.clock import Clock, SystemClock
-from bot.errors import AuthError, AuthStoreCorrupt, UnknownProfile
+from bot.errors import AuthError, AuthStoreCorrupt
 from bot.reasons import Reason
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,14 @@ class AuthStore:
     def refresh_lock_path(self) -> Path:
         """Held across an OAuth refresh call, which is slow I/O that must not block ordinary writes."""
         return Path(f"{self.path}.refresh.lock")
+
+    @property
+    def where(self) -> str:
+        return str(self.path)
+
+    def refresh_lock(self, *, timeout_s: float) -> RefreshLock:
+        """The lock file beside the store: one OAuth refresh at a time across the processes of this host."""
+        return FileRefreshLock(self.refresh_lock_path, timeout_s=timeout_s, mode=FILE_MODE)
 
     # -- reading -------------------------------------------------------------------------------------
 
@@ -284,53 +293,29 @@ class AuthStore:
 
     def clear_cooldown(self, profile_id: str, model: str | None = None) -> UsageStats:
         """An operator's reset of the profile and all its pairs, or of its pair with ``model`` only."""
-
-        def apply(doc: AuthProfiles) -> AuthProfiles:
-            if profile_id not in doc.profiles and profile_id not in doc.usage_stats:
-                raise UnknownProfile(profile_id)
-            stats = doc.stats(profile_id)
-            if model is not None and model not in stats.models:
-                known = ", ".join(sorted(stats.models)) or "none"
-                raise AuthError(f'{profile_id} has no cooldown state for model "{model}" (models: {known}).')
-            return _with_stats(doc, profile_id, cooldowns.clear_cooldown(stats, model))
-
-        return self.update(apply).stats(profile_id)
+        return self.update(doc_edits.without_cooldown(profile_id, model)).stats(profile_id)
 
     def upsert_profile(self, profile_id: str, cred: Credential) -> None:
-        self.update(lambda doc: replace(doc, profiles={**doc.profiles, profile_id: cred}))
+        self.update(doc_edits.with_profile(profile_id, cred))
 
     def remove_profile(self, profile_id: str) -> None:
         """Remove the credential and every reference to it (order, lastGood, usageStats)."""
-
-        def apply(doc: AuthProfiles) -> AuthProfiles:
-            if profile_id not in doc.profiles:
-                raise UnknownProfile(profile_id)
-            order = {p: [i for i in ids if i != profile_id] for p, ids in doc.order.items()}
-            return replace(
-                doc,
-                profiles={k: v for k, v in doc.profiles.items() if k != profile_id},
-                order={p: ids for p, ids in order.items() if ids},  # an empty order would hide every profile
-                last_good={p: i for p, i in doc.last_good.items() if i != profile_id},
-                usage_stats={k: v for k, v in doc.usage_stats.items() if k != profile_id},
-            )
-
-        self.update(apply)
+        self.update(doc_edits.without_profile(profile_id))
 
     def set_order(self, provider: str, ids: Sequence[str]) -> None:
         """Pin the rotation order of a provider; an empty list clears it."""
-        unique = list(dict.fromkeys(ids))
-        if not unique:
-            self.clear_order(provider)
-            return
-        self.update(lambda doc: replace(doc, order={**doc.order, provider: unique}))
+        self.update(doc_edits.with_order(provider, ids))
 
     def clear_order(self, provider: str) -> None:
-        self.update(lambda doc: replace(doc, order={p: i for p, i in doc.order.items() if p != provider}))
+        self.update(doc_edits.without_order(provider))
 
     # -- async wrappers: file I/O and the lock wait stay off the event loop ----------------------------
 
     async def aload(self) -> AuthProfiles:
         return await asyncio.to_thread(self.load)
+
+    async def areload(self) -> AuthProfiles:
+        return await asyncio.to_thread(self.reload)
 
     async def aupdate(
         self, fn: Callable[[AuthProfiles], AuthProfiles], *, sync_dir: bool = True
@@ -425,6 +410,9 @@ class AuthStore:
     ) -> UsageStats:
         apply = _success(profile_id, provider, model, now_ms if started_ms is None else started_ms, now_ms)
         return (await self.aupdate(apply, sync_dir=False)).stats(profile_id)
+
+    async def aclear_cooldown(self, profile_id: str, model: str | None = None) -> UsageStats:
+        return (await self.aupdate(doc_edits.without_cooldown(profile_id, model))).stats(profile_id)
 
 
 def _with_stats(doc: AuthProfiles, profile_id: str, stats: UsageStats) -> AuthProfiles:

@@ -1,8 +1,10 @@
-"""``modelbot auth``: the credentials in auth-profiles.json — list, add, remove, order, tokens and cooldowns
-(export, import and the database's secret key: ``auth_transfer_cmd``).
+"""``modelbot auth``: the credentials — list, add, remove, order, tokens and cooldowns (export, import and the
+database's secret key: ``auth_transfer_cmd``), on the store ``auth.store`` names: auth-profiles.json or the
+database.
 
 Secrets come from a prompt, or from stdin when it is not a terminal; they are never printed (only masked).
-Every change goes through ``AuthStore.update`` (locked, atomic), so a running bot loses nothing.
+Every change is one pure edit (``doc_edits``) applied by the store's ``aupdate`` (a locked atomic file write, or
+a row-locked transaction), so a running bot loses nothing.
 """
 
 from __future__ import annotations
@@ -12,13 +14,14 @@ import getpass
 import sys
 from typing import Any
 
+from bot.auth import doc_edits
 from bot.auth.backend import profile_line
 from bot.auth.mask import mask_secret
 from bot.auth.resolver import CredentialResolver, credential_source
 from bot.auth.types import Credential, CredentialType
 from bot.cli import auth_transfer_cmd
 from bot.cli.auth_cooldowns import run_clear_cooldown, run_cooldowns
-from bot.cli.common import Context, add_common_options, agent_of, load_context, resolver_for
+from bot.cli.common import Context, add_common_options, agent_of, load_context, with_resolver
 from bot.cli.output import format_time, print_json, print_table, warn
 from bot.clock import SystemClock
 from bot.errors import CommandError
@@ -101,11 +104,6 @@ def _profile_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--email", help="the account, shown in status")
 
 
-def _open(args: argparse.Namespace) -> tuple[Context, CredentialResolver]:
-    ctx = load_context(args, quiet=True)
-    return ctx, resolver_for(ctx, agent_of(args, ctx.config))
-
-
 def _provider(ctx: Context, text: str) -> str:
     """The provider id, lower-cased; any provider may hold keys but the built-in demo (spec §11.5)."""
     provider = text.strip().lower()
@@ -150,40 +148,55 @@ def read_secret(prompt: str, given: str | None = None) -> str:
 
 
 def _store(
-    args: argparse.Namespace, *, provider: str, kind: CredentialType, secret: str, profile_id: str
+    ctx: Context,
+    args: argparse.Namespace,
+    *,
+    provider: str,
+    kind: CredentialType,
+    secret: str,
+    profile_id: str,
 ) -> int:
-    ctx, resolver = _open(args)
     cred = Credential(type=kind, provider=provider, secret=secret, email=args.email)
-    existed = profile_id in resolver.store.load().profiles
-    resolver.store.upsert_profile(profile_id, cred)
-    verb = "Replaced" if existed else "Stored"
-    print(f"{verb} {profile_id} ({kind}, {mask_secret(secret)}) in {resolver.store.path}.")
-    order = resolver.store.load().order.get(provider) or ctx.config.auth.order_for(provider)
+
+    async def store(resolver: CredentialResolver) -> None:
+        existed = profile_id in (await resolver.store.areload()).profiles
+        doc = await resolver.store.aupdate(doc_edits.with_profile(profile_id, cred))
+        verb = "Replaced" if existed else "Stored"
+        print(f"{verb} {profile_id} ({kind}, {mask_secret(secret)}) in {resolver.store.where}.")
+        warn_outside_order(ctx, doc.order.get(provider), provider, profile_id)
+
+    with_resolver(ctx, agent_of(args, ctx.config), store)
+    return 0
+
+
+def warn_outside_order(ctx: Context, stored: list[str] | None, provider: str, profile_id: str) -> None:
+    """A new profile that an explicit rotation order (stored, else configured) leaves out is never used."""
+    order = stored or ctx.config.auth.order_for(provider)
     if order and profile_id not in order:
         warn(
             f"{provider} has an explicit rotation order without {profile_id}, so it will not be used; "
             f"add it with `modelbot auth order set --provider {provider} …`"
         )
-    return 0
 
 
 def run_add(args: argparse.Namespace) -> int:
-    ctx, _ = _open(args)
+    ctx = load_context(args, quiet=True)
     provider = _provider(ctx, args.provider)
     profile_id = profile_id_for(provider, args.profile_id)
     secret = read_secret(f"{'Token' if args.type == 'token' else 'API key'} for {profile_id}: ", args.key)
-    return _store(args, provider=provider, kind=args.type, secret=secret, profile_id=profile_id)
+    return _store(ctx, args, provider=provider, kind=args.type, secret=secret, profile_id=profile_id)
 
 
 def run_paste_token(args: argparse.Namespace) -> int:
-    ctx, _ = _open(args)
+    ctx = load_context(args, quiet=True)
     provider = _provider(ctx, args.provider)
     profile_id = profile_id_for(provider, args.profile_id)
     secret = read_secret(f"Token for {profile_id}: ")
-    return _store(args, provider=provider, kind="token", secret=secret, profile_id=profile_id)
+    return _store(ctx, args, provider=provider, kind="token", secret=secret, profile_id=profile_id)
 
 
 def run_setup_token(args: argparse.Namespace) -> int:
+    ctx = load_context(args, quiet=True)
     profile_id = profile_id_for("anthropic", args.profile_id)
     secret = read_secret("Anthropic setup-token (from `claude setup-token`): ")
     if not secret.startswith(SETUP_TOKEN_PREFIX) or len(secret) <= len(SETUP_TOKEN_PREFIX):
@@ -191,7 +204,7 @@ def run_setup_token(args: argparse.Namespace) -> int:
             f'That is not an Anthropic setup-token (they start with "{SETUP_TOKEN_PREFIX}"; '
             "run `claude setup-token` to get one). Nothing was stored."
         )
-    return _store(args, provider="anthropic", kind="token", secret=secret, profile_id=profile_id)
+    return _store(ctx, args, provider="anthropic", kind="token", secret=secret, profile_id=profile_id)
 
 
 def run_login(args: argparse.Namespace) -> int:
@@ -201,8 +214,12 @@ def run_login(args: argparse.Namespace) -> int:
 
 
 def run_remove(args: argparse.Namespace) -> int:
-    ctx, resolver = _open(args)
-    resolver.store.remove_profile(args.profile_id)
+    ctx = load_context(args, quiet=True)
+
+    async def remove(resolver: CredentialResolver) -> None:
+        await resolver.store.aupdate(doc_edits.without_profile(args.profile_id))
+
+    with_resolver(ctx, agent_of(args, ctx.config), remove)
     print(f"Removed {args.profile_id}.")
     provider = args.profile_id.split(":", 1)[0].strip().lower()
     if args.profile_id in (ctx.config.auth.order_for(provider) or ()):
@@ -214,7 +231,20 @@ def run_remove(args: argparse.Namespace) -> int:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    ctx, resolver = _open(args)
+    ctx = load_context(args, quiet=True)
+    rows = with_resolver(ctx, agent_of(args, ctx.config), lambda resolver: _list_rows(ctx, resolver))
+    if args.json:
+        print_json(rows)
+        return 0
+    table = [
+        [r["id"], r["type"], r["secret"], r["email"] or "-", format_time(r["expires"]), r["state"]]
+        for r in rows
+    ]
+    print_table(["profile", "type", "secret", "email", "expires", "state"], table, empty="no credentials")
+    return 0
+
+
+async def _list_rows(ctx: Context, resolver: CredentialResolver) -> list[dict[str, Any]]:
     now = SystemClock().now_ms()
     doc = resolver.store.load()
     creds: dict[str, Credential] = dict(sorted(doc.profiles.items()))
@@ -246,54 +276,58 @@ def run_list(args: argparse.Namespace) -> int:
                 "state": ", ".join(flags) or "ok",
             }
         )
-    if args.json:
-        print_json(rows)
-        return 0
-    table = [
-        [r["id"], r["type"], r["secret"], r["email"] or "-", format_time(r["expires"]), r["state"]]
-        for r in rows
-    ]
-    print_table(["profile", "type", "secret", "email", "expires", "state"], table, empty="no credentials")
-    return 0
+    return rows
 
 
 # -- order -----------------------------------------------------------------------------------------------
 
 
 def run_order_get(args: argparse.Namespace) -> int:
-    ctx, resolver = _open(args)
+    ctx = load_context(args, quiet=True)
     provider = args.provider.strip().lower()
     spec_for(provider, ctx.config)
-    stored = resolver.store.load().order.get(provider)
-    configured = ctx.config.auth.order_for(provider)
-    print(f"stored:     {', '.join(stored) if stored else '-'}")
-    print(f"config:     {', '.join(configured) if configured else '-'}")
-    effective = resolver.candidates(provider, SystemClock().now_ms())
-    print(f"rotation:   {', '.join(effective) or '(no usable profile)'}")
+
+    async def show(resolver: CredentialResolver) -> None:
+        stored = resolver.store.load().order.get(provider)
+        configured = ctx.config.auth.order_for(provider)
+        print(f"stored:     {', '.join(stored) if stored else '-'}")
+        print(f"config:     {', '.join(configured) if configured else '-'}")
+        effective = resolver.candidates(provider, SystemClock().now_ms())
+        print(f"rotation:   {', '.join(effective) or '(no usable profile)'}")
+
+    with_resolver(ctx, agent_of(args, ctx.config), show)
     return 0
 
 
 def run_order_set(args: argparse.Namespace) -> int:
-    ctx, resolver = _open(args)
+    ctx = load_context(args, quiet=True)
     provider = args.provider.strip().lower()
     spec_for(provider, ctx.config)
-    doc = resolver.store.load()
-    known = {pid for pid, cred in doc.profiles.items() if cred.provider == provider}
-    known |= set(resolver.implicit_profiles(provider, doc))
-    unknown = [pid for pid in args.ids if pid not in known]
-    if unknown:
-        raise CommandError(
-            f'No profile "{unknown[0]}" for {provider}. Profiles: {", ".join(sorted(known)) or "none"}.'
-        )
-    resolver.store.set_order(provider, args.ids)
+
+    async def set_order(resolver: CredentialResolver) -> None:
+        doc = await resolver.store.areload()
+        known = {pid for pid, cred in doc.profiles.items() if cred.provider == provider}
+        known |= set(resolver.implicit_profiles(provider, doc))
+        unknown = [pid for pid in args.ids if pid not in known]
+        if unknown:
+            raise CommandError(
+                f'No profile "{unknown[0]}" for {provider}. Profiles: {", ".join(sorted(known)) or "none"}.'
+            )
+        await resolver.store.aupdate(doc_edits.with_order(provider, args.ids))
+
+    with_resolver(ctx, agent_of(args, ctx.config), set_order)
     print(f"Rotation order of {provider}: {', '.join(dict.fromkeys(args.ids))}.")
     return 0
 
 
 def run_order_clear(args: argparse.Namespace) -> int:
-    ctx, resolver = _open(args)
+    ctx = load_context(args, quiet=True)
     provider = args.provider.strip().lower()
     spec_for(provider, ctx.config)
-    resolver.store.clear_order(provider)
+
+    async def clear(resolver: CredentialResolver) -> None:
+        await resolver.store.aupdate(doc_edits.without_order(provider))
+
+    with_resolver(ctx, agent_of(args, ctx.config), clear)
     print(f"Cleared the stored rotation order of {provider}.")
     return 0

@@ -11,7 +11,7 @@ from typing import Any
 from bot.auth.backend import profile_line
 from bot.auth.resolver import CredentialResolver
 from bot.auth.types import AuthProfiles, Credential
-from bot.cli.common import Context, agent_of, load_context, resolver_for, session_store
+from bot.cli.common import Context, agent_of, load_context, session_store, with_resolver
 from bot.cli.output import format_time, print_json, print_table
 from bot.cli.sessions_cmd import parse_duration
 from bot.clock import SystemClock
@@ -20,17 +20,16 @@ from bot.errors import CommandError
 from bot.status_view import profile_flags
 
 
-def _open(args: argparse.Namespace) -> tuple[Context, CredentialResolver]:
-    ctx = load_context(args, quiet=True)
-    return ctx, resolver_for(ctx, agent_of(args, ctx.config))
-
-
 def run_clear_cooldown(args: argparse.Namespace) -> int:
-    _, resolver = _open(args)
+    ctx = load_context(args, quiet=True)
     model = args.model.strip() if args.model is not None else None
     if model == "":
         raise CommandError("--model needs a model id, e.g. --model gpt-5.2.")
-    resolver.store.clear_cooldown(args.profile_id, model)
+
+    async def clear(resolver: CredentialResolver) -> None:
+        await resolver.store.aclear_cooldown(args.profile_id, model)
+
+    with_resolver(ctx, agent_of(args, ctx.config), clear)
     if model is not None:
         print(f"Cleared the cooldown of {args.profile_id} for {model}.")
     else:
@@ -39,12 +38,16 @@ def run_clear_cooldown(args: argparse.Namespace) -> int:
 
 
 def run_cooldowns(args: argparse.Namespace) -> int:
-    ctx, resolver = _open(args)
+    ctx = load_context(args, quiet=True)
     since_ms = parse_duration(args.since)
     if args.limit <= 0:
         raise CommandError("--limit must be a positive number.")
     now = SystemClock().now_ms()
-    current = resting_now(resolver.store.load(), now)
+
+    async def current_state(resolver: CredentialResolver) -> list[dict[str, Any]]:
+        return resting_now(resolver.store.load(), now)
+
+    current = with_resolver(ctx, agent_of(args, ctx.config), current_state)
     history = asyncio.run(_history(ctx, now - since_ms, args.limit))
     if args.json:
         print_json({"current": current, "history": history})

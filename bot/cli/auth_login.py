@@ -14,6 +14,7 @@ import sys
 import threading
 from collections.abc import Awaitable
 
+from bot.auth import doc_edits
 from bot.auth.mask import mask_secret
 from bot.auth.oauth import (
     LoginStart,
@@ -29,8 +30,8 @@ from bot.auth.oauth_presets import PRESETS, oauth_settings
 from bot.auth.oauth_redirect import LoopbackReceiver
 from bot.auth.resolver import CredentialResolver
 from bot.auth.types import Credential
-from bot.cli.auth_cmd import profile_id_for
-from bot.cli.common import Context, agent_of, load_context, resolver_for
+from bot.cli.auth_cmd import profile_id_for, warn_outside_order
+from bot.cli.common import Context, agent_of, load_context, with_resolver
 from bot.cli.output import format_time, warn
 from bot.clock import SystemClock
 from bot.errors import CommandError
@@ -57,7 +58,11 @@ def run_login(args: argparse.Namespace) -> int:
     url = authorization_url(settings, login)  # before any output: a missing authorizeUrl is a plain error
     grant = asyncio.run(_authorize(settings, login, url, args.timeout))
     profile_id = chosen or _profile_id(provider, grant.email)
-    _store(ctx, resolver_for(ctx, agent_of(args, ctx.config)), provider, profile_id, grant)
+    with_resolver(
+        ctx,
+        agent_of(args, ctx.config),
+        lambda resolver: _store(ctx, resolver, provider, profile_id, grant),
+    )
     return 0
 
 
@@ -126,11 +131,11 @@ def _profile_id(provider: str, email: str | None) -> str:
         return f"{provider}:default"
 
 
-def _store(
+async def _store(
     ctx: Context, resolver: CredentialResolver, provider: str, profile_id: str, grant: TokenGrant
 ) -> None:
     store = resolver.store
-    existed = profile_id in store.load().profiles
+    existed = profile_id in (await store.areload()).profiles
     cred = Credential(
         type="oauth",
         provider=provider,
@@ -139,24 +144,20 @@ def _store(
         expires=grant.expires_ms,
         email=grant.email,
     )
-    store.upsert_profile(profile_id, cred)
-    if existed:  # a fresh login ends the rest the old one was given
-        store.clear_cooldown(profile_id)
+    stored = doc_edits.with_profile(profile_id, cred)
+    # A fresh login ends the rest the old one was given.
+    rested = doc_edits.without_cooldown(profile_id)
+    doc = await store.aupdate(lambda d: rested(stored(d)) if existed else stored(d))
     who = f" as {grant.email}" if grant.email else ""
     print(f"Logged in to {provider}{who}.")
     verb = "Replaced" if existed else "Stored"
-    print(f"{verb} {profile_id} (oauth, {mask_secret(grant.access)}) in {store.path}.")
+    print(f"{verb} {profile_id} (oauth, {mask_secret(grant.access)}) in {store.where}.")
     expires = format_time(grant.expires_ms)
     if resolver.can_refresh(cred):
         print(f"The access token expires {expires}; modelbot refreshes it before then.")
     else:
         print(f"The access token expires {expires} and cannot be refreshed: log in again before then.")
-    order = store.load().order.get(provider) or ctx.config.auth.order.get(provider)
-    if order and profile_id not in order:
-        warn(
-            f"{provider} has an explicit rotation order without {profile_id}, so it will not be used; "
-            f"add it with `modelbot auth order set --provider {provider} …`"
-        )
+    warn_outside_order(ctx, doc.order.get(provider), provider, profile_id)
 
 
 def _say(text: str) -> None:

@@ -10,16 +10,11 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
-from bot.app import auth_store_for
 from bot.auth import atomic_file
-from bot.auth.db_store import DbAuthStore
 from bot.auth.secret_box import SECRET_KEY_ENV, SecretBox, generate_key, parse_keys
 from bot.auth.transfer import (
-    DocumentStore,
     ImportReport,
     export_document,
     import_document,
@@ -27,9 +22,10 @@ from bot.auth.transfer import (
     parse_export,
 )
 from bot.auth.types import AuthProfiles
-from bot.cli.common import Context, add_common_options, agent_of, database_url, load_context
+from bot.cli.common import Context, add_common_options, agent_of, database_url, load_context, opened_auth
 from bot.cli.output import warn
 from bot.errors import CommandError
+from bot.store.auth_state import open_auth_state
 
 
 def register(asub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -51,28 +47,6 @@ def register(asub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = asub.add_parser("rekey", help=f"re-encrypt the stored secrets with the first key of {SECRET_KEY_ENV}")
     add_common_options(p, agent=False)
     p.set_defaults(func=run_rekey)
-
-
-@asynccontextmanager
-async def auth_documents(ctx: Context, agent: str) -> AsyncIterator[tuple[DocumentStore, str]]:
-    """The agent's auth store as ``auth.store`` says, started for one command, and how to name it."""
-    if ctx.config.auth.store == "file":
-        store = auth_store_for(ctx.paths, agent)
-        yield store, str(store.path)
-        return
-    box = SecretBox.from_env(ctx.env)  # refuses before anything is opened
-    from bot.store.auth_state import open_auth_state  # noqa: PLC0415 - SQLAlchemy only when needed
-    from bot.store.engine import parse_url  # noqa: PLC0415
-
-    url = database_url(ctx)
-    async with open_auth_state(url) as state:
-        db_store = DbAuthStore(state, box, agent_id=agent)
-        await db_store.start()
-        try:
-            shown = parse_url(url).render_as_string(hide_password=True)
-            yield db_store, f"the database {shown} (agent {agent})"
-        finally:
-            await db_store.stop()
 
 
 # -- export ------------------------------------------------------------------------------------------------
@@ -99,8 +73,8 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 async def _export(ctx: Context, agent: str) -> tuple[str, str]:
-    async with auth_documents(ctx, agent) as (store, where):
-        return await export_document(store), where
+    async with opened_auth(ctx, agent) as store:
+        return await export_document(store), store.where
 
 
 def write_private(target: Path, text: str) -> None:
@@ -141,10 +115,10 @@ def run_import(args: argparse.Namespace) -> int:
 async def _import(
     ctx: Context, agent: str, incoming: AuthProfiles, *, dry_run: bool
 ) -> tuple[ImportReport, str]:
-    async with auth_documents(ctx, agent) as (store, where):
+    async with opened_auth(ctx, agent) as store:
         if dry_run:
-            return merge_import(await store.aload(), incoming).report, where
-        return await import_document(store, incoming), where
+            return merge_import(await store.areload(), incoming).report, store.where
+        return await import_document(store, incoming), store.where
 
 
 # -- keys ------------------------------------------------------------------------------------------------------
@@ -177,7 +151,5 @@ def run_rekey(args: argparse.Namespace) -> int:
 
 
 async def _rekey(ctx: Context, box: SecretBox) -> int:
-    from bot.store.auth_state import open_auth_state  # noqa: PLC0415 - SQLAlchemy only when needed
-
     async with open_auth_state(database_url(ctx)) as state:
         return await state.reseal_all(box.reseal)

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from bot.agents import agent_ids, default_agent_id
 from bot.app import Paths, auth_store_for, build_resolver, resolve_paths
 from bot.auth.backend import StoreAuthBackend
 from bot.auth.cooldowns import CooldownPolicy
+from bot.auth.db_store import DbAuthStore
+from bot.auth.port import AuthStateStore
 from bot.auth.resolver import CredentialResolver
+from bot.auth.secret_box import SecretBox
 from bot.cli.output import warn
 from bot.config.config_file import env_names, open_config, save_config
 from bot.config.edit import Change, Json5Document
@@ -25,9 +29,10 @@ from bot.errors import CommandError, ConfigError
 from bot.providers.registry import endpoint_for
 
 if TYPE_CHECKING:
-    from bot.store.protocol import SessionStore
+    from bot.store.sql import SqlSessionStore
 
 Edit = Callable[[Json5Document], list[Change]]
+T = TypeVar("T")
 
 
 def add_common_options(parser: argparse.ArgumentParser, *, agent: bool = True, inherit: bool = False) -> None:
@@ -101,8 +106,36 @@ def agent_of(args: argparse.Namespace, config: Config) -> str:
     return str(agent)
 
 
-def resolver_for(ctx: Context, agent: str) -> CredentialResolver:
-    return build_resolver(ctx.loaded, auth_store_for(ctx.paths, agent), ctx.env)
+@asynccontextmanager
+async def opened_auth(ctx: Context, agent: str) -> AsyncIterator[AuthStateStore]:
+    """The agent's auth store as ``auth.store`` says: auth-profiles.json, or the database (the key checked and
+    the state read first; without ``MODELBOT_SECRET_KEY`` it refuses before opening anything)."""
+    if ctx.config.auth.store == "file":
+        yield auth_store_for(ctx.paths, agent)
+        return
+    from bot.store.auth_state import SqlAuthState  # noqa: PLC0415 - SQLAlchemy only for the database store
+    from bot.store.engine import parse_url  # noqa: PLC0415
+
+    box = SecretBox.from_env(ctx.env)
+    url = database_url(ctx)
+    async with session_store(ctx) as sessions:  # its engine: one per process and database file
+        where = f"the database {parse_url(url).render_as_string(hide_password=True)}"
+        store = DbAuthStore(SqlAuthState(lambda: sessions.database), box, agent_id=agent, where=where)
+        await store.start()
+        try:
+            yield store
+        finally:
+            await store.stop()
+
+
+def with_resolver(ctx: Context, agent: str, work: Callable[[CredentialResolver], Awaitable[T]]) -> T:
+    """Run ``work`` on the agent's credentials, in the store that ``auth.store`` names, opened for it."""
+
+    async def run() -> T:
+        async with opened_auth(ctx, agent) as store:
+            return await work(build_resolver(ctx.loaded, store, ctx.env))
+
+    return asyncio.run(run())
 
 
 def backend_for(ctx: Context, resolver: CredentialResolver) -> StoreAuthBackend:
@@ -123,9 +156,9 @@ def database_url(ctx: Context) -> str:
 
 
 @asynccontextmanager
-async def session_store(ctx: Context) -> AsyncIterator[SessionStore]:
+async def session_store(ctx: Context) -> AsyncIterator[SqlSessionStore]:
     """The bot's session store (SQLite by default, or ``storage.url``), started for one command."""
-    from bot.store.sql import SqlSessionStore  # noqa: PLC0415 - SQLAlchemy loads only for commands that need it
+    from bot.store.sql import SqlSessionStore  # noqa: PLC0415 - SQLAlchemy only for commands that need it
 
     store = SqlSessionStore(database_url(ctx))
     await store.start()

@@ -15,7 +15,7 @@ from bot.auth.backend import StoreAuthBackend
 from bot.auth.resolver import CredentialResolver, credential_source
 from bot.catalog import Catalog, CatalogModel
 from bot.cli import models_edit
-from bot.cli.common import Context, add_common_options, agent_of, backend_for, load_context, resolver_for
+from bot.cli.common import Context, add_common_options, agent_of, backend_for, load_context, with_resolver
 from bot.cli.models_status import provider_spec, run_status
 from bot.cli.output import format_tokens, print_json, print_lines, print_table
 from bot.clock import SystemClock
@@ -70,21 +70,7 @@ def _status_options(p: argparse.ArgumentParser, *, inherit: bool) -> None:
 def run_list(args: argparse.Namespace) -> int:
     ctx = load_context(args)
     agent = agent_of(args, ctx.config)
-    chain = agent_models(ctx.config, agent)
-    catalog = Catalog.from_config(ctx.config)
-    resolver = resolver_for(ctx, agent)
-    backend = backend_for(ctx, resolver)
-    tags = _tags(chain, catalog)
-    models = catalog.models() if args.all else [m for m in catalog.models() if m.ref in tags]
-    if not args.all:  # the chain first, in chain order, then the rest of the configured models
-        order = list(tags)
-        models.sort(key=lambda m: order.index(m.ref))
-    now = SystemClock().now_ms()
-    auth: dict[str, str] = {}
-    rows = [
-        _model_row(m, tags.get(m.ref, []), ctx=ctx, resolver=resolver, backend=backend, auth=auth, now=now)
-        for m in models
-    ]
+    rows = with_resolver(ctx, agent, lambda resolver: _list_rows(args, ctx, agent, resolver))
     if getattr(args, "json", False):
         print_json(rows)
     elif args.plain:
@@ -103,6 +89,25 @@ def run_list(args: argparse.Namespace) -> int:
         ]
         print_table(["model", "input", "context", "local", "auth", "tags"], table)
     return 0
+
+
+async def _list_rows(
+    args: argparse.Namespace, ctx: Context, agent: str, resolver: CredentialResolver
+) -> list[dict[str, Any]]:
+    chain = agent_models(ctx.config, agent)
+    catalog = Catalog.from_config(ctx.config)
+    backend = backend_for(ctx, resolver)
+    tags = _tags(chain, catalog)
+    models = catalog.models() if args.all else [m for m in catalog.models() if m.ref in tags]
+    if not args.all:  # the chain first, in chain order, then the rest of the configured models
+        order = list(tags)
+        models.sort(key=lambda m: order.index(m.ref))
+    now = SystemClock().now_ms()
+    auth: dict[str, str] = {}
+    return [
+        _model_row(m, tags.get(m.ref, []), ctx=ctx, resolver=resolver, backend=backend, auth=auth, now=now)
+        for m in models
+    ]
 
 
 def _tags(chain: AgentModels, catalog: Catalog) -> dict[ModelRef, list[str]]:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 from typing import Any
 
 from bot.agents import AgentModels, agent_models
 from bot.auth.resolver import CredentialResolver, credential_source
 from bot.catalog import Catalog
-from bot.cli.common import Context, agent_of, backend_for, load_context, resolver_for
+from bot.cli.common import Context, agent_of, backend_for, load_context, with_resolver
 from bot.cli.output import error, format_time, print_json, print_pairs, print_table
 from bot.cli.probe import ProbeResult, probe_all
 from bot.clock import HOUR_MS, Clock, SystemClock
@@ -43,9 +42,12 @@ def run_status(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     ctx = load_context(args)
     agent = agent_of(args, ctx.config)
+    return with_resolver(ctx, agent, lambda resolver: _status_of(args, ctx, agent, resolver))
+
+
+async def _status_of(args: argparse.Namespace, ctx: Context, agent: str, resolver: CredentialResolver) -> int:
     chain = agent_models(ctx.config, agent)
     catalog = Catalog.from_config(ctx.config)
-    resolver = resolver_for(ctx, agent)
     backend = backend_for(ctx, resolver)
     clock = SystemClock()
     now = clock.now_ms()
@@ -72,8 +74,8 @@ def _status(args: argparse.Namespace) -> int:
     }
     problems: list[dict[str, Any]] = auth_problems(resolver, in_chain, ctx, now) if args.check else []
     if args.probe:
-        probes = asyncio.run(
-            _probe(ctx, resolver, chain=chain, providers=in_chain, clock=clock, timeout_s=args.probe_timeout)
+        probes = await _probe(
+            ctx, resolver, chain=chain, providers=in_chain, clock=clock, timeout_s=args.probe_timeout
         )
         data["probes"] = [p.as_json() for p in probes]
         for provider in in_chain:  # with --check, a provider none of whose profiles answered is a problem

@@ -284,6 +284,8 @@ class DiscordChannel(_Model):
     guild_ids: tuple[str, ...] = ()  # sync slash commands per guild so they appear at once
     require_mention: bool = True
     shard_count: Annotated[int, Field(gt=0)] | None = None
+    # The shards this process runs, when the shardCount shards are split over processes (or hosts).
+    shard_ids: tuple[Annotated[int, Field(ge=0)], ...] | None = None
 
     @field_validator("allow_from", "admins", "guild_ids", mode="before")
     @classmethod
@@ -296,6 +298,18 @@ class DiscordChannel(_Model):
     def _token_when_enabled(self) -> DiscordChannel:
         if self.enabled and not self.token:
             raise ValueError("token is required when the Discord channel is enabled")
+        return self
+
+    @model_validator(mode="after")
+    def _shards_of_the_count(self) -> DiscordChannel:
+        if self.shard_ids is None:
+            return self
+        if self.shard_count is None:
+            raise ValueError("shardIds needs shardCount (the number of shards of the whole bot)")
+        if not self.shard_ids or len(set(self.shard_ids)) != len(self.shard_ids):
+            raise ValueError("expected shardIds as a non-empty list of distinct shard numbers")
+        if max(self.shard_ids) >= self.shard_count:
+            raise ValueError(f"expected shardIds between 0 and {self.shard_count - 1} (shardCount - 1)")
         return self
 
 
@@ -312,6 +326,9 @@ class SessionSettings(_Model):
     scope: Literal["chat", "user"] = "chat"  # groups: one shared session per chat, or one per member
     max_message_chars: Annotated[int, Field(gt=0, le=100_000)] = 16_000
     history_limit: Annotated[int, Field(gt=0, le=10_000)] = 200
+    # Processes sharing the store order a session's messages with a lease, renewed every third of this; a
+    # process that dies mid-turn blocks its session this long at most (spec §11.6).
+    lease_seconds: Annotated[float, Field(ge=3, le=3_600)] = 30.0
 
 
 class Logging(_Model):

@@ -20,18 +20,20 @@ T = TypeVar("T")
 
 
 class SqlAuthState:
-    """Sealed auth rows on a ``Database`` that someone else opened (the session store's, to share its engine).
+    """Sealed auth rows on a ``Database`` that someone else opened (the session store's, to share its engine:
+    two engines of one process on one SQLite file would drop each other's locks). ``database`` is asked for
+    it at each transaction, so the state can be wired before the session store has started.
 
     Also a ``bot.store.lease.LeaseStore``: an OAuth refresh holds a lease in the same table as turns do.
     """
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Callable[[], Database]) -> None:
         self._database = database
 
     async def _run(self, body: Callable[[Connection], T], *, write: bool = False, quick: bool = True) -> T:
         """One transaction; ``quick`` (a few rows: SQLite may run it on the event loop) unless said otherwise."""
         try:
-            return await self._database.run(body, write=write, quick=quick)
+            return await self._database().run(body, write=write, quick=quick)
         except (SQLAlchemyError, OSError) as exc:
             raise StoreError(f"The auth state in the database failed ({type(exc).__name__}).") from exc
 
@@ -79,6 +81,6 @@ async def open_auth_state(url: str) -> AsyncIterator[SqlAuthState]:
     database = open_database(url)
     try:
         await upgrade_database(database)
-        yield SqlAuthState(database)
+        yield SqlAuthState(lambda: database)
     finally:
         await database.dispose()

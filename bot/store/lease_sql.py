@@ -1,6 +1,13 @@
-"""Lease transaction bodies: one statement each, so concurrent processes never lose or double-grant a lease."""
+"""Lease transaction bodies: one statement each, so concurrent processes never lose or double-grant a lease.
+
+The statements are built once (per dialect) with bound parameters: a session's lease is taken and given back
+around every turn, and building an upsert anew each time cost twice as much as executing it.
+"""
 
 from __future__ import annotations
+
+from functools import cache
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -11,32 +18,44 @@ from bot.store.tables import leases
 # Expiry is compared with the caller's clock: hosts sharing a database must keep their clocks in step (NTP),
 # as they already must for cooldowns; a lease's TTL is many times any such skew.
 
+# Named unlike the columns: SQLAlchemy keeps the column names for the parameters of its own VALUES and SET.
+_KEY = sa.bindparam("lease_key", type_=sa.Text())
+_HOLDER = sa.bindparam("lease_holder", type_=sa.Text())
+_EXPIRES = sa.bindparam("lease_expires_at", type_=sa.BigInteger())
+_NOW = sa.bindparam("now_ms", type_=sa.BigInteger())
+_RENEW = (
+    sa.update(leases)
+    .where(leases.c.key == _KEY, leases.c.holder == _HOLDER)
+    .values(expires_at=_EXPIRES)
+    .returning(leases.c.key)
+)
+_RELEASE = sa.delete(leases).where(leases.c.key == _KEY, leases.c.holder == _HOLDER).returning(leases.c.key)
+
+
+@cache
+def _acquire(dialect: str) -> Any:
+    """Insert the lease, or take it over when it is expired or already the holder's. The row's values come
+    from the execute parameters named after its columns (an INSERT without ``.values()``)."""
+    statement = dialect_insert(dialect, leases)
+    return statement.on_conflict_do_update(
+        index_elements=[leases.c.key],
+        set_={"holder": statement.excluded.holder, "expires_at": statement.excluded.expires_at},
+        where=sa.or_(leases.c.expires_at <= _NOW, leases.c.holder == statement.excluded.holder),
+    ).returning(leases.c.holder)
+
 
 def acquire(conn: Connection, *, key: str, holder: str, ttl_ms: int, now_ms: int) -> bool:
     """Take the lease if it is free, expired, or already ours (then extended); True when we hold it."""
-    insert = dialect_insert(conn, leases).values(key=key, holder=holder, expires_at=now_ms + ttl_ms)
-    statement = insert.on_conflict_do_update(
-        index_elements=[leases.c.key],
-        set_={"holder": insert.excluded.holder, "expires_at": insert.excluded.expires_at},
-        where=sa.or_(leases.c.expires_at <= now_ms, leases.c.holder == holder),
-    ).returning(leases.c.holder)
-    return conn.execute(statement).first() is not None
+    params = {"key": key, "holder": holder, "expires_at": now_ms + ttl_ms, "now_ms": now_ms}
+    return conn.execute(_acquire(conn.dialect.name), params).first() is not None
 
 
 def renew(conn: Connection, *, key: str, holder: str, ttl_ms: int, now_ms: int) -> bool:
     """Extend our lease; False when another holder has taken it over (or it was released)."""
-    statement = (
-        sa.update(leases)
-        .where(leases.c.key == key, leases.c.holder == holder)
-        .values(expires_at=now_ms + ttl_ms)
-        .returning(leases.c.key)
-    )
-    return conn.execute(statement).first() is not None
+    params = {"lease_key": key, "lease_holder": holder, "lease_expires_at": now_ms + ttl_ms}
+    return conn.execute(_RENEW, params).first() is not None
 
 
 def release(conn: Connection, *, key: str, holder: str) -> bool:
     """Give the lease up if we still hold it; True when we did."""
-    statement = (
-        sa.delete(leases).where(leases.c.key == key, leases.c.holder == holder).returning(leases.c.key)
-    )
-    return conn.execute(statement).first() is not None
+    return conn.execute(_RELEASE, {"lease_key": key, "lease_holder": holder}).first() is not None

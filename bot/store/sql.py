@@ -14,6 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from bot.errors import StoreError
 from bot.store import lease_sql, rows, sql_ops
 from bot.store.database import Database, open_database
+from bot.store.engine import parse_url, sqlite_in_memory
 from bot.store.migrate import upgrade_database
 from bot.store.types import FailoverEvent, NewMessage, SessionPatch, SessionRecord, StoredMessage
 
@@ -31,6 +32,11 @@ class SqlSessionStore:
     def __init__(self, url: str) -> None:
         self._url = url
         self._database: Database | None = None
+
+    @property
+    def shared(self) -> bool:
+        """Whether other processes can open this database too (any but a private in-memory SQLite one)."""
+        return not sqlite_in_memory(parse_url(self._url))
 
     async def start(self) -> None:
         """Open the database (creating the SQLite file's directory) and migrate the schema to head."""

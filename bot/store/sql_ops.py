@@ -33,10 +33,10 @@ _LAST_N: Final = _NEWEST_FIRST.limit(sa.bindparam("limit", type_=sa.Integer()))
 _INSERT_MESSAGES: Final = messages.insert().returning(*rows.MESSAGE_COLUMNS, sort_by_parameter_order=True)
 
 
-def dialect_insert(conn: Connection, table: sa.Table) -> Any:
-    """The dialect's INSERT, which knows ON CONFLICT (same API in both dialects)."""
+def dialect_insert(conn: Connection | str, table: sa.Table) -> Any:
+    """The dialect's INSERT (of ``conn``'s dialect, or one named), which knows ON CONFLICT (same API in both)."""
     # Imported here: the PostgreSQL dialect (with asyncpg's) is ~30 ms of a SQLite bot's start-up.
-    if conn.dialect.name == "postgresql":
+    if (conn if isinstance(conn, str) else conn.dialect.name) == "postgresql":
         from sqlalchemy.dialects import postgresql  # noqa: PLC0415
 
         return postgresql.insert(table)

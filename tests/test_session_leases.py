@@ -1,0 +1,108 @@
+"""Session leases in the pipeline (spec §11.6): a message to a session that another process is answering waits
+for that process's lease, takes it over once its holder died, and holds it (renewed) while its own turn runs.
+
+The "other process" here is a lease row written straight into the shared store; ``test_hosts`` runs real ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from bot.app import App
+from bot.auth.types import Credential
+from bot.chat import Incoming
+from bot.clock import FakeClock
+from bot.store.lease import LeaseTiming
+from bot.store.memory import InMemorySessionStore
+from bot.store.sql import SqlSessionStore, sqlite_url
+from tests.app_helpers import running_app
+from tests.fakes.provider_server import FakeProviderServer, held, ok
+from tests.fakes.timer import settle
+
+OTHER = "other-host:4242#7"
+KEY = "sk-lease-test-0001"
+MESSAGE = Incoming(platform="telegram", chat_id="c1", user_id="u1", text="hello")
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> SqlSessionStore:
+    """A database file: other processes could open it too, so the bot takes session leases."""
+    return SqlSessionStore(sqlite_url(tmp_path / "shared.sqlite"))
+
+
+def lease_key(app: App) -> str:
+    return f"session:{app.chat().session_key(MESSAGE)}"
+
+
+async def test_a_message_waits_while_another_process_answers_the_session(
+    state_dir: Path, clock: FakeClock, store: SqlSessionStore
+) -> None:
+    """Another holder has the session's lease: the message is not handled (no provider call, no session
+    read) until that lease is released; then it is answered, and its own lease is given back."""
+    async with running_app(state_dir, clock, store=store) as app:
+        key = lease_key(app)
+        assert await store.acquire_lease(key, OTHER, ttl_ms=60_000, now_ms=clock.now_ms())
+        handling = asyncio.ensure_future(app.chat().handle(MESSAGE))
+        await asyncio.sleep(0.3)  # a few polls of the lease (real time: the poll interval is)
+        assert not handling.done()
+        assert await store.get(app.chat().session_key(MESSAGE)) is None  # not even the session was read
+        assert await store.release_lease(key, OTHER)
+        [reply] = await asyncio.wait_for(handling, 5)
+        assert reply.kind == "answer"
+        assert await store.acquire_lease(key, "next", ttl_ms=1, now_ms=clock.now_ms())  # released again
+
+
+async def test_a_dead_holders_session_is_taken_over_after_the_lease_time(
+    state_dir: Path, clock: FakeClock, store: SqlSessionStore
+) -> None:
+    """The holder stopped renewing (its host was killed): once its lease has expired, the message goes on."""
+    async with running_app(state_dir, clock, store=store) as app:
+        ttl_ms = LeaseTiming().ttl_ms
+        assert await store.acquire_lease(lease_key(app), OTHER, ttl_ms=ttl_ms, now_ms=clock.now_ms())
+        handling = asyncio.ensure_future(app.chat().handle(MESSAGE))
+        await asyncio.sleep(0.2)
+        assert not handling.done()
+        clock.advance(ms=ttl_ms)
+        [reply] = await asyncio.wait_for(handling, 5)
+        assert reply.kind == "answer"
+
+
+async def test_the_lease_is_held_while_the_turn_runs(
+    state_dir: Path, clock: FakeClock, store: SqlSessionStore
+) -> None:
+    """While the provider answers nobody else can take the session's lease; right after, anybody can."""
+    gate = asyncio.Event()
+    async with FakeProviderServer() as server:
+        server.script(KEY, held(gate, ok("Done.")))
+        config = {
+            "models": {
+                "providers": {"openai": {"baseUrl": server.openai_base_url, "api": "openai-completions"}}
+            },
+            "agents": {"defaults": {"model": {"primary": "openai/gpt-5.2"}}},
+        }
+        profiles = {"openai:a": Credential(type="api_key", provider="openai", secret=KEY)}
+        async with running_app(state_dir, clock, store=store, config=config, profiles=profiles) as app:
+            key = lease_key(app)
+            handling = asyncio.ensure_future(app.chat().handle(MESSAGE))
+            await server.wait_for_requests(1)
+            assert not await store.acquire_lease(key, OTHER, ttl_ms=1, now_ms=clock.now_ms())
+            gate.set()
+            [reply] = await asyncio.wait_for(handling, 5)
+            assert reply.text == "Done."
+            assert await store.acquire_lease(key, OTHER, ttl_ms=1, now_ms=clock.now_ms())
+
+
+async def test_a_store_no_other_process_can_open_takes_no_lease(state_dir: Path, clock: FakeClock) -> None:
+    """In memory (or an in-memory SQLite database) nothing is shared: no lease is written, none costs."""
+    memory = InMemorySessionStore()
+    async with running_app(state_dir, clock, store=memory) as app:
+        assert app.session_leases is None
+        await app.chat().handle(MESSAGE)
+    private = SqlSessionStore("sqlite+aiosqlite:///:memory:")
+    assert not private.shared
+    async with running_app(state_dir, clock, store=private) as app:
+        assert app.session_leases is None
+    await settle()
