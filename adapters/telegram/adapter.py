@@ -8,6 +8,7 @@ from telegram import BotCommand, Message, Update, User
 from telegram.error import BadRequest, InvalidToken
 from telegram.ext import CallbackQueryHandler, ContextTypes, MessageHandler, filters
 
+from adapters.common.jobs import Jobs
 from adapters.telegram import incoming as read
 from adapters.telegram.access import REFUSAL, AccessPolicy, ChatAdmins
 from adapters.telegram.buttons import PickerButtons
@@ -19,10 +20,9 @@ from adapters.telegram.client import (
     setup_error,
     webhook_path,
 )
-from adapters.telegram.lanes import Lanes
 from adapters.telegram.render import BAD_IMAGE, FAILED, UNSUPPORTED, plain_pieces
 from adapters.telegram.sender import ChatUnavailable, Sender, Target
-from adapters.telegram.stream import ReplyStream, send_pieces
+from adapters.telegram.stream import reply_stream, send_pieces
 from bot.chat import ImagePart, Incoming
 from bot.config.schema import TelegramChannel
 from bot.help import COMMAND_DESCRIPTIONS
@@ -49,7 +49,7 @@ class TelegramAdapter:
         self._sender: Sender | None = None
         self._admins: ChatAdmins | None = None
         self._buttons: PickerButtons | None = None
-        self._lanes = Lanes()
+        self._jobs = Jobs("telegram")
         self._bot_id = 0
         self._username = ""
 
@@ -130,8 +130,8 @@ class TelegramAdapter:
             if app.updater is not None and app.updater.running:
                 await app.updater.stop()
             if app.running:
-                await app.stop()  # hands the updates already fetched to the lanes
-            await self._lanes.drain(self._timings.stop_grace_s)
+                await app.stop()  # hands the updates already fetched to the jobs
+            await self._jobs.drain(self._timings.stop_grace_s)
             await app.shutdown()
         finally:
             self._app = None
@@ -149,14 +149,14 @@ class TelegramAdapter:
             return
         command = read.leading_command(message)
         if command is not None and command.name == "stop":
-            self._lanes.spawn(self._serve(message, user))  # must not wait behind the turn it stops
+            self._jobs.spawn(self._serve(message, user))  # must not wait behind the turn it stops
         else:
-            self._lanes.submit(message.chat.id, self._serve(message, user))
+            self._jobs.submit(message.chat.id, self._serve(message, user))
 
     async def _on_button(self, update: Update, context: Context) -> None:
         query = update.callback_query
         if query is not None and self._buttons is not None:
-            self._lanes.spawn(self._buttons.press(query))
+            self._jobs.spawn(self._buttons.press(query))
 
     async def _on_error(self, update: object, context: Context) -> None:
         log.error("telegram: error while handling an update: %s", context.error, exc_info=context.error)
@@ -209,7 +209,7 @@ class TelegramAdapter:
             reply_to_user_id=str(replied_to) if replied_to is not None else None,
         )
         interval = self._timings.group_edit_interval_s if is_group else self._timings.edit_interval_s
-        stream = ReplyStream(
+        stream = reply_stream(
             self.sender, target, interval_s=interval, typing_interval_s=self._timings.typing_interval_s
         )
         try:
@@ -248,7 +248,7 @@ class TelegramAdapter:
     @property
     def busy(self) -> int:
         """Messages and button presses still being handled."""
-        return self._lanes.busy
+        return self._jobs.busy
 
     @property
     def running(self) -> bool:
