@@ -6,7 +6,7 @@ answer edits its message about once a second, so 32 answers at once stay inside 
 bot in total (Telegram about 30 messages a second, Discord 50 requests a second); 32 provider streams at
 once are also as many as one process should hold for one channel. Jobs that must not queue (``/stop``,
 which acts on the turn a chat's lane is busy with, and quick answers to buttons) run outside lanes and
-outside the bound, and are drained on stop like the rest.
+outside the bound. On stop every job in hand gets ``STOP_GRACE_S`` (20 s) to finish, then is cancelled.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Any
 from adapters.common.timer import LOOP_TIMER, Timer
 
 CHATS_AT_ONCE = 32
+STOP_GRACE_S = 20.0  # within the 30 s `modelbot run` gives each channel to stop
 
 Job = Coroutine[Any, Any, None]
 
