@@ -10,7 +10,7 @@ from telegram import Chat, Message, MessageEntity, User
 
 from adapters.common.split import utf16_len
 from adapters.telegram import incoming as read
-from adapters.telegram.access import AccessPolicy, ChatAdmins
+from adapters.telegram.access import AccessPolicy, ChatAdmins, Gate
 from adapters.telegram.render import (
     EMPTY_ANSWER,
     Piece,
@@ -217,3 +217,20 @@ async def test_chat_admins_are_cached_and_failures_are_not() -> None:
     now[0] = 61
     assert await admins.is_admin(-1, 2)
     assert calls == [-1, -1, -1]
+
+
+async def test_the_gate_asks_a_group_for_its_admins_only_when_the_config_does_not_say() -> None:
+    """Configured admins are admins everywhere without a lookup; a group's administrators only in that
+    group; nobody is an admin of a private chat by lookup. Allowing follows ``allowFrom``."""
+    calls: list[int] = []
+
+    async def fetch(chat_id: int) -> list[int]:
+        calls.append(chat_id)
+        return [5]
+
+    gate = Gate(AccessPolicy(["5", "@root"], ["@root"]), ChatAdmins(fetch))
+    assert await gate.is_admin(9, "root", -1, group=True) and calls == []
+    assert await gate.is_admin(5, None, -1, group=True) and calls == [-1]
+    assert not await gate.is_admin(5, None, 5, group=False) and calls == [-1]
+    assert not await gate.is_admin(6, None, -1, group=True)
+    assert gate.allows(5, None, 5) and gate.allows(9, "Root", 9) and not gate.allows(6, None, -1)

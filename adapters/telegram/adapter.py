@@ -10,7 +10,7 @@ from telegram.ext import CallbackQueryHandler, ContextTypes, MessageHandler, fil
 
 from adapters.common.jobs import Jobs
 from adapters.telegram import incoming as read
-from adapters.telegram.access import REFUSAL, AccessPolicy, ChatAdmins
+from adapters.telegram.access import REFUSAL, AccessPolicy, ChatAdmins, Gate
 from adapters.telegram.buttons import PickerButtons
 from adapters.telegram.client import (
     ALLOWED_UPDATES,
@@ -44,10 +44,10 @@ class TelegramAdapter:
         self._pipeline = pipeline
         self._settings = settings
         self._timings = timings if timings is not None else Timings()
-        self._policy = AccessPolicy(settings.allow_from, settings.admins)
+        chat_admins = ChatAdmins(self._fetch_admins, ttl_s=self._timings.admin_cache_s)
+        self._gate = Gate(AccessPolicy(settings.allow_from, settings.admins), chat_admins)
         self._app: PTBApplication | None = None
         self._sender: Sender | None = None
-        self._admins: ChatAdmins | None = None
         self._buttons: PickerButtons | None = None
         self._jobs = Jobs("telegram")
         self._bot_id = 0
@@ -74,8 +74,7 @@ class TelegramAdapter:
             sender = self._sender = Sender(
                 app.bot, attempts=self._timings.send_attempts, backoff_s=self._timings.retry_backoff_s
             )
-            self._admins = ChatAdmins(self._fetch_admins, ttl_s=self._timings.admin_cache_s)
-            self._buttons = PickerButtons(self._pipeline, self._policy, sender, self._username)
+            self._buttons = PickerButtons(self._pipeline, self._gate, sender, self._username)
             await self._register_commands(app)
             await app.start()
             await self._receive(app)
@@ -178,7 +177,7 @@ class TelegramAdapter:
                 log.warning("telegram: could not tell chat %s about the failure: %s", message.chat.id, exc)
 
     async def _answer(self, message: Message, user: User, target: Target, is_group: bool) -> None:
-        if not self._policy.allowed(user.id, user.username, message.chat.id):
+        if not self._gate.allows(user.id, user.username, message.chat.id):
             log.info("telegram: refused user %s in chat %s (not in allowFrom)", user.id, message.chat.id)
             if not (is_group and self._settings.silent_refusal_in_groups):
                 await send_pieces(self.sender, target, plain_pieces(REFUSAL))
@@ -203,7 +202,7 @@ class TelegramAdapter:
             user_name=user.username,
             thread_id=str(target.thread_id) if target.thread_id is not None else None,
             is_group=is_group,
-            is_admin=await self._is_admin(user, message.chat.id, is_group),
+            is_admin=await self._gate.is_admin(user.id, user.username, message.chat.id, group=is_group),
             images=images,
             bot_username=self._username,
             reply_to_user_id=str(replied_to) if replied_to is not None else None,
@@ -229,11 +228,6 @@ class TelegramAdapter:
             return None
         media_type = read.sniff_image(data)
         return ImagePart(media_type, data) if media_type is not None else None
-
-    async def _is_admin(self, user: User, chat_id: int, is_group: bool) -> bool:
-        if self._policy.configured_admin(user.id, user.username):
-            return True
-        return is_group and self._admins is not None and await self._admins.is_admin(chat_id, user.id)
 
     async def _fetch_admins(self, chat_id: int) -> list[int]:
         members = await self.sender.call(chat_id, self.sender.bot.get_chat_administrators)
