@@ -1,4 +1,4 @@
-"""The Telegram adapter's pure parts: pieces and keyboards, reading messages, access, per-chat lanes."""
+"""The Telegram adapter's pure parts: pieces and keyboards, reading messages, access and its gate."""
 
 from __future__ import annotations
 
