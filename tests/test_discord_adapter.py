@@ -23,6 +23,7 @@ from bot.store.memory import InMemorySessionStore
 from tests import log_guard
 from tests.fakes.discord_server import FakeDiscordServer
 from tests.fakes.scripted import Fail, ScriptedClient, ok
+from tests.test_telegram_adapter import _Gate
 
 TOKEN = "fake-bot-token"
 APP_ID = 1_100_000_000_000_000_001
@@ -489,6 +490,32 @@ async def test_dm_chat_and_text_commands_and_the_bot_ignores_itself(app: App, dc
     assert "demo:busy" in status and "You said: “just a DM”" in answer
     # Every bot post came back as MESSAGE_CREATE; answering one would have added a third message.
     assert len(_texts(dc, DM_ALICE)) == 2
+
+
+async def test_a_slow_channel_never_stalls_another_and_a_text_stop_cuts_in(
+    app: App, dc: FakeDiscordServer
+) -> None:
+    """A channel's messages wait in their lane, so "/stop" typed in that channel must not: it reaches the hung
+    turn at once; another channel is answered meanwhile."""
+    gate = _Gate()
+    app.clients["demo"] = gate
+    async with serving(app, dc) as adapter:
+        await dc.user_message(DM_ALICE, "take your time", author_id=ALICE)
+        slow = await gate.next_feed()
+        slow.put_nowait("Thinking")
+        [streamed] = await dc.wait_for(lambda: dc.bot_messages(DM_ALICE))
+        await dc.user_message(GENERAL, "quick one", author_id=BOB, guild_id=GUILD, mentions_bot=True)
+        fast = await gate.next_feed()
+        fast.put_nowait("done.")
+        fast.put_nowait(None)
+        await dc.wait_for(_latest(dc, GENERAL, lambda t: t.startswith("done.")))
+        await dc.user_message(DM_ALICE, "/stop", author_id=ALICE)
+        await dc.wait_for(lambda: "Stopping the current answer." in _texts(dc, DM_ALICE))
+        stopped = await dc.wait_for(
+            lambda: [e["content"] for e in dc.edits(int(streamed["id"])) if "Stopped" in e["content"]]
+        )
+        await _idle(adapter)
+    assert stopped[-1] == "Thinking\n\n**⚠ Stopped. Send /retry to ask again.**"
 
 
 async def test_each_thread_is_its_own_session(app: App, dc: FakeDiscordServer) -> None:

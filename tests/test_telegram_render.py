@@ -1,4 +1,4 @@
-"""The Telegram adapter's pure parts: pieces and keyboards, reading messages, access, per-chat lanes."""
+"""The Telegram adapter's pure parts: pieces and keyboards, reading messages, access and its gate."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ from telegram import Chat, Message, MessageEntity, User
 
 from adapters.common.split import utf16_len
 from adapters.telegram import incoming as read
-from adapters.telegram.access import AccessPolicy, ChatAdmins
-from adapters.telegram.lanes import Lanes
+from adapters.telegram.access import AccessPolicy, ChatAdmins, Gate
 from adapters.telegram.render import (
     EMPTY_ANSWER,
     Piece,
@@ -220,45 +219,18 @@ async def test_chat_admins_are_cached_and_failures_are_not() -> None:
     assert calls == [-1, -1, -1]
 
 
-# -- lanes --------------------------------------------------------------------------------------------------
+async def test_the_gate_asks_a_group_for_its_admins_only_when_the_config_does_not_say() -> None:
+    """Configured admins are admins everywhere without a lookup; a group's administrators only in that
+    group; nobody is an admin of a private chat by lookup. Allowing follows ``allowFrom``."""
+    calls: list[int] = []
 
+    async def fetch(chat_id: int) -> list[int]:
+        calls.append(chat_id)
+        return [5]
 
-async def test_lanes_keep_order_per_chat_and_run_chats_side_by_side() -> None:
-    """Chat 1's second job waits for its first; chat 2 runs meanwhile; a failing job does not block the lane."""
-    lanes = Lanes()
-    release = asyncio.Event()
-    done = {name: asyncio.Event() for name in ("1b", "2a")}
-    log: list[str] = []
-
-    async def job(name: str, *, wait: bool = False, fail: bool = False) -> None:
-        if wait:
-            await release.wait()
-        if fail:
-            raise RuntimeError("boom")
-        log.append(name)
-        done[name].set()
-
-    lanes.submit(1, job("1a", wait=True, fail=True))
-    lanes.submit(1, job("1b"))
-    lanes.submit(2, job("2a"))
-    await asyncio.wait_for(done["2a"].wait(), 1)
-    assert log == ["2a"]
-    release.set()
-    await asyncio.wait_for(done["1b"].wait(), 1)
-    await lanes.drain(1)
-    assert log == ["2a", "1b"] and lanes.busy == 0
-
-
-async def test_drain_cancels_what_outlives_the_grace_period() -> None:
-    """Stop waits for jobs in hand, then cancels the rest (and the jobs queued behind them never start)."""
-    lanes = Lanes()
-    started: list[str] = []
-
-    async def hang(name: str) -> None:
-        started.append(name)
-        await asyncio.Event().wait()
-
-    lanes.submit(1, hang("first"))
-    lanes.submit(1, hang("second"))
-    await lanes.drain(0.01)
-    assert started == ["first"] and lanes.busy == 0
+    gate = Gate(AccessPolicy(["5", "@root"], ["@root"]), ChatAdmins(fetch))
+    assert await gate.is_admin(9, "root", -1, group=True) and calls == []
+    assert await gate.is_admin(5, None, -1, group=True) and calls == [-1]
+    assert not await gate.is_admin(5, None, 5, group=False) and calls == [-1]
+    assert not await gate.is_admin(6, None, -1, group=True)
+    assert gate.allows(5, None, 5) and gate.allows(9, "Root", 9) and not gate.allows(6, None, -1)

@@ -1,1 +1,1 @@
-"""Platform-neutral text utilities shared by the adapters: splitting and rendering."""
+"""Platform-neutral pieces both chat adapters share: message splitting, the streaming reply, background jobs."""

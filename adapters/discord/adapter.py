@@ -5,18 +5,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine, Iterator, Mapping
-from typing import Any
+from collections.abc import Mapping
 
 import discord
 from discord import app_commands
 
+from adapters.common.jobs import Jobs
 from adapters.discord import commands, incoming
 from adapters.discord.access import REFUSAL, AccessPolicy
 from adapters.discord.client import DiscordSetupError, DiscordUrls, Timings, make_client, setup_error
 from adapters.discord.render import chunks, parse_custom_id, picker_view, reply_text
-from adapters.discord.stream import ChannelStream, InteractionReplies, reply_to
+from adapters.discord.stream import InteractionReplies, channel_stream, reply_to
+from bot.commands import Stop, parse_command
 from bot.config.schema import DiscordChannel
+from bot.errors import CommandError
 from bot.pipeline import ChatPipeline
 
 log = logging.getLogger("modelbot.discord")
@@ -46,12 +48,12 @@ class DiscordAdapter:
         self._settings = settings
         self._token = settings.token
         self._timings = timings if timings is not None else Timings()
-        self._policy = AccessPolicy.from_config(settings.allow_from, settings.admins)
+        self._gate = incoming.Gate(AccessPolicy.from_config(settings.allow_from, settings.admins))
         self._urls = DiscordUrls(settings)
         self._client: discord.Client | None = None
         self._tree: app_commands.CommandTree[discord.Client] | None = None
         self._connection: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._jobs = Jobs("discord")
         self._stopping = False
 
     # -- lifecycle --------------------------------------------------------------------------------------
@@ -119,18 +121,12 @@ class DiscordAdapter:
         if self._client is None:
             return
         self._stopping = True
-        pending = {t for t in self._tasks if t is not asyncio.current_task()}
-        if pending:
-            _, late = await asyncio.wait(pending, timeout=self._timings.stop_grace_s)
-            for task in late:
-                task.cancel()
-            await asyncio.gather(*late, return_exceptions=True)
+        await self._jobs.drain(self._timings.stop_grace_s)
         await self._shutdown()
 
     async def wait_idle(self) -> None:
-        """Until no message, command or button is being handled (``stop`` waits for the same tasks)."""
-        while pending := {t for t in self._tasks if t is not asyncio.current_task()}:
-            await asyncio.wait(pending)
+        """Until no message, command or button is being handled (``stop`` waits for the same jobs)."""
+        await self._jobs.wait_idle()
 
     async def _shutdown(self) -> None:
         client, connection = self._client, self._connection
@@ -141,25 +137,6 @@ class DiscordAdapter:
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await connection
         self._urls.restore()
-
-    # -- handler tasks ----------------------------------------------------------------------------------
-
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    @contextlib.contextmanager
-    def _tracked(self) -> Iterator[None]:
-        """Count a slash command (run in discord.py's own task) as in flight, for a graceful stop."""
-        task = asyncio.current_task()
-        if task is not None:
-            self._tasks.add(task)
-        try:
-            yield
-        finally:
-            if task is not None:
-                self._tasks.discard(task)
 
     # -- messages ---------------------------------------------------------------------------------------
 
@@ -172,31 +149,34 @@ class DiscordAdapter:
             return  # joins, pins, thread notices, …
         if message.guild is not None and self._settings.require_mention and not _addressed(message, me.id):
             return
-        self._spawn(self._handle_message(message, me))
+        role = message.guild.self_role if message.guild is not None else None
+        text = incoming.strip_mention(message.content, me.id, role.id if role is not None else None)
+        job = self._handle_message(message, me, text)
+        if _stops(text, me.name):
+            self._jobs.spawn(job)  # must not wait behind the turn it stops
+        else:
+            self._jobs.submit(message.channel.id, job)  # a thread is a channel: its own lane
 
-    async def _handle_message(self, message: discord.Message, me: discord.ClientUser) -> None:
-        place = incoming.message_place(message)
-        speaker = incoming.message_speaker(message, place)
+    async def _handle_message(self, message: discord.Message, me: discord.ClientUser, text: str) -> None:
         try:
-            if not self._policy.allows(speaker):
+            admitted = self._gate.admit(message)
+            if admitted is None:
                 await reply_to(message, REFUSAL)
                 return
             images, skipped = await incoming.read_images(message.attachments)
             if skipped:
                 await reply_to(message, incoming.skipped_note(skipped))
-            role = message.guild.self_role if message.guild is not None else None
-            text = incoming.strip_mention(message.content, me.id, role.id if role is not None else None)
             if skipped and not text and not images:
                 return
             msg = incoming.from_message(
                 message,
-                place,
+                admitted.place,
                 text=text,
                 images=images,
-                is_admin=self._policy.is_admin(speaker),
+                is_admin=admitted.is_admin,
                 bot_name=me.name,
             )
-            stream = ChannelStream(message, interval_s=self._timings.stream_interval_s)
+            stream = channel_stream(message, interval_s=self._timings.stream_interval_s)
             try:
                 await self._pipeline.handle(msg, stream)  # delivers through the stream
             finally:
@@ -210,27 +190,19 @@ class DiscordAdapter:
         if self._stopping:
             await interaction.response.send_message(SHUTTING_DOWN, ephemeral=True)
             return
-        with self._tracked():
+        with self._jobs.track():  # runs in discord.py's task: counted for a graceful stop
             await self._answer(interaction, text, private=private)
 
     def model_choices(self, interaction: discord.Interaction, typed: str) -> list[str]:
-        place = incoming.interaction_place(interaction)
-        speaker = incoming.interaction_speaker(interaction, place)
-        if not self._policy.allows(speaker):
-            return []
-        msg = incoming.from_interaction(interaction, place, text="", is_admin=self._policy.is_admin(speaker))
-        return self._pipeline.model_choices(msg, typed, limit=25)
+        msg = self._gate.interaction(interaction, "")
+        return [] if msg is None else self._pipeline.model_choices(msg, typed, limit=25)
 
     async def _answer(self, interaction: discord.Interaction, text: str, *, private: bool) -> None:
         """Run a text command for an interaction; defer when the core takes longer than ``defer_after_s``."""
-        place = incoming.interaction_place(interaction)
-        speaker = incoming.interaction_speaker(interaction, place)
-        if not self._policy.allows(speaker):
+        msg = self._gate.interaction(interaction, text)
+        if msg is None:
             await interaction.response.send_message(REFUSAL, ephemeral=True)
             return
-        msg = incoming.from_interaction(
-            interaction, place, text=text, is_admin=self._policy.is_admin(speaker)
-        )
         sink = InteractionReplies(interaction)
         work = asyncio.create_task(self._pipeline.handle(msg, sink))  # delivers through the sink
         try:
@@ -252,25 +224,21 @@ class DiscordAdapter:
         values = data.get("values")
         value = str(values[0]) if isinstance(values, list) and values else ""
         if action is not None:
-            self._spawn(self._component(interaction, action.kind, action.page, value))
+            self._jobs.spawn(self._component(interaction, action.kind, action.page, value))
 
     async def _component(self, interaction: discord.Interaction, kind: str, page: int, value: str) -> None:
         try:
             if kind == "retry":
                 await self._answer(interaction, "/retry", private=False)
                 return
-            place = incoming.interaction_place(interaction)
-            speaker = incoming.interaction_speaker(interaction, place)
-            if not self._policy.allows(speaker):
+            msg = self._gate.interaction(interaction, "" if kind == "pick" else f"/model list {page}")
+            if msg is None:
                 await interaction.response.send_message(REFUSAL, ephemeral=True)
                 return
-            is_admin = self._policy.is_admin(speaker)
             if kind == "pick":
-                msg = incoming.from_interaction(interaction, place, text="", is_admin=is_admin)
                 reply = await self._pipeline.choose(msg, value)
                 await interaction.response.edit_message(content=chunks(reply_text(reply))[0], view=None)
                 return
-            msg = incoming.from_interaction(interaction, place, text=f"/model list {page}", is_admin=is_admin)
             [reply, *_] = await self._pipeline.handle(msg)
             if reply.picker is None:  # the core refused the page: say so, keep the menu as it is
                 await interaction.response.send_message(chunks(reply_text(reply))[0], ephemeral=True)
@@ -279,6 +247,14 @@ class DiscordAdapter:
             await interaction.response.edit_message(content=chunks(reply_text(reply))[0], view=view)
         except discord.HTTPException as exc:
             log.warning("discord: could not answer a component interaction: %s", exc)
+
+
+def _stops(text: str, bot_name: str) -> bool:
+    """``/stop``: run at once, not queued behind the turn it stops (a malformed command waits its turn)."""
+    try:
+        return isinstance(parse_command(text, bot_username=bot_name), Stop)
+    except CommandError:
+        return False
 
 
 def _addressed(message: discord.Message, bot_id: int) -> bool:

@@ -10,6 +10,7 @@ import yarl
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
+from adapters.common.jobs import STOP_GRACE_S
 from bot.config.schema import DiscordChannel
 from bot.errors import ModelbotError
 
@@ -28,7 +29,7 @@ class Timings:
     defer_after_s: float = 2.0  # a slower command is deferred ("thinking…"); Discord allows 3 s to answer
     guild_ready_timeout_s: float = 2.0  # discord.py waits this long after the last GUILD_CREATE for READY
     start_timeout_s: float = 60.0  # start() gives up when READY has not come by then
-    stop_grace_s: float = 10.0  # stop() lets in-flight answers finish this long, then cancels them
+    stop_grace_s: float = STOP_GRACE_S  # on stop, answers in progress get this long, then are cancelled
     shard_identify_pause: bool = True  # discord.py's 5 s between shard IDENTIFYs (Discord's rate limit)
 
 

@@ -1,4 +1,4 @@
-"""Discord messages and interactions translated into the core's ``Incoming`` (and the ids access rules need)."""
+"""Discord messages and interactions translated into the core's ``Incoming``, through the adapter's access gate."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import discord
 
-from adapters.discord.access import Speaker
+from adapters.discord.access import AccessPolicy, Speaker
 from bot.chat import ImagePart, Incoming
 from bot.commands import echo
 
@@ -123,6 +123,41 @@ def from_interaction(
         is_group=interaction.guild_id is not None,
         is_admin=is_admin,
     )
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """Someone the gate let in: where they wrote, and whether they are an admin there."""
+
+    place: Place
+    is_admin: bool
+
+
+class Gate:
+    """The Discord adapter's one access check: every message, slash command, component and autocomplete
+    passes here before the core sees it (``allowFrom``, ``admins``, Manage Server)."""
+
+    def __init__(self, policy: AccessPolicy) -> None:
+        self._policy = policy
+
+    def admit(self, source: discord.Message | discord.Interaction) -> Admitted | None:
+        """Where and as whom ``source`` speaks; None when its author may not use the bot there."""
+        if isinstance(source, discord.Interaction):
+            place = interaction_place(source)
+            speaker = interaction_speaker(source, place)
+        else:
+            place = message_place(source)
+            speaker = message_speaker(source, place)
+        if not self._policy.allows(speaker):
+            return None
+        return Admitted(place, self._policy.is_admin(speaker))
+
+    def interaction(self, interaction: discord.Interaction, text: str) -> Incoming | None:
+        """The core's message for an interaction (``text``: the command it stands for), if admitted."""
+        admitted = self.admit(interaction)
+        if admitted is None:
+            return None
+        return from_interaction(interaction, admitted.place, text=text, is_admin=admitted.is_admin)
 
 
 def media_type(attachment: discord.Attachment) -> str:

@@ -1,187 +1,92 @@
-"""Reply sinks: a channel answer streamed by editing one message, and an interaction answered or deferred.
+"""Discord's side of the replies: a channel as the kit's ``Surface``, and interactions answered or deferred.
 
-A delivery Discord breaks off is handled once: logged, no more of the answer sent (never twice), one line to
-the user when the channel still takes messages, and ``DeliveryFailed`` for the pipeline, which counts the turn
-as undelivered.
+The kit (``adapters.common.stream``) streams, throttles and handles broken deliveries; this module only says
+how Discord posts, edits and deletes a reply (as a reply to the user's message, in 2000-character chunks with
+the components under the last), and what discord.py's errors mean.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from typing import Any
 
 import discord
 
+from adapters.common.stream import Fault, Pace, ReplyStream
 from adapters.discord.render import chunks, reply_text, view_for
-from bot.chat import UNDELIVERED, Reply
+from bot.chat import Reply
 from bot.errors import DeliveryFailed
 
 log = logging.getLogger("modelbot.discord")
 
 TYPING_REFRESH_S = 8.0  # Discord shows "typing…" for about 10 s per trigger
 
+ChannelStream = ReplyStream[discord.Message, str, discord.ui.View]
 
-class ChannelStream:
-    """Streams a turn into replies to one user message: typing, then throttled edits, then the final text.
 
-    The text grows in as few messages as Discord's 2000-character limit allows; each is edited at most
-    once per ``interval_s`` while deltas arrive, and always once more at the end.
-    """
+class ChannelSurface:
+    """The channel (or thread) of one user message; replies answer that message."""
 
-    def __init__(self, message: discord.Message, *, interval_s: float = 1.0) -> None:
+    platform = "discord"
+
+    def __init__(self, message: discord.Message) -> None:
         self._message = message
-        self._interval = interval_s
-        self._text = ""
-        self._sent: list[discord.Message] = []
-        self._shown: list[str] = []
-        self._last_render = float("-inf")
-        self._lock = asyncio.Lock()
-        self._flusher: asyncio.Task[None] | None = None
-        self._finishing = asyncio.Event()
-        self._typing: asyncio.Task[None] | None = None
-        self.failed = False  # Discord refused or broke off a send or edit: no more of this answer is sent
-        self._forbidden = False  # we may not write here at all: not even a notice can be sent
+        self.place = f"channel {message.channel.id}"
 
-    # -- ReplySink --------------------------------------------------------------------------------------
+    async def send(self, piece: str, *, markup: discord.ui.View | None, quote: bool) -> discord.Message:
+        extra: dict[str, Any] = {"view": markup} if markup is not None else {}
+        if quote:
+            return await reply_to(self._message, piece, **extra)
+        return await self._message.channel.send(piece, **extra)
+
+    async def edit(
+        self, message: discord.Message, piece: str, *, markup: discord.ui.View | None
+    ) -> discord.Message:
+        extra: dict[str, Any] = {"view": markup} if markup is not None else {}
+        return await message.edit(content=piece, **extra)
+
+    async def delete(self, message: discord.Message) -> None:
+        await message.delete()
 
     async def typing(self) -> None:
-        if self._typing is None and not self._finishing.is_set():
-            self._typing = asyncio.create_task(self._keep_typing())
+        await self._message.channel.typing()
 
-    async def status(self, text: str | None) -> None:
-        """Show a status line as the reply; the answer's text or the final reply edits it."""
-        if text is None or self._text or self._finishing.is_set():
-            return
-        try:
-            await self._render(text, None)
-        except discord.HTTPException as exc:  # only a status: the answer comes anyway
-            log.warning("discord: status line in channel %s failed: %s", self._message.channel.id, exc)
-        self._last_render = asyncio.get_running_loop().time()
+    def fault(self, error: Exception) -> Fault:
+        """Forbidden: we may not write here at all. Any other HTTP error is final (discord.py retried 5xx and
+        429 already). Anything else is an answer discord.py could not read: sent or not, unknown."""
+        if isinstance(error, discord.Forbidden):
+            return Fault.GONE
+        if isinstance(error, discord.HTTPException):
+            return Fault.FAILED
+        return Fault.UNKNOWN
 
-    async def delta(self, text: str) -> None:
-        if self.failed:
-            raise DeliveryFailed(f"discord: channel {self._message.channel.id} stopped taking the answer")
-        self._text += text
-        if self._flusher is None and not self._finishing.is_set():
-            self._flusher = asyncio.create_task(self._flush())
 
-    # -- the end of the turn ----------------------------------------------------------------------------
+class MarkdownLook:
+    """Discord renders Markdown itself: text in message-sized chunks, components from the reply."""
 
-    async def deliver(self, replies: Sequence[Reply]) -> None:
-        """Render the replies: the first one into the streamed messages (if any), the rest as new ones."""
-        await self._stop_background()
-        if not self.failed:
-            try:
-                for index, reply in enumerate(replies):
-                    if index == 0 and self._sent:
-                        await self._render(reply_text(reply, streamed=self._text), view_for(reply))
-                    else:
-                        await self._send_new(reply_text(reply), view_for(reply))
-            except Exception as exc:
-                self._broke(exc)
-            else:
-                return
-        if not self._forbidden:
-            try:
-                await self._post(UNDELIVERED, first=not self._sent)
-            except Exception as exc:  # the channel takes nothing at all: the log line is all there is
-                log.info("discord: could not tell channel %s about it: %s", self._message.channel.id, exc)
-        raise DeliveryFailed(f"discord: the answer in channel {self._message.channel.id} was not delivered")
+    def draft(self, text: str) -> list[str]:
+        return chunks(text)
 
-    def _broke(self, exc: BaseException) -> None:
-        """The one log line of a broken delivery; later failures of the same reply are not logged again."""
-        if self.failed:
-            return
-        self.failed = True
-        self._forbidden = isinstance(exc, discord.Forbidden)
-        log.warning(
-            "discord: delivering an answer in channel %s failed: %s",
-            self._message.channel.id,
-            exc,
-            exc_info=not isinstance(exc, discord.HTTPException),  # a traceback only for the unexpected
-        )
+    def plain(self, text: str) -> list[str]:
+        return chunks(text)
 
-    async def close(self) -> None:
-        """Stop typing and pending edits (also after an error)."""
-        await self._stop_background()
+    def reply(self, reply: Reply, streamed: str) -> list[str]:
+        return chunks(reply_text(reply, streamed=streamed))
 
-    # -- internals --------------------------------------------------------------------------------------
+    def markup(self, reply: Reply) -> discord.ui.View | None:
+        return view_for(reply)
 
-    async def _keep_typing(self) -> None:
-        # The first trigger goes out even when the answer is already complete (a turn that never waits ends
-        # before this task first runs): the reply, sent after this task has ended, clears it.
-        # Typing is cosmetic: whatever goes wrong with it must not touch the answer.
-        with contextlib.suppress(Exception):
-            await self._message.channel.typing()
-            while not self._finishing.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._finishing.wait(), TYPING_REFRESH_S)
-                if not self._finishing.is_set():
-                    await self._message.channel.typing()
 
-    async def _flush(self) -> None:
-        """Show the text so far, then keep showing newer text no more often than once per interval."""
-        loop = asyncio.get_running_loop()
-        try:
-            while not self._finishing.is_set() and not self.failed:
-                wait = self._last_render + self._interval - loop.time()
-                if wait > 0:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._finishing.wait(), wait)
-                    continue
-                shown = self._text
-                try:
-                    await self._render(shown, None)
-                except Exception as exc:  # discord.py retried 5xx and 429 already: this one is final
-                    self._broke(exc)
-                    return
-                self._last_render = loop.time()
-                if self._text == shown:
-                    return
-        finally:
-            self._flusher = None
+LOOK = MarkdownLook()
 
-    async def _stop_background(self) -> None:
-        # Nothing is cancelled mid-request (an edit in flight would leave a message we did not record):
-        # both background tasks see ``_finishing`` and end by themselves.
-        self._finishing.set()
-        for task in (self._flusher, self._typing):
-            if task is not None:
-                await task
-        self._typing = None
 
-    async def _render(self, text: str, view: discord.ui.View | None) -> None:
-        """Make the messages show ``text``: edit changed ones, send missing ones, delete extra ones."""
-        async with self._lock:
-            pieces = chunks(text)
-            for index, piece in enumerate(pieces):
-                last = index == len(pieces) - 1
-                extra: dict[str, Any] = {"view": view} if last and view is not None else {}
-                if index < len(self._sent):
-                    if self._shown[index] != piece or extra:
-                        self._sent[index] = await self._sent[index].edit(content=piece, **extra)
-                        self._shown[index] = piece
-                    continue
-                sent = await self._post(piece, first=not self._sent, **extra)
-                self._sent.append(sent)
-                self._shown.append(piece)
-            while len(self._sent) > len(pieces):
-                await self._sent.pop().delete()
-                self._shown.pop()
-
-    async def _send_new(self, text: str, view: discord.ui.View | None) -> None:
-        pieces = chunks(text)
-        for index, piece in enumerate(pieces):
-            extra: dict[str, Any] = {"view": view} if index == len(pieces) - 1 and view is not None else {}
-            await self._post(piece, first=index == 0, **extra)
-
-    async def _post(self, content: str, *, first: bool, **extra: Any) -> discord.Message:
-        if first:
-            return await reply_to(self._message, content, **extra)
-        return await self._message.channel.send(content, **extra)
+def channel_stream(message: discord.Message, *, interval_s: float) -> ChannelStream:
+    """The sink for one message: typing, then edits at most once per ``interval_s``, then the final text."""
+    return ReplyStream(
+        ChannelSurface(message), LOOK, Pace(interval_s=interval_s, typing_interval_s=TYPING_REFRESH_S)
+    )
 
 
 async def reply_to(message: discord.Message, content: str, **extra: Any) -> discord.Message:
@@ -225,8 +130,8 @@ class InteractionReplies:
             first = True
             try:
                 for reply in replies:
-                    pieces = chunks(reply_text(reply))
-                    view = view_for(reply)
+                    pieces = LOOK.reply(reply, "")
+                    view = LOOK.markup(reply)
                     for index, piece in enumerate(pieces):
                         last = index == len(pieces) - 1
                         extra: dict[str, Any] = {"view": view} if last and view is not None else {}

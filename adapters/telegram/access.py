@@ -1,4 +1,7 @@
-"""Who may talk to the bot and who is an admin (spec §8): ``allowFrom``, ``admins``, group administrators."""
+"""Who may talk to the bot and who is an admin (spec §8): ``allowFrom``, ``admins``, group administrators.
+
+``Gate`` is the adapter's one access check; messages and button presses both pass through it.
+"""
 
 from __future__ import annotations
 
@@ -101,3 +104,20 @@ class ChatAdmins:
 
     def _time(self) -> float:
         return self._now() if self._now is not None else asyncio.get_running_loop().time()
+
+
+class Gate:
+    """The Telegram adapter's one access check: the config's rules, and each group's own administrators."""
+
+    def __init__(self, policy: AccessPolicy, chat_admins: ChatAdmins) -> None:
+        self._policy = policy
+        self._chat_admins = chat_admins
+
+    def allows(self, user_id: int, username: str | None, chat_id: int) -> bool:
+        return self._policy.allowed(user_id, username, chat_id)
+
+    async def is_admin(self, user_id: int, username: str | None, chat_id: int, *, group: bool) -> bool:
+        """A configured admin anywhere; in a group, also one of its administrators (asked, then cached)."""
+        if self._policy.configured_admin(user_id, username):
+            return True
+        return group and await self._chat_admins.is_admin(chat_id, user_id)

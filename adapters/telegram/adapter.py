@@ -8,8 +8,9 @@ from telegram import BotCommand, Message, Update, User
 from telegram.error import BadRequest, InvalidToken
 from telegram.ext import CallbackQueryHandler, ContextTypes, MessageHandler, filters
 
+from adapters.common.jobs import Jobs
 from adapters.telegram import incoming as read
-from adapters.telegram.access import REFUSAL, AccessPolicy, ChatAdmins
+from adapters.telegram.access import REFUSAL, AccessPolicy, ChatAdmins, Gate
 from adapters.telegram.buttons import PickerButtons
 from adapters.telegram.client import (
     ALLOWED_UPDATES,
@@ -19,10 +20,9 @@ from adapters.telegram.client import (
     setup_error,
     webhook_path,
 )
-from adapters.telegram.lanes import Lanes
 from adapters.telegram.render import BAD_IMAGE, FAILED, UNSUPPORTED, plain_pieces
 from adapters.telegram.sender import ChatUnavailable, Sender, Target
-from adapters.telegram.stream import ReplyStream, send_pieces
+from adapters.telegram.stream import reply_stream, send_pieces
 from bot.chat import ImagePart, Incoming
 from bot.config.schema import TelegramChannel
 from bot.help import COMMAND_DESCRIPTIONS
@@ -44,12 +44,12 @@ class TelegramAdapter:
         self._pipeline = pipeline
         self._settings = settings
         self._timings = timings if timings is not None else Timings()
-        self._policy = AccessPolicy(settings.allow_from, settings.admins)
+        chat_admins = ChatAdmins(self._fetch_admins, ttl_s=self._timings.admin_cache_s)
+        self._gate = Gate(AccessPolicy(settings.allow_from, settings.admins), chat_admins)
         self._app: PTBApplication | None = None
         self._sender: Sender | None = None
-        self._admins: ChatAdmins | None = None
         self._buttons: PickerButtons | None = None
-        self._lanes = Lanes()
+        self._jobs = Jobs("telegram")
         self._bot_id = 0
         self._username = ""
 
@@ -74,8 +74,7 @@ class TelegramAdapter:
             sender = self._sender = Sender(
                 app.bot, attempts=self._timings.send_attempts, backoff_s=self._timings.retry_backoff_s
             )
-            self._admins = ChatAdmins(self._fetch_admins, ttl_s=self._timings.admin_cache_s)
-            self._buttons = PickerButtons(self._pipeline, self._policy, sender, self._username)
+            self._buttons = PickerButtons(self._pipeline, self._gate, sender, self._username)
             await self._register_commands(app)
             await app.start()
             await self._receive(app)
@@ -130,8 +129,8 @@ class TelegramAdapter:
             if app.updater is not None and app.updater.running:
                 await app.updater.stop()
             if app.running:
-                await app.stop()  # hands the updates already fetched to the lanes
-            await self._lanes.drain(self._timings.stop_grace_s)
+                await app.stop()  # hands the updates already fetched to the jobs
+            await self._jobs.drain(self._timings.stop_grace_s)
             await app.shutdown()
         finally:
             self._app = None
@@ -149,14 +148,14 @@ class TelegramAdapter:
             return
         command = read.leading_command(message)
         if command is not None and command.name == "stop":
-            self._lanes.spawn(self._serve(message, user))  # must not wait behind the turn it stops
+            self._jobs.spawn(self._serve(message, user))  # must not wait behind the turn it stops
         else:
-            self._lanes.submit(message.chat.id, self._serve(message, user))
+            self._jobs.submit(message.chat.id, self._serve(message, user))
 
     async def _on_button(self, update: Update, context: Context) -> None:
         query = update.callback_query
         if query is not None and self._buttons is not None:
-            self._lanes.spawn(self._buttons.press(query))
+            self._jobs.spawn(self._buttons.press(query))
 
     async def _on_error(self, update: object, context: Context) -> None:
         log.error("telegram: error while handling an update: %s", context.error, exc_info=context.error)
@@ -178,7 +177,7 @@ class TelegramAdapter:
                 log.warning("telegram: could not tell chat %s about the failure: %s", message.chat.id, exc)
 
     async def _answer(self, message: Message, user: User, target: Target, is_group: bool) -> None:
-        if not self._policy.allowed(user.id, user.username, message.chat.id):
+        if not self._gate.allows(user.id, user.username, message.chat.id):
             log.info("telegram: refused user %s in chat %s (not in allowFrom)", user.id, message.chat.id)
             if not (is_group and self._settings.silent_refusal_in_groups):
                 await send_pieces(self.sender, target, plain_pieces(REFUSAL))
@@ -203,13 +202,13 @@ class TelegramAdapter:
             user_name=user.username,
             thread_id=str(target.thread_id) if target.thread_id is not None else None,
             is_group=is_group,
-            is_admin=await self._is_admin(user, message.chat.id, is_group),
+            is_admin=await self._gate.is_admin(user.id, user.username, message.chat.id, group=is_group),
             images=images,
             bot_username=self._username,
             reply_to_user_id=str(replied_to) if replied_to is not None else None,
         )
         interval = self._timings.group_edit_interval_s if is_group else self._timings.edit_interval_s
-        stream = ReplyStream(
+        stream = reply_stream(
             self.sender, target, interval_s=interval, typing_interval_s=self._timings.typing_interval_s
         )
         try:
@@ -230,11 +229,6 @@ class TelegramAdapter:
         media_type = read.sniff_image(data)
         return ImagePart(media_type, data) if media_type is not None else None
 
-    async def _is_admin(self, user: User, chat_id: int, is_group: bool) -> bool:
-        if self._policy.configured_admin(user.id, user.username):
-            return True
-        return is_group and self._admins is not None and await self._admins.is_admin(chat_id, user.id)
-
     async def _fetch_admins(self, chat_id: int) -> list[int]:
         members = await self.sender.call(chat_id, self.sender.bot.get_chat_administrators)
         return [member.user.id for member in members]
@@ -248,7 +242,7 @@ class TelegramAdapter:
     @property
     def busy(self) -> int:
         """Messages and button presses still being handled."""
-        return self._lanes.busy
+        return self._jobs.busy
 
     @property
     def running(self) -> bool:

@@ -8,7 +8,7 @@ from dataclasses import replace
 from telegram import CallbackQuery, Message
 
 from adapters.telegram import incoming as read
-from adapters.telegram.access import REFUSAL, AccessPolicy
+from adapters.telegram.access import REFUSAL, Gate
 from adapters.telegram.render import (
     FAILED,
     OLD_BUTTON,
@@ -27,9 +27,9 @@ log = logging.getLogger("modelbot.telegram")
 class PickerButtons:
     """A page button re-renders the picker in place; a model button asks the core and shows its answer."""
 
-    def __init__(self, pipeline: ChatPipeline, policy: AccessPolicy, sender: Sender, username: str) -> None:
+    def __init__(self, pipeline: ChatPipeline, gate: Gate, sender: Sender, username: str) -> None:
         self._pipeline = pipeline
-        self._policy = policy
+        self._gate = gate
         self._sender = sender
         self._username = username
 
@@ -51,7 +51,7 @@ class PickerButtons:
         if not isinstance(message, Message):  # too old for Telegram to send its content
             return OLD_BUTTON
         chat = message.chat
-        if not self._policy.allowed(user.id, user.username, chat.id):
+        if not self._gate.allows(user.id, user.username, chat.id):
             return REFUSAL
         topic = read.topic(message)
         msg = Incoming(

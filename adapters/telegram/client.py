@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 from telegram.error import InvalidToken, NetworkError, TelegramError
 from telegram.ext import Application
 
+from adapters.common.jobs import STOP_GRACE_S
 from bot.config.schema import TelegramChannel
 from bot.errors import ModelbotError
 
@@ -31,7 +32,7 @@ class Timings:
     send_attempts: int = 4  # network errors: tries per call
     retry_backoff_s: float = 0.5  # first wait after a network error, doubled each time
     admin_cache_s: float = 60.0  # how long a group's administrator list is trusted
-    stop_grace_s: float = 20.0  # on stop, in-flight turns get this long before being cancelled
+    stop_grace_s: float = STOP_GRACE_S  # on stop, answers in progress get this long, then are cancelled
 
 
 def build_application(settings: TelegramChannel) -> PTBApplication:

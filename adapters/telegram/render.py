@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
-from adapters.common.markdown_html import TELEGRAM_LIMIT, split_for_telegram
 from adapters.common.split import split_message, utf16_len
+from adapters.telegram.markdown_html import TELEGRAM_LIMIT, split_for_telegram
 from bot.chat import PickerView, Reply
 
 PAGE_PREFIX = "p:"  # a picker page button; the core's own tokens start with "m:"

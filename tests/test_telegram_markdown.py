@@ -8,13 +8,13 @@ from html.parser import HTMLParser
 
 import pytest
 
-from adapters.common.markdown_html import (
+from adapters.common.split import utf16_len
+from adapters.telegram.markdown_html import (
     MIN_RENDER_LIMIT,
     markdown_to_telegram_html,
     split_for_telegram,
     strip_markdown,
 )
-from adapters.common.split import utf16_len
 from bot.help import help_text
 
 _ALLOWED_ATTRS = {"b": set(), "i": set(), "s": set(), "u": set(), "code": {"class"}, "pre": set()}
