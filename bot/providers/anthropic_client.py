@@ -23,9 +23,11 @@ from bot.providers.base import ChatMessage, ChatRequest, Endpoint, ResolvedAuth
 from bot.providers.http import (
     SdkClientPool,
     events_of,
+    json_body,
     json_text,
     response_text,
     secret_digest,
+    text_message,
     transport_failure,
 )
 
@@ -169,30 +171,29 @@ def request_body(request: ChatRequest) -> bytes:
     """The JSON body: user and assistant turns (the API rejects empty ones, so they are left out), and the
     system prompt as the top-level ``system`` field, with any system-role messages folded in."""
     system = [request.system] if request.system else []
-    messages: list[dict[str, Any]] = []
+    messages: list[str] = []
     for message in request.messages:
         if message.role == "user":
-            if message.text or message.images:
-                messages.append({"role": "user", "content": _user_content(message)})
+            if message.images:
+                messages.append(_json({"role": "user", "content": _user_content(message)}))
+            elif message.text:
+                messages.append(text_message("user", message.text))
         elif message.role == "assistant":
             if message.text:
-                messages.append({"role": "assistant", "content": message.text})
+                messages.append(text_message("assistant", message.text))
         elif message.text:
             system.append(message.text)
-    body: dict[str, Any] = {
-        "model": request.model,
-        "max_tokens": DEFAULT_MAX_TOKENS if request.max_tokens is None else request.max_tokens,
-        "messages": messages,
-        "stream": True,
-    }
-    if system:
-        body["system"] = "\n\n".join(system)
-    return json.dumps(body, separators=(",", ":")).encode("ascii")
+    max_tokens = DEFAULT_MAX_TOKENS if request.max_tokens is None else request.max_tokens
+    fields = f'"model":{_json(request.model)},"max_tokens":{int(max_tokens)}'
+    tail = ',"stream":true' + (',"system":' + _json("\n\n".join(system)) if system else "")
+    return json_body(fields, messages, tail)
 
 
-def _user_content(message: ChatMessage) -> str | list[dict[str, Any]]:
-    if not message.images:
-        return message.text
+def _json(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _user_content(message: ChatMessage) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = []
     for image in message.images:
         # Other media types are sent as they are: the API's own 400 says what it accepts.

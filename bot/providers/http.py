@@ -15,6 +15,7 @@ import json
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Hashable, Mapping
 from contextlib import asynccontextmanager
+from functools import lru_cache
 from typing import Generic, Protocol, TypeVar
 
 import httpx2
@@ -23,6 +24,9 @@ from bot.classify import FailureSignal, Transport, classify
 from bot.providers.sse import SseDecoder, SseEvent
 
 DRAIN_S = 0.1  # after the answer's end, how long the rest of the body may take to arrive (connection reuse)
+ENCODED_MESSAGES = (
+    8192  # text messages kept encoded: every active conversation's recent history, many times over
+)
 
 
 class _Closable(Protocol):
@@ -158,3 +162,17 @@ def json_text(body: object) -> str:
     if body is None:
         return ""
     return body if isinstance(body, str) else json.dumps(body, default=str)
+
+
+@lru_cache(maxsize=ENCODED_MESSAGES)
+def text_message(role: str, text: str) -> str:
+    """``{"role":…,"content":…}`` in JSON (ASCII, as ``json.dumps`` writes it), for both APIs' text messages.
+
+    Each turn sends the whole history again: a message is encoded once, and later turns join the encodings.
+    """
+    return '{"role":' + json.dumps(role) + ',"content":' + json.dumps(text) + "}"
+
+
+def json_body(fields: str, messages: list[str], tail: str) -> bytes:
+    """``{<fields>,"messages":[<messages>]<tail>}``: the request body around already encoded messages."""
+    return ("{" + fields + ',"messages":[' + ",".join(messages) + "]" + tail + "}").encode("ascii")

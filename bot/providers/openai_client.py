@@ -24,9 +24,11 @@ from bot.providers.base import ChatMessage, ChatRequest, Endpoint, ResolvedAuth
 from bot.providers.http import (
     SdkClientPool,
     events_of,
+    json_body,
     json_text,
     response_text,
     secret_digest,
+    text_message,
     transport_failure,
 )
 
@@ -143,27 +145,31 @@ def _stream_error(error: object) -> FailureSignal:
 def request_body(request: ChatRequest, *, max_completion_tokens: bool = False) -> bytes:
     """The JSON body: the system prompt first (system-role messages folded in), then the conversation."""
     system = [request.system] if request.system else []
-    messages: list[dict[str, Any]] = [{"role": "system", "content": ""}]  # filled in below, or dropped
+    messages: list[str] = []
     for message in request.messages:
         if message.role == "user":
-            messages.append({"role": "user", "content": _user_content(message)})
+            if message.images:
+                messages.append(_json({"role": "user", "content": _user_content(message)}))
+            else:
+                messages.append(text_message("user", message.text))
         elif message.role == "assistant":
-            messages.append({"role": "assistant", "content": message.text})
+            messages.append(text_message("assistant", message.text))
         elif message.text:
             system.append(message.text)
     if system:
-        messages[0]["content"] = "\n\n".join(system)
-    else:
-        del messages[0]
-    body: dict[str, Any] = {"model": request.model, "messages": messages, "stream": True}
+        messages.insert(0, text_message("system", "\n\n".join(system)))
+    tail = ',"stream":true'
     if request.max_tokens is not None:
-        body["max_completion_tokens" if max_completion_tokens else "max_tokens"] = request.max_tokens
-    return json.dumps(body, separators=(",", ":")).encode("ascii")
+        limit = "max_completion_tokens" if max_completion_tokens else "max_tokens"
+        tail += f',"{limit}":{int(request.max_tokens)}'
+    return json_body('"model":' + _json(request.model), messages, tail)
 
 
-def _user_content(message: ChatMessage) -> str | list[dict[str, Any]]:
-    if not message.images:
-        return message.text
+def _json(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _user_content(message: ChatMessage) -> list[dict[str, Any]]:
     parts: list[dict[str, Any]] = []
     if message.text:
         parts.append({"type": "text", "text": message.text})
