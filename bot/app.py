@@ -60,6 +60,7 @@ class App:
     engines: dict[str, Engine] = field(default_factory=dict)
     pipeline: ChatPipeline | None = None
     redactor: Redactor = field(default_factory=Redactor)
+    _endpoints: dict[str, Endpoint] = field(default_factory=dict, repr=False)
 
     async def start(self) -> None:
         await self.store.start()
@@ -71,7 +72,11 @@ class App:
         await self.store.stop()
 
     def endpoint(self, provider: str) -> Endpoint:
-        return endpoint_for(provider, self.loaded.config)
+        """Where to call ``provider``; built once per provider from the config (every attempt asks)."""
+        endpoint = self._endpoints.get(provider)
+        if endpoint is None:
+            endpoint = self._endpoints[provider] = endpoint_for(provider, self.loaded.config)
+        return endpoint
 
     def backend(self, agent_id: str) -> StoreAuthBackend:
         return self.backends[agent_id] if agent_id in self.backends else self.backends["main"]

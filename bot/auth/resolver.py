@@ -97,6 +97,7 @@ class CredentialResolver:
         self._no_auth = frozenset(providers_without_auth)
         self._builtin = builtin_profiles
         self._refresher = refresher
+        self._implicit: dict[str, dict[str, Credential]] = {}  # by provider
         self._refresh_lock: RefreshLock = (
             FileRefreshLock(store.refresh_lock_path, timeout_s=refresh_lock_timeout_s, mode=FILE_MODE)
             if refresh_lock is None
@@ -107,6 +108,12 @@ class CredentialResolver:
         """Pseudo-profiles for a provider without a stored profile: env key, config key, built-in, no auth."""
         if any(cred.provider == provider for cred in doc.profiles.values()):
             return {}
+        found = self._implicit.get(provider)
+        if found is None:  # the environment and the config are fixed for the resolver's life: once each
+            found = self._implicit[provider] = self._find_implicit(provider)
+        return dict(found)
+
+    def _find_implicit(self, provider: str) -> dict[str, Credential]:
         found: dict[str, Credential] = {
             pid: _implicit(provider, "builtin") for pid in self._builtin.get(provider, ())
         }
