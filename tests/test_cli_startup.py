@@ -78,6 +78,13 @@ def test_models_list_needs_no_database_http_or_platform(state_dir: Path) -> None
         packages(modules) & {"sqlalchemy", "alembic", "aiohttp", "httpx2", "telegram", "discord", "rich"}
         == set()
     )
+    # Nor anything of a turn: the failover engine, the pipeline, the provider clients.
+    assert {
+        "bot.engine",
+        "bot.pipeline",
+        "bot.providers.openai_client",
+        "bot.providers.http",
+    } & modules == set()
 
 
 def test_chat_imports_what_its_first_answer_needs(state_dir: Path) -> None:

@@ -211,7 +211,9 @@ class FakeProviderServer:
         key = auth.removeprefix("Bearer ").strip() if auth else headers.get("x-api-key", "")
         peer = request.transport.get_extra_info("peername") if request.transport is not None else None
         port = peer[1] if peer else 0
-        self.requests.append(RecordedRequest(api, request.path, headers, body, key, port, request.query_string))
+        self.requests.append(
+            RecordedRequest(api, request.path, headers, body, key, port, request.query_string)
+        )
         async with self._arrived:
             self._arrived.notify_all()
         model = str(body.get("model", ""))
