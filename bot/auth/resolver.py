@@ -12,7 +12,7 @@ from typing import Literal, Protocol
 from bot.auth.availability import Candidates, build_candidates
 from bot.auth.mask import mask_secret
 from bot.auth.refresh_lock import FileRefreshLock, RefreshLock, RefreshLockTimeout
-from bot.auth.rotation import order_profiles
+from bot.auth.rotation import next_change_ms, order_profiles
 from bot.auth.store import FILE_MODE, AuthStore
 from bot.auth.types import AuthProfiles, Credential, UsageStats
 from bot.clock import MINUTE_MS
@@ -58,6 +58,19 @@ class OAuthTokens:
         return f"OAuthTokens(access={mask_secret(self.access)}, expires={self.expires})"
 
 
+_FOREVER = 1 << 62
+
+
+@dataclass(frozen=True)
+class _Kept:
+    """An availability answer and what it holds for: this document, from ``since_ms`` until ``until_ms``."""
+
+    doc: AuthProfiles
+    since_ms: int
+    until_ms: int
+    candidates: Candidates
+
+
 class OAuthRefresher(Protocol):
     """The OAuth side of the providers: who can refresh, the refresh itself, and what a login's calls need."""
 
@@ -98,6 +111,7 @@ class CredentialResolver:
         self._builtin = builtin_profiles
         self._refresher = refresher
         self._implicit: dict[str, dict[str, Credential]] = {}  # by provider
+        self._availability: dict[tuple[str, str], _Kept] = {}  # by (provider, model)
         self._refresh_lock: RefreshLock = (
             FileRefreshLock(store.refresh_lock_path, timeout_s=refresh_lock_timeout_s, mode=FILE_MODE)
             if refresh_lock is None
@@ -136,10 +150,21 @@ class CredentialResolver:
         return self._order(self.store.load(), provider, now_ms, model)
 
     def availability(self, provider: str, model: str, now_ms: int) -> Candidates:
-        """The rotation for ``model`` with when each profile is usable: one read of the store."""
+        """The rotation for ``model`` with when each profile is usable: one read of the store.
+
+        Asked before every attempt; the answer is kept while the store is unchanged (the same cached
+        document) and no cooldown, disable or expiry has passed since it was worked out."""
         doc = self.store.load()
+        kept = self._availability.get((provider, model))
+        if kept is not None and kept.doc is doc and kept.since_ms <= now_ms < kept.until_ms:
+            return kept.candidates
         ordered = self._order(doc, provider, now_ms, model)
-        return build_candidates(provider, model, ordered, ((p, doc.stats(p)) for p in ordered), now_ms)
+        candidates = build_candidates(provider, model, ordered, ((p, doc.stats(p)) for p in ordered), now_ms)
+        until = next_change_ms(
+            doc, provider, now_ms=now_ms, implicit=self.implicit_profiles(provider, doc), model=model
+        )
+        self._availability[(provider, model)] = _Kept(doc, now_ms, until or _FOREVER, candidates)
+        return candidates
 
     def _order(self, doc: AuthProfiles, provider: str, now_ms: int, model: str | None = None) -> list[str]:
         auth = self.config.auth
