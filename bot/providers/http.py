@@ -24,9 +24,8 @@ from bot.classify import FailureSignal, Transport, classify
 from bot.providers.sse import SseDecoder, SseEvent
 
 DRAIN_S = 0.1  # after the answer's end, how long the rest of the body may take to arrive (connection reuse)
-ENCODED_MESSAGES = (
-    8192  # text messages kept encoded: every active conversation's recent history, many times over
-)
+# Text messages kept encoded: every active conversation's recent history, many times over.
+ENCODED_MESSAGES = 8192
 
 
 class _Closable(Protocol):
