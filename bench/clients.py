@@ -115,9 +115,10 @@ class LiteLlm(Client):
 
 
 class ProviderPath(Client):
-    """modelbot's provider client alone, on the conversation as our own types."""
+    """modelbot's provider client alone (``OpenAICompletionsClient``: the body built once from our types, sent
+    through the SDK's low-level ``post`` over its aiohttp transport, the raw stream decoded by our SSE decoder)."""
 
-    name = "modelbot provider path (OpenAICompletionsClient)"
+    name = "modelbot provider path (SDK post, raw, our SSE)"
 
     def __init__(self, base_url: str, client: OpenAICompletionsClient) -> None:
         super().__init__()

@@ -7,7 +7,8 @@ and 200 turns in which every turn sends the whole history so far. Each client ru
 - **floor**: aiohttp, the JSON body built by hand (``json.dumps``), the SSE lines split by hand;
 - **openai SDK**: ``AsyncOpenAI.chat.completions.create(stream=True)``;
 - **LiteLLM**: ``Router.acompletion(stream=True)``, when ``litellm`` is installed (it is not a dependency);
-- **provider path**: modelbot's ``OpenAICompletionsClient.stream`` alone;
+- **provider path**: modelbot's ``OpenAICompletionsClient.stream`` alone (the body built once from our types,
+  ``AsyncOpenAI.post(…, cast_to=httpx2.Response, stream=True)`` over the SDK's aiohttp transport, our SSE decoder);
 - **Engine.run**: the failover engine as ``build_app`` wires it (auth backend, rotation) around that client;
 - **pipeline in-process**: what ``modelbot chat`` runs per line (console adapter, ``ChatPipeline``, the SQLite
   store), in this process: the rows so far show where a turn's cost goes;

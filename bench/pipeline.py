@@ -278,7 +278,10 @@ async def main(args: argparse.Namespace) -> None:
     for run in runs:
         print(describe(run))
     print(f"  peak RSS {rss:.1f} MB (after start-up, before the sessions: {rss_started:.1f} MB)")
-    print(f"  the provider clients (aiohttp), which a bot with real providers imports, add {http_mb:.0f} MB")
+    print(
+        f"  the provider clients (the openai and anthropic SDKs, aiohttp), which a bot with real providers "
+        f"imports, add {http_mb:.0f} MB"
+    )
     print("Targets")
     print(
         f"  throughput {saturated.rate:.0f} turns/s ≥ {THROUGHPUT_TARGET:.0f}: "
@@ -295,7 +298,7 @@ async def main(args: argparse.Namespace) -> None:
 
 
 def provider_clients_import_mb() -> float:
-    """What importing both provider clients (and so aiohttp) adds to this process's resident memory."""
+    """What importing both provider clients (and so both SDKs and aiohttp) adds to this process's resident memory."""
     before = current_rss_mb()
     for module in ("bot.providers.anthropic_client", "bot.providers.openai_client"):
         importlib.import_module(module)  # measured on purpose, after the runs

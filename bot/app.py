@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bot.agents import agent_ids
+from bot.agents import agent_ids, agent_models
 from bot.auth.backend import StoreAuthBackend
 from bot.auth.cooldowns import CooldownPolicy
 from bot.auth.db_store import DbAuthStore
@@ -22,10 +22,13 @@ from bot.catalog import Catalog
 from bot.clock import Clock, SystemClock
 from bot.config.loader import LoadedConfig, load_config
 from bot.config.paths import auth_profiles_path, config_path, default_database_url, state_dir
+from bot.config.schema import Config
+from bot.errors import ModelbotError
 from bot.providers.base import Endpoint
 from bot.providers.clients import ProviderClients, build_clients, close_clients
 from bot.providers.registry import BUILTIN_PROVIDERS, endpoint_for, known_providers, spec_for
 from bot.redaction import Redactor, process_secrets
+from bot.refs import parse_model_ref
 
 if TYPE_CHECKING:  # imported by build_app: the CLI's management commands use this module without them
     from bot.engine import Engine
@@ -70,6 +73,7 @@ class App:
     session_leases: LeaseKeeper | None = (
         None  # the store is shared with other processes: sessions take leases
     )
+    _endpoints: dict[str, Endpoint] = field(default_factory=dict, repr=False)
 
     async def start(self) -> None:
         """Open the session store, then (auth.store "database") check the secret key and read the auth state."""
@@ -92,7 +96,40 @@ class App:
         await self.store.stop()
 
     def endpoint(self, provider: str) -> Endpoint:
-        return endpoint_for(provider, self.loaded.config)
+        """Where to call ``provider``; built once per provider from the config (every attempt asks)."""
+        endpoint = self._endpoints.get(provider)
+        if endpoint is None:
+            endpoint = self._endpoints[provider] = endpoint_for(provider, self.loaded.config)
+        return endpoint
+
+    def prepare_clients(self) -> list[str]:
+        """Make the provider clients of the API modes the configured models use; the API modes made.
+
+        A provider SDK takes one to three seconds to import: a bot that serves chats calls this before it
+        starts, so that no turn, and no other chat's turn on the same event loop, waits for that import.
+        """
+        config = self.loaded.config
+        providers: set[str] = set()
+        for agent_id in agent_ids(config):
+            try:
+                chain = agent_models(config, agent_id)
+            except ModelbotError:  # a bad ref is the turn's error to report, not start-up's
+                continue
+            refs = [chain.primary, *chain.fallbacks, *chain.image_fallbacks]
+            if chain.image_primary is not None:
+                refs.append(chain.image_primary)
+            providers.update(ref.provider for ref in refs)
+        providers.update(_allowlisted_providers(config))
+        made: list[str] = []
+        for provider in sorted(providers):
+            try:
+                api = self.endpoint(provider).api
+            except ModelbotError:
+                continue
+            if api in self.clients and api not in made:
+                self.clients[api]  # the lookup makes the client (ProviderClients), importing its SDK
+                made.append(api)
+        return made
 
     def backend(self, agent_id: str) -> StoreAuthBackend:
         return self.backends[agent_id] if agent_id in self.backends else self.backends["main"]
@@ -103,6 +140,17 @@ class App:
     def chat(self) -> ChatPipeline:
         assert self.pipeline is not None
         return self.pipeline
+
+
+def _allowlisted_providers(config: Config) -> set[str]:
+    """The providers of ``agents.defaults.models`` (the models a session may switch to), as far as they parse."""
+    found: set[str] = set()
+    for key in config.agents.defaults.models or {}:
+        try:
+            found.add(parse_model_ref(key).provider)
+        except ModelbotError:
+            continue
+    return found
 
 
 def auth_store_for(paths: Paths, agent_id: str) -> AuthStore:

@@ -1,4 +1,4 @@
-"""Time as an injected dependency: the core never reads the wall clock itself, nor sleeps on it."""
+"""Time as an injected dependency (the core never reads the wall clock itself, nor sleeps on it), and durations as people read them."""
 
 from __future__ import annotations
 
@@ -52,3 +52,15 @@ class FakeClock:
 
 MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
+
+
+def format_wait(ms: int) -> str:
+    """A short human duration: 45s, 4m12s, 2h5m."""
+    seconds = max(1, -(-ms // 1000))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{seconds:02d}s" if seconds else f"{minutes}m"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes}m" if minutes else f"{hours}h"

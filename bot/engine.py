@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
 from bot.auth.availability import Candidates, ProfileAvailability
-from bot.clock import Clock
+from bot.clock import Clock, format_wait
 from bot.errors import (
     AllCandidatesFailed,
     AttemptRecord,
@@ -186,18 +186,6 @@ def waiting_text(ms: int, rest: ProfileAvailability) -> str:
     # The file keeps no reason per (profile, model) pair; rate limits are what cools a pair, nearly always.
     reason = rest.reason or (Reason.RATE_LIMIT.value if rest.scope == "model" else None)
     return f"waiting {format_wait(ms)} for {_WAITING_FOR.get(reason or '', 'a cooldown')}…"
-
-
-def format_wait(ms: int) -> str:
-    """A short human duration: 45s, 4m12s, 2h5m."""
-    seconds = max(1, -(-ms // 1000))
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes}m{seconds:02d}s" if seconds else f"{minutes}m"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes}m" if minutes else f"{hours}h"
 
 
 def summarize(attempts: Sequence[AttemptRecord], soonest_ms: int | None, now_ms: int) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from bot.engine import format_wait
+from bot.clock import format_wait
 
 
 @dataclass(frozen=True)

@@ -191,6 +191,34 @@ async def test_running_bot_freezes_its_start_up_heap(tmp_path: Path) -> None:
         gc.unfreeze()
 
 
+async def test_the_configured_providers_clients_are_made_before_the_channels_start(tmp_path: Path) -> None:
+    """The SDKs of the API modes the config uses (chains, image models, the allowlist) are imported at start-up,
+    before any chat is served, and no other: the first turn never waits seconds for an import."""
+    config = write_config(
+        tmp_path / "c.json5",
+        "{ channels: { telegram: { enabled: true, botToken: '${TELEGRAM_BOT_TOKEN}' } },"
+        " models: { providers: { local: { baseUrl: 'http://127.0.0.1:9/v1', api: 'openai-completions' } } },"
+        " agents: { defaults: { model: { primary: 'demo/echo', fallbacks: ['local/m'] },"
+        " models: { 'demo/echo': {}, 'local/m': {}, 'anthropic/claude-sonnet-4-5': {} } } } }",
+    )
+    seen: list[list[str]] = []
+
+    def build(app: App) -> FakeChannel:
+        class Recording(FakeChannel):
+            async def start(self) -> None:
+                seen.append(sorted(app.clients.created()))  # what exists when the channel starts
+                await super().start()
+
+        return Recording(app, events=[])
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(serve(config, factories={"telegram": build}, stop=stop, env=env()))
+    await wait_for(lambda: bool(seen))
+    stop.set()
+    assert await task == 0
+    assert seen == [["anthropic-messages", "demo", "openai-completions"]]
+
+
 _RUNNER = """
 import sys
 from bot.cli import run_cmd

@@ -78,16 +78,26 @@ def test_models_list_needs_no_database_http_or_platform(state_dir: Path) -> None
         packages(modules) & {"sqlalchemy", "alembic", "aiohttp", "httpx2", "telegram", "discord", "rich"}
         == set()
     )
+    # Nor anything of a turn: the failover engine, the pipeline, the provider clients.
+    assert {
+        "bot.engine",
+        "bot.pipeline",
+        "bot.providers.openai_client",
+        "bot.providers.http",
+    } & modules == set()
 
 
 def test_chat_imports_what_its_first_answer_needs(state_dir: Path) -> None:
-    """``modelbot chat`` on the demo: the SQLite store, and no Alembic once the schema is at head, no HTTP
-    stack (the demo is in-process), no platform library, no table renderer, no async SQLAlchemy or ORM."""
+    """``modelbot chat`` on the demo: the SQLite store, and no Alembic once the schema is at head, no provider
+    SDK or HTTP stack (the demo is in-process), no platform library, no table renderer, no async SQLAlchemy or
+    ORM."""
     imported("chat", "--json", stdin="hello\n")  # creates the database and migrates it
     modules = imported("chat", "--json", stdin="hello\n")
     assert "sqlalchemy" in modules
     assert (
-        packages(modules) & {"alembic", "mako", "aiohttp", "httpx2", "telegram", "discord", "rich"} == set()
+        packages(modules)
+        & {"alembic", "mako", "openai", "anthropic", "aiohttp", "httpx2", "telegram", "discord", "rich"}
+        == set()
     )
     assert {"sqlalchemy.orm", "sqlalchemy.ext.asyncio", "sqlalchemy.dialects.postgresql"} & modules == set()
 

@@ -8,7 +8,7 @@ import pytest
 
 from bot.auth.availability import Candidates, ProfileAvailability
 from bot.chain import candidate_chain, plan_chain
-from bot.clock import FakeClock
+from bot.clock import FakeClock, format_wait
 from bot.engine import (
     AttemptFailed,
     Engine,
@@ -17,7 +17,6 @@ from bot.engine import (
     TurnDone,
     TurnInput,
     TurnResult,
-    format_wait,
     profiles_to_try,
 )
 from bot.errors import AllCandidatesFailed, StreamInterrupted, TurnStopped

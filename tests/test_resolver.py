@@ -431,3 +431,67 @@ async def test_the_refresh_lock_is_a_seam(tmp_path: Path, clock: FakeClock) -> N
     assert refresher.calls == ["refresh-0"]
     assert lock.held == ["g:me"] * 3  # each waiter held it in turn, re-read, and took the winner's tokens
     assert not file_store(resolver).refresh_lock_path.exists()  # the lock file was not used
+
+
+# -- availability, kept between attempts ------------------------------------------------------------
+
+
+def _ready(resolver: CredentialResolver, provider: str, model: str, now_ms: int) -> list[str]:
+    return resolver.availability(provider, model, now_ms).ready()
+
+
+def test_availability_is_kept_while_the_store_and_the_clock_change_nothing(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """Asked again with the store unchanged and no cooldown passed: the same answer, not worked out anew."""
+    resolver = make(tmp_path)
+    for pid in ("p:a", "p:b"):
+        file_store(resolver).upsert_profile(pid, Credential(type="api_key", provider="p", secret="sk"))
+    first = resolver.availability("p", "m", clock.now_ms())
+    clock.advance(seconds=5)
+    assert resolver.availability("p", "m", clock.now_ms()) is first
+    assert resolver.availability("p", "other-model", clock.now_ms()) is not first
+
+
+def test_a_kept_availability_ends_when_a_cooldown_does(tmp_path: Path, clock: FakeClock) -> None:
+    """A profile cooling for this model (or as a whole) is back the moment its cooldown ends, with no write
+    in between; a write (here, a failure of the other profile) is seen at once."""
+    resolver = make(tmp_path)
+    for pid in ("p:a", "p:b"):
+        file_store(resolver).upsert_profile(pid, Credential(type="api_key", provider="p", secret="sk"))
+    policy = CooldownPolicy()
+    file_store(resolver).record_failure(
+        "p:a", Reason.RATE_LIMIT, provider="p", now_ms=clock.now_ms(), policy=policy, model="m"
+    )
+    assert _ready(resolver, "p", "m", clock.now_ms()) == ["p:b"]
+    clock.advance(seconds=59)
+    assert _ready(resolver, "p", "m", clock.now_ms()) == ["p:b"]
+    clock.advance(seconds=1)  # the 1-minute cooldown of the pair ends
+    assert sorted(_ready(resolver, "p", "m", clock.now_ms())) == ["p:a", "p:b"]
+    file_store(resolver).record_failure(
+        "p:b", Reason.AUTH, provider="p", now_ms=clock.now_ms(), policy=policy
+    )
+    assert _ready(resolver, "p", "m", clock.now_ms()) == ["p:a"]
+
+
+def test_a_kept_availability_ends_when_a_token_expires(tmp_path: Path, clock: FakeClock) -> None:
+    """A static token past its expiry leaves the rotation at that moment."""
+    resolver = make(tmp_path)
+    file_store(resolver).upsert_profile(
+        "p:t", Credential(type="token", provider="p", secret="tok", expires=clock.now_ms() + MINUTE_MS)
+    )
+    assert _ready(resolver, "p", "m", clock.now_ms()) == ["p:t"]
+    clock.advance(minutes=1)
+    assert _ready(resolver, "p", "m", clock.now_ms()) == []
+
+
+def test_a_clock_set_back_is_not_served_a_later_answer(tmp_path: Path, clock: FakeClock) -> None:
+    """An answer holds from the moment it was worked out: asked for an earlier moment, it is worked out again."""
+    resolver = make(tmp_path)
+    file_store(resolver).upsert_profile("p:a", Credential(type="api_key", provider="p", secret="sk"))
+    file_store(resolver).record_failure(
+        "p:a", Reason.RATE_LIMIT, provider="p", now_ms=clock.now_ms(), policy=CooldownPolicy(), model="m"
+    )
+    later = clock.now_ms() + 2 * MINUTE_MS
+    assert _ready(resolver, "p", "m", later) == ["p:a"]
+    assert _ready(resolver, "p", "m", clock.now_ms()) == []

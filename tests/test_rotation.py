@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import pytest
 
-from bot.auth.rotation import order_profiles
+from bot.auth.rotation import next_change_ms, order_profiles
 from bot.auth.types import AuthProfiles, Credential, ModelStats, UsageStats
 
 NOW = 1_700_000_000_000
@@ -191,3 +191,28 @@ def test_a_cooling_pair_rests_for_its_model_only() -> None:
     assert order(doc, model="m1") == ["a:3", "a:2", "a:1"]  # both rest for m1: the sooner back first
     assert order(doc, model="m2") == ["a:1", "a:3", "a:2"]
     assert order(doc) == ["a:1", "a:3", "a:2"]
+
+
+def test_next_change_is_the_first_moment_time_alone_changes_the_rotation() -> None:
+    """The soonest future expiry, cooldown end or disable end among the provider's profiles (for the model's
+    pair only); past moments, other providers and other models' pairs do not count."""
+    doc = AuthProfiles(
+        profiles={"a:1": key(), "a:2": token(expires=NOW + 50_000), "b:1": key("b")},
+        usage_stats={
+            "a:1": UsageStats(
+                cooldown_until=NOW + 90_000,
+                disabled_until=NOW - 1,
+                models={
+                    "m": ModelStats(cooldown_until=NOW + 30_000),
+                    "n": ModelStats(cooldown_until=NOW + 10),
+                },
+            ),
+            "b:1": UsageStats(cooldown_until=NOW + 5),
+        },
+    )
+    assert next_change_ms(doc, "a", now_ms=NOW, model="m") == NOW + 30_000
+    assert next_change_ms(doc, "a", now_ms=NOW) == NOW + 50_000
+    assert next_change_ms(doc, "a", now_ms=NOW + 60_000, model="m") == NOW + 90_000
+    assert next_change_ms(doc, "a", now_ms=NOW + 90_000, model="m") is None
+    implicit = {"a:env": Credential(type="token", provider="a", secret="t", expires=NOW + 7)}
+    assert next_change_ms(AuthProfiles(), "a", now_ms=NOW, implicit=implicit) == NOW + 7

@@ -13,7 +13,7 @@ from bot.auth.availability import Candidates, build_candidates
 from bot.auth.mask import mask_secret
 from bot.auth.port import AuthStateStore
 from bot.auth.refresh_lock import RefreshLock, RefreshLockTimeout
-from bot.auth.rotation import order_profiles
+from bot.auth.rotation import next_change_ms, order_profiles
 from bot.auth.types import AuthProfiles, Credential, UsageStats
 from bot.clock import MINUTE_MS
 from bot.config.schema import Config
@@ -58,6 +58,19 @@ class OAuthTokens:
         return f"OAuthTokens(access={mask_secret(self.access)}, expires={self.expires})"
 
 
+_FOREVER = 1 << 62
+
+
+@dataclass(frozen=True)
+class _Kept:
+    """An availability answer and what it holds for: this document, from ``since_ms`` until ``until_ms``."""
+
+    doc: AuthProfiles
+    since_ms: int
+    until_ms: int
+    candidates: Candidates
+
+
 class OAuthRefresher(Protocol):
     """The OAuth side of the providers: who can refresh, the refresh itself, and what a login's calls need."""
 
@@ -97,6 +110,8 @@ class CredentialResolver:
         self._no_auth = frozenset(providers_without_auth)
         self._builtin = builtin_profiles
         self._refresher = refresher
+        self._implicit: dict[str, dict[str, Credential]] = {}  # by provider
+        self._availability: dict[tuple[str, str], _Kept] = {}  # by (provider, model)
         self._refresh_lock: RefreshLock = (
             store.refresh_lock(timeout_s=refresh_lock_timeout_s) if refresh_lock is None else refresh_lock
         )
@@ -105,6 +120,12 @@ class CredentialResolver:
         """Pseudo-profiles for a provider without a stored profile: env key, config key, built-in, no auth."""
         if any(cred.provider == provider for cred in doc.profiles.values()):
             return {}
+        found = self._implicit.get(provider)
+        if found is None:  # the environment and the config are fixed for the resolver's life: once each
+            found = self._implicit[provider] = self._find_implicit(provider)
+        return dict(found)
+
+    def _find_implicit(self, provider: str) -> dict[str, Credential]:
         found: dict[str, Credential] = {
             pid: _implicit(provider, "builtin") for pid in self._builtin.get(provider, ())
         }
@@ -127,10 +148,21 @@ class CredentialResolver:
         return self._order(self.store.load(), provider, now_ms, model)
 
     def availability(self, provider: str, model: str, now_ms: int) -> Candidates:
-        """The rotation for ``model`` with when each profile is usable: one read of the store."""
+        """The rotation for ``model`` with when each profile is usable: one read of the store.
+
+        Asked before every attempt; the answer is kept while the store is unchanged (the same cached
+        document) and no cooldown, disable or expiry has passed since it was worked out."""
         doc = self.store.load()
+        kept = self._availability.get((provider, model))
+        if kept is not None and kept.doc is doc and kept.since_ms <= now_ms < kept.until_ms:
+            return kept.candidates
         ordered = self._order(doc, provider, now_ms, model)
-        return build_candidates(provider, model, ordered, ((p, doc.stats(p)) for p in ordered), now_ms)
+        candidates = build_candidates(provider, model, ordered, ((p, doc.stats(p)) for p in ordered), now_ms)
+        until = next_change_ms(
+            doc, provider, now_ms=now_ms, implicit=self.implicit_profiles(provider, doc), model=model
+        )
+        self._availability[(provider, model)] = _Kept(doc, now_ms, until or _FOREVER, candidates)
+        return candidates
 
     def _order(self, doc: AuthProfiles, provider: str, now_ms: int, model: str | None = None) -> list[str]:
         auth = self.config.auth

@@ -55,6 +55,34 @@ def order_profiles(
     return ready + cooling
 
 
+def next_change_ms(
+    doc: AuthProfiles,
+    provider: str,
+    *,
+    now_ms: int,
+    implicit: Mapping[str, Credential] = _NO_IMPLICIT,
+    model: str | None = None,
+) -> int | None:
+    """The first moment after ``now_ms`` at which time alone changes the rotation of ``provider`` (for
+    ``model``): a credential expires, a cooldown or a billing disable ends. None: nothing will, until the
+    store changes."""
+    moments: list[int] = []
+    for pid, cred in {**implicit, **doc.profiles}.items():
+        if cred.provider != provider:
+            continue
+        stats = doc.stats(pid)
+        pair = stats.models.get(model) if model is not None else None
+        for moment in (
+            cred.expires,
+            stats.cooldown_until,
+            stats.disabled_until,
+            pair.cooldown_until if pair is not None else None,
+        ):
+            if moment is not None and moment > now_ms:
+                moments.append(moment)
+    return min(moments, default=None)
+
+
 def _dedupe(ids: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(ids))
 

@@ -14,8 +14,7 @@ from bot.auth.types import AuthProfiles, Credential
 from bot.cli.common import Context, agent_of, load_context, session_store, with_resolver
 from bot.cli.output import format_time, print_json, print_table
 from bot.cli.sessions_cmd import parse_duration
-from bot.clock import SystemClock
-from bot.engine import format_wait
+from bot.clock import SystemClock, format_wait
 from bot.errors import CommandError
 from bot.status_view import profile_flags
 

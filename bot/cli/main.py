@@ -1,7 +1,7 @@
 """``modelbot``: the entry point. Each subcommand lives in its own module, imported only when it runs.
 
 ``modelbot --help`` lists the subcommands from ``SUBCOMMANDS`` without importing any of them: their imports
-(the config schema, SQLAlchemy, rich, aiohttp, the platform libraries) are most of what a command line waits
+(the config schema, SQLAlchemy, rich, the provider SDKs, the platform libraries) are most of what a command line waits
 for. A subcommand is a row here plus a module with ``register(parser)`` (its arguments, ``set_defaults(func=…)``
 for each action) and its handlers; a handler imports what only it needs inside itself.
 ``tests/test_cli_startup.py`` checks that ``--help`` stays light.

@@ -177,7 +177,7 @@ async def _probe(
     clock: Clock,
     timeout_s: float,
 ) -> list[ProbeResult]:
-    # Imported here: the provider clients (and aiohttp) are what only a probe needs.
+    # Imported here: the provider clients (and their SDKs) are what only a probe needs.
     from bot.providers.clients import build_clients, close_clients  # noqa: PLC0415
 
     refs = _chain_refs(chain)

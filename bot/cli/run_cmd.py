@@ -116,6 +116,10 @@ async def _lifetime(app: App, adapters: list[ChannelAdapter], metrics: Metrics, 
     code = 0
     try:
         await app.start()
+        # The configured providers' SDKs are imported now, not in the first turn that needs them: that
+        # import takes seconds, and every chat on the event loop would wait for it.
+        prepared = app.prepare_clients()
+        log.info("provider clients ready: %s", ", ".join(prepared) or "none")
         if settings.enabled:
             server = metrics.serve(settings.host, settings.port)
             log.info("metrics on http://%s:%d/metrics", settings.host, server.port)

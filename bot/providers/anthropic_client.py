@@ -1,8 +1,9 @@
-"""The ``anthropic-messages`` client: ``POST {baseUrl}/v1/messages`` with ``stream: true``, over aiohttp.
+"""The ``anthropic-messages`` client: ``POST {baseUrl}/v1/messages`` with ``stream: true``, via the ``anthropic`` SDK.
 
-The body is built once from our own types (``request_body``), one JSON encoding of the history per call;
-``tests/test_provider_clients.py`` pins it to the API's wire format. Why not through the official SDK:
-``bot/providers/http.py``.
+The body is built once from our own types (``request_body``), one JSON encoding of the history per call, and
+sent through the SDK's low-level ``post`` (its URL, ``anthropic-version``, headers, timeouts, proxies and typed
+errors; its retries off: the engine decides); ``tests/test_provider_clients.py`` pins it to the API's wire
+format. The raw response's events are decoded by ``bot/providers/http.py``.
 """
 
 from __future__ import annotations
@@ -11,44 +12,69 @@ import base64
 import json
 import ssl
 from collections.abc import AsyncIterator
-from functools import lru_cache
 from typing import Any
+
+import anthropic
+import httpx2
+from anthropic import AsyncAnthropic, omit
 
 from bot.classify import FailureSignal, classify
 from bot.providers.base import ChatMessage, ChatRequest, Endpoint, ResolvedAuth
-from bot.providers.http import HttpPool, merged_headers, post_events
+from bot.providers.http import (
+    SdkClientPool,
+    events_of,
+    json_body,
+    json_text,
+    response_text,
+    secret_digest,
+    text_message,
+    transport_failure,
+)
 
 DEFAULT_MAX_TOKENS = 4096  # the Messages API requires max_tokens on every call
+# The API version whose wire format ``request_body`` and the event parsing below are written for (the SDK
+# would send its own newest one); a configured ``anthropic-version`` header wins.
 API_VERSION = "2023-06-01"
 OAUTH_BETA = "oauth-2025-04-20"  # Anthropic accepts OAuth/setup tokens only with this beta flag
 PLACEHOLDER_KEY = "modelbot-no-key"
 _BEARER_TYPES = frozenset({"token", "oauth"})
-_BASE_HEADERS = {
-    "content-type": "application/json",
-    "accept": "application/json",
-    "anthropic-version": API_VERSION,
-}
+# API keys go in x-api-key (the SDK would send them as a bearer token), and win over a configured
+# Authorization: a gateway must not get two credentials. Tokens go as bearer, without any x-api-key.
+_KEY_HEADERS: dict[str, Any] = {"Authorization": omit}
+_BEARER_HEADERS: dict[str, Any] = {"x-api-key": omit}
 
 
 class AnthropicMessagesClient:
-    """Streams the Messages API; one connection pool for every endpoint and credential."""
+    """Streams the Messages API; one SDK client per endpoint and credential over one connection pool."""
 
     def __init__(self, *, ssl_context: ssl.SSLContext | None = None) -> None:
-        self._http = HttpPool(ssl_context=ssl_context)
+        verify: ssl.SSLContext | bool = True if ssl_context is None else ssl_context  # True: the SDK's store
+        self._pool: SdkClientPool[AsyncAnthropic] = SdkClientPool(
+            lambda: anthropic.DefaultAioHttpClient(verify=verify)
+        )
 
     async def stream(
         self, endpoint: Endpoint, auth: ResolvedAuth, request: ChatRequest
     ) -> AsyncIterator[str]:
         body = request_body(request)
+        secret = auth.secret or PLACEHOLDER_KEY
+        bearer = auth.type in _BEARER_TYPES
+        headers = _BEARER_HEADERS if bearer else {**_KEY_HEADERS, "x-api-key": secret}
+        try:
+            client = self._client_for(endpoint, secret, bearer=bearer)
+            response = await client.post(
+                "/v1/messages",
+                cast_to=httpx2.Response,
+                content=body,
+                options={"headers": headers},
+                stream=True,
+            )
+        # InvalidURL, ValueError: a base URL the SDK cannot send to.
+        except (anthropic.AnthropicError, httpx2.HTTPError, httpx2.InvalidURL, ValueError) as exc:
+            raise classify(_signal(exc)) from exc
         stopped = False
         stop_reason: str | None = None
-        async with post_events(
-            self._http,
-            _url(endpoint.base_url),
-            headers=_headers(endpoint, auth),
-            body=body,
-            timeout_s=endpoint.timeout_s,
-        ) as events:
+        async with events_of(response) as events:
             async for event in events:
                 kind = event.event
                 if kind == "content_block_delta":
@@ -77,7 +103,58 @@ class AnthropicMessagesClient:
             raise classify(FailureSignal(message="stop_reason: model_context_window_exceeded"))
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._pool.aclose()
+
+    def _client_for(self, endpoint: Endpoint, secret: str, *, bearer: bool) -> AsyncAnthropic:
+        headers = dict(endpoint.headers)
+        if not any(name.lower() == "anthropic-version" for name in headers):
+            headers["anthropic-version"] = API_VERSION
+        if bearer:
+            # Configured betas (any spelling of the header name) are kept alongside the OAuth one.
+            configured = [headers.pop(name) for name in list(headers) if name.lower() == "anthropic-beta"]
+            betas = [b.strip() for value in configured for b in value.split(",") if b.strip()]
+            headers["anthropic-beta"] = ",".join(betas if OAUTH_BETA in betas else [*betas, OAUTH_BETA])
+        key = (
+            endpoint.base_url,
+            secret_digest(secret),
+            bearer,
+            tuple(sorted(headers.items())),
+            endpoint.timeout_s,
+        )
+        # A credential argument is always given, so the SDK never falls back to env vars or config files.
+        return self._pool.get(
+            key,
+            lambda http: AsyncAnthropic(
+                api_key=None if bearer else secret,
+                auth_token=secret if bearer else None,
+                base_url=_root(endpoint.base_url),
+                default_headers=headers,
+                timeout=endpoint.timeout_s,  # connecting and each read: the wait for the headers and every gap
+                max_retries=0,  # the engine decides about retries, never the SDK
+                http_client=http,
+            ),
+        )
+
+
+def _root(base_url: str) -> str:
+    # The client posts to /v1/messages; a configured ".../v1" (as OpenAI URLs have) must not double it.
+    return base_url.rstrip("/").removesuffix("/v1")
+
+
+def _signal(exc: Exception) -> FailureSignal:
+    """The one translation of the SDK's (and its transport's) exceptions into what ``classify`` reads."""
+    if isinstance(exc, anthropic.APIStatusError):
+        return FailureSignal(
+            status=exc.status_code,
+            headers=dict(exc.response.headers),
+            body=response_text(exc.response, exc.body),
+            message=exc.message,
+        )
+    if isinstance(exc, anthropic.APIConnectionError | httpx2.TransportError):  # APITimeoutError included
+        return FailureSignal(transport=transport_failure(exc))
+    if isinstance(exc, anthropic.APIError):
+        return FailureSignal(body=json_text(exc.body), message=exc.message)
+    return FailureSignal(transport="connection")  # a URL the SDK cannot send to
 
 
 def _delta(data: str) -> dict[str, Any]:
@@ -90,56 +167,33 @@ def _delta(data: str) -> dict[str, Any]:
     return delta if isinstance(delta, dict) else {}
 
 
-def _headers(endpoint: Endpoint, auth: ResolvedAuth) -> dict[str, str]:
-    """API keys go in ``x-api-key``; setup and OAuth tokens as a bearer token with the OAuth beta flag."""
-    secret = auth.secret or PLACEHOLDER_KEY
-    if auth.type not in _BEARER_TYPES:
-        # The key wins over any configured Authorization: a gateway must not get two credentials.
-        headers = merged_headers(_BASE_HEADERS, endpoint.headers, {"x-api-key": secret})
-        headers.pop("authorization", None)
-        return headers
-    headers = merged_headers(_BASE_HEADERS, {"authorization": f"Bearer {secret}"}, endpoint.headers)
-    headers.pop("x-api-key", None)
-    # Configured betas (any spelling of the header name) are kept alongside the OAuth one.
-    betas = [b.strip() for b in headers.get("anthropic-beta", "").split(",") if b.strip()]
-    headers["anthropic-beta"] = ",".join(betas if OAUTH_BETA in betas else [*betas, OAUTH_BETA])
-    return headers
-
-
-@lru_cache(maxsize=64)
-def _url(base_url: str) -> str:
-    # ``{baseUrl}/v1/messages``; a configured ".../v1" (as OpenAI URLs have) must not double it.
-    return base_url.rstrip("/").removesuffix("/v1") + "/v1/messages"
-
-
 def request_body(request: ChatRequest) -> bytes:
     """The JSON body: user and assistant turns (the API rejects empty ones, so they are left out), and the
     system prompt as the top-level ``system`` field, with any system-role messages folded in."""
     system = [request.system] if request.system else []
-    messages: list[dict[str, Any]] = []
+    messages: list[str] = []
     for message in request.messages:
         if message.role == "user":
-            if message.text or message.images:
-                messages.append({"role": "user", "content": _user_content(message)})
+            if message.images:
+                messages.append(_json({"role": "user", "content": _user_content(message)}))
+            elif message.text:
+                messages.append(text_message("user", message.text))
         elif message.role == "assistant":
             if message.text:
-                messages.append({"role": "assistant", "content": message.text})
+                messages.append(text_message("assistant", message.text))
         elif message.text:
             system.append(message.text)
-    body: dict[str, Any] = {
-        "model": request.model,
-        "max_tokens": DEFAULT_MAX_TOKENS if request.max_tokens is None else request.max_tokens,
-        "messages": messages,
-        "stream": True,
-    }
-    if system:
-        body["system"] = "\n\n".join(system)
-    return json.dumps(body, separators=(",", ":")).encode("ascii")
+    max_tokens = DEFAULT_MAX_TOKENS if request.max_tokens is None else request.max_tokens
+    fields = f'"model":{_json(request.model)},"max_tokens":{int(max_tokens)}'
+    tail = ',"stream":true' + (',"system":' + _json("\n\n".join(system)) if system else "")
+    return json_body(fields, messages, tail)
 
 
-def _user_content(message: ChatMessage) -> str | list[dict[str, Any]]:
-    if not message.images:
-        return message.text
+def _json(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _user_content(message: ChatMessage) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = []
     for image in message.images:
         # Other media types are sent as they are: the API's own 400 says what it accepts.

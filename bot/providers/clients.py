@@ -12,9 +12,10 @@ log = logging.getLogger(__name__)
 
 
 class ProviderClients(Mapping[str, ProviderClient]):
-    """The clients by ``api`` mode, each created on first use, so their HTTP stack is imported only when needed.
+    """The clients by ``api`` mode, each created on first use, so their SDK is imported only when needed.
 
-    aiohttp takes a few hundred ms and ~20 MB to import: a bot on the demo provider alone never pays for it.
+    The openai and anthropic SDKs take one to three seconds and ~55 MB to import: a bot on the demo provider
+    alone never pays for them (``App.prepare_clients`` imports a serving bot's ahead of its first turn).
     """
 
     def __init__(self, factories: Mapping[str, Callable[[], ProviderClient]]) -> None:

@@ -1,74 +1,90 @@
-"""The provider clients' HTTP: one aiohttp connection pool, a streamed POST of a ready body, its SSE events.
+"""What both SDK clients share: SDK clients over one connection pool, the SSE events of a raw streamed response.
 
-This is the one module that talks aiohttp; its exceptions become ``FailureSignal``s here and nowhere else.
-Why not the official SDKs' request methods: on this project's benchmark (``bench.conversation``) the
-``openai`` SDK's ``chat.completions.create`` re-transformed the whole history on every call (17× the CPU of a
-hand-built request at 60 turns), and even its low-level ``post`` with a ready body cost three to four times the
-CPU of the whole request on aiohttp, before our own pipeline did anything. A request here costs what the floor
-costs: the body is built once by the caller, the headers are a small dict, the body is decoded as it arrives.
+The official SDKs send the request (URL, auth and default headers, timeouts, proxies from the environment, their
+typed errors for a non-2xx answer or a failed connection) through their documented low-level ``post`` with a
+body we built once, and hand back the raw ``httpx2.Response``; its body is decoded here with our own SSE decoder.
+Why not the SDKs' ``create`` methods or their ``AsyncStream``: ``docs/benchmarks.md`` (``bench.conversation``)
+— their per-message request transformation and per-chunk model objects cost many times the request itself.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ssl
-import urllib.request
+import hashlib
+import json
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Hashable, Mapping
 from contextlib import asynccontextmanager
-from urllib.parse import urlsplit
+from functools import lru_cache
+from typing import Generic, Protocol, TypeVar
 
-import aiohttp
+import httpx2
 
-from bot.classify import FailureSignal, classify
+from bot.classify import FailureSignal, Transport, classify
 from bot.providers.sse import SseDecoder, SseEvent
 
-MAX_ERROR_BODY = 1 << 20  # an error page is read for its message and Retry-After, never without bound
 DRAIN_S = 0.1  # after the answer's end, how long the rest of the body may take to arrive (connection reuse)
+# Text messages kept encoded: every active conversation's recent history, many times over.
+ENCODED_MESSAGES = 8192
 
 
-class HttpPool:
-    """One ``aiohttp.ClientSession`` (keep-alive pool, TLS setup) for every endpoint and credential of a client.
+class _Closable(Protocol):
+    async def close(self) -> None: ...
 
-    Created on first use inside the running loop (a session belongs to one loop); ``aclose`` closes it, and a
-    later call opens a new one.
+
+C = TypeVar("C", bound=_Closable)
+
+
+class SdkClientPool(Generic[C]):
+    """SDK clients keyed by endpoint and credential over one HTTP client: one connection pool and one TLS
+    setup per API mode.
+
+    The HTTP client is made on first use, inside the running loop (its aiohttp session belongs to that loop)
+    and after the environment's proxies are set; ``aclose`` closes everything, and a later call starts over.
     """
 
-    def __init__(self, *, ssl_context: ssl.SSLContext | None = None) -> None:
-        self._ssl_context = ssl_context
-        self._session: aiohttp.ClientSession | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._proxies: dict[str, str | None] = {}  # by URL
+    def __init__(self, make_http: Callable[[], httpx2.AsyncClient]) -> None:
+        self._make_http = make_http
+        self._http: httpx2.AsyncClient | None = None
+        self._clients: dict[Hashable, C] = {}
 
-    def session(self) -> aiohttp.ClientSession:
-        loop = asyncio.get_running_loop()
-        if self._session is None or self._session.closed or self._loop is not loop:
-            if self._ssl_context is None:
-                # The system trust store (SSL_CERT_FILE / SSL_CERT_DIR honoured), as the SDKs used; loading
-                # it takes tens of ms, so once per pool.
-                self._ssl_context = ssl.create_default_context()
-            # As many simultaneous answers as the SDKs' pools allowed; beyond that a request waits for one.
-            connector = aiohttp.TCPConnector(ssl=self._ssl_context, limit=1000)
-            self._session = aiohttp.ClientSession(connector=connector)
-            self._loop = loop
-            self._proxies = {}
-        return self._session
-
-    def proxy_for(self, url: str) -> str | None:
-        """The proxy from the environment for ``url`` (``HTTPS_PROXY``, ``NO_PROXY``, …), as the SDKs' httpx
-        clients honoured it. Read once per URL: aiohttp's ``trust_env`` would look it up (and ``.netrc``)
-        in a worker thread on every request, two thread hand-offs per turn."""
-        if url not in self._proxies:
-            parts = urlsplit(url)
-            host = parts.hostname or ""
-            bypass = not host or bool(urllib.request.proxy_bypass(host))
-            self._proxies[url] = None if bypass else urllib.request.getproxies().get(parts.scheme)
-        return self._proxies[url]
+    def get(self, key: Hashable, make: Callable[[httpx2.AsyncClient], C]) -> C:
+        made = self._clients.get(key)
+        if made is None:
+            if self._http is None:
+                self._http = self._make_http()
+            made = self._clients[key] = make(self._http)
+        return made
 
     async def aclose(self) -> None:
-        session, self._session = self._session, None
-        if session is not None and not session.closed and self._loop is asyncio.get_running_loop():
-            await session.close()
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            await client.close()
+        http, self._http = self._http, None
+        if http is not None:
+            await http.aclose()
+
+
+def secret_digest(secret: str) -> str:
+    """What a client cache is keyed by instead of the secret itself."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def transport_failure(exc: BaseException) -> Transport:
+    """``timeout`` or ``connection`` for a failed connection or a failed read, from the exception's causes.
+
+    A timeout anywhere in the chain (aiohttp's read and connect timeouts are ``TimeoutError``s) is a timeout;
+    anything else is a connection failure. The causes decide, not the SDK's class: the openai SDK's aiohttp
+    transport reports a refused connection or an unknown host as ``ConnectTimeout``.
+    """
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        if isinstance(link, TimeoutError):
+            return "timeout"
+        seen.add(id(link))
+        link = link.__cause__ or link.__context__
+    return "connection"
 
 
 class EventStream:
@@ -79,8 +95,9 @@ class EventStream:
     between chunks is a ``timeout`` failure.
     """
 
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
+    def __init__(self, response: httpx2.Response) -> None:
         self._response = response
+        self._chunks = response.aiter_bytes()  # decoded: a gateway may compress the stream
         self._decoder = SseDecoder()
         self._ready: deque[SseEvent] = deque()
 
@@ -89,16 +106,24 @@ class EventStream:
 
     async def __anext__(self) -> SseEvent:
         while not self._ready:
-            try:
-                chunk = await self._response.content.readany()
-            except TimeoutError as exc:
-                raise classify(FailureSignal(transport="timeout")) from exc
-            except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, ConnectionError):
-                raise StopAsyncIteration from None
-            if not chunk:
+            chunk = await self._read()
+            if chunk is None:
                 raise StopAsyncIteration
             self._ready.extend(self._decoder.feed(chunk))
         return self._ready.popleft()
+
+    async def _read(self) -> bytes | None:
+        """The next chunk of the body, or None at its end (or where the connection broke)."""
+        try:
+            return await anext(self._chunks)
+        except StopAsyncIteration:
+            return None
+        except (httpx2.TransportError, OSError) as exc:  # OSError: what the transport does not translate
+            if transport_failure(exc) == "timeout":
+                raise classify(FailureSignal(transport="timeout")) from exc
+            return None
+        except httpx2.DecodingError as exc:  # a compressed body that does not decompress
+            raise classify(FailureSignal(message=f"{type(exc).__name__}: {exc}")) from exc
 
     @property
     def headers(self) -> Mapping[str, str]:
@@ -107,65 +132,46 @@ class EventStream:
     async def finish(self) -> None:
         """Read what follows the answer's end for a moment, so the connection goes back to the pool; a
         server that keeps the body open after its end marker costs that connection, never the answer."""
-        content = self._response.content
-        if content.at_eof():
-            return
         try:
             async with asyncio.timeout(DRAIN_S):
-                while await content.readany():
+                async for _ in self._chunks:
                     pass
-        except (TimeoutError, aiohttp.ClientError, ConnectionError):
-            self._response.close()
+        except (TimeoutError, httpx2.HTTPError, OSError):
+            pass  # closing the response unread closes its connection
 
 
 @asynccontextmanager
-async def post_events(
-    pool: HttpPool, url: str, *, headers: Mapping[str, str], body: bytes, timeout_s: float
-) -> AsyncIterator[EventStream]:
-    """POST ``body`` and stream the answer's events; every failure before the body is a ``ProviderError``.
-
-    ``timeout_s`` bounds connecting (and waiting for a pooled connection) and each read: the wait for the
-    response headers and every gap between chunks, as the SDKs' timeouts did.
-    """
-    timeout = aiohttp.ClientTimeout(total=None, connect=timeout_s, sock_read=timeout_s)
+async def events_of(response: httpx2.Response) -> AsyncIterator[EventStream]:
+    """The response's events; the response is closed at the end (its connection reused if it was read)."""
     try:
-        session = pool.session()
-        response = await session.post(
-            url, data=body, headers=headers, timeout=timeout, proxy=pool.proxy_for(url)
-        )
-    except TimeoutError as exc:
-        raise classify(FailureSignal(transport="timeout")) from exc
-    except (aiohttp.ClientError, ConnectionError, ValueError) as exc:  # ValueError: a malformed URL
-        raise classify(FailureSignal(transport="connection")) from exc
-    try:
-        if response.status >= 400:
-            raise classify(
-                FailureSignal(
-                    status=response.status, headers=dict(response.headers), body=await _error_text(response)
-                )
-            )
         yield EventStream(response)
     finally:
-        response.release()
+        await response.aclose()
 
 
-async def _error_text(response: aiohttp.ClientResponse) -> str:
-    """The error body as text (for its message and a Retry-After in it); what cannot be read is left out."""
-    chunks: list[bytes] = []
-    size = 0
-    try:  # each read is bounded by the request's read timeout
-        while size < MAX_ERROR_BODY and (chunk := await response.content.readany()):
-            chunks.append(chunk)
-            size += len(chunk)
-    except (TimeoutError, aiohttp.ClientError, ConnectionError):
-        pass
-    raw = b"".join(chunks)[:MAX_ERROR_BODY]
+def response_text(response: httpx2.Response, body: object) -> str:
+    """An error response's body as text (the SDKs read it before raising their status error)."""
     try:
-        return raw.decode(response.charset or "utf-8", errors="replace")
-    except LookupError:  # a charset Python does not know
-        return raw.decode("utf-8", errors="replace")
+        return response.text
+    except httpx2.ResponseNotRead:
+        return json_text(body)
 
 
-def merged_headers(*layers: Mapping[str, str]) -> dict[str, str]:
-    """Header layers merged case-insensitively, later layers winning (names are sent in lower case)."""
-    return {name.lower(): value for layer in layers for name, value in layer.items()}
+def json_text(body: object) -> str:
+    if body is None:
+        return ""
+    return body if isinstance(body, str) else json.dumps(body, default=str)
+
+
+@lru_cache(maxsize=ENCODED_MESSAGES)
+def text_message(role: str, text: str) -> str:
+    """``{"role":…,"content":…}`` in JSON (ASCII, as ``json.dumps`` writes it), for both APIs' text messages.
+
+    Each turn sends the whole history again: a message is encoded once, and later turns join the encodings.
+    """
+    return '{"role":' + json.dumps(role) + ',"content":' + json.dumps(text) + "}"
+
+
+def json_body(fields: str, messages: list[str], tail: str) -> bytes:
+    """``{<fields>,"messages":[<messages>]<tail>}``: the request body around already encoded messages."""
+    return ("{" + fields + ',"messages":[' + ",".join(messages) + "]" + tail + "}").encode("ascii")

@@ -1,8 +1,9 @@
-"""The ``openai-completions`` client: ``POST {baseUrl}/chat/completions`` with ``stream: true``, over aiohttp.
+"""The ``openai-completions`` client: ``POST {baseUrl}/chat/completions`` with ``stream: true``, via the ``openai`` SDK.
 
-The body is built once from our own types (``request_body``), one JSON encoding of the history per call;
-``tests/test_provider_clients.py`` pins it to the API's wire format. Why not through the official SDK:
-``bot/providers/http.py``.
+The body is built once from our own types (``request_body``), one JSON encoding of the history per call, and
+sent through the SDK's low-level ``post`` (its URL, Bearer auth, headers, timeouts, proxies and typed errors;
+its retries off: the engine decides); ``tests/test_provider_clients.py`` pins it to the API's wire format. The
+raw response's events are decoded by ``bot/providers/http.py``.
 """
 
 from __future__ import annotations
@@ -11,17 +12,28 @@ import base64
 import json
 import ssl
 from collections.abc import AsyncIterator
-from functools import lru_cache
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+import httpx2
+import openai
+from openai import AsyncOpenAI
 
 from bot.classify import FailureSignal, classify
 from bot.providers.base import ChatMessage, ChatRequest, Endpoint, ResolvedAuth
-from bot.providers.http import HttpPool, merged_headers, post_events
+from bot.providers.http import (
+    SdkClientPool,
+    events_of,
+    json_body,
+    json_text,
+    response_text,
+    secret_digest,
+    text_message,
+    transport_failure,
+)
 
-# Local servers (Ollama, LM Studio, vLLM) ignore the key, but some refuse a request without one.
+# Local servers (Ollama, LM Studio, vLLM) ignore the key, but the SDK refuses to start without one.
 PLACEHOLDER_KEY = "modelbot-no-key"
-_BASE_HEADERS = {"content-type": "application/json", "accept": "application/json"}
 
 
 def _uses_max_completion_tokens(endpoint: Endpoint) -> bool:
@@ -31,22 +43,28 @@ def _uses_max_completion_tokens(endpoint: Endpoint) -> bool:
 
 
 class OpenAICompletionsClient:
-    """Streams chat completions; one connection pool for every endpoint and credential."""
+    """Streams chat completions; one SDK client per endpoint and credential over one connection pool."""
 
     def __init__(self, *, ssl_context: ssl.SSLContext | None = None) -> None:
-        self._http = HttpPool(ssl_context=ssl_context)
+        verify: ssl.SSLContext | bool = True if ssl_context is None else ssl_context  # True: the SDK's store
+        self._pool: SdkClientPool[AsyncOpenAI] = SdkClientPool(
+            lambda: openai.DefaultAioHttpClient(verify=verify)
+        )
 
     async def stream(
         self, endpoint: Endpoint, auth: ResolvedAuth, request: ChatRequest
     ) -> AsyncIterator[str]:
-        secret = auth.secret if auth.type != "none" and auth.secret else PLACEHOLDER_KEY
-        # Configured headers come last: a gateway that wants its own Authorization gets it.
-        headers = merged_headers(_BASE_HEADERS, {"authorization": f"Bearer {secret}"}, endpoint.headers)
         body = request_body(request, max_completion_tokens=_uses_max_completion_tokens(endpoint))
+        try:
+            client = self._client_for(endpoint, auth)
+            response = await client.post(
+                "/chat/completions", cast_to=httpx2.Response, content=body, stream=True
+            )
+        # InvalidURL, ValueError: a base URL the SDK cannot send to.
+        except (openai.OpenAIError, httpx2.HTTPError, httpx2.InvalidURL, ValueError) as exc:
+            raise classify(_signal(exc)) from exc
         finish_reason: str | None = None
-        async with post_events(
-            self._http, _url(endpoint.base_url), headers=headers, body=body, timeout_s=endpoint.timeout_s
-        ) as events:
+        async with events_of(response) as events:
             async for event in events:
                 if event.data.startswith("[DONE]"):
                     break
@@ -76,7 +94,44 @@ class OpenAICompletionsClient:
             raise classify(FailureSignal(message="finish_reason: content_filter"))
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._pool.aclose()
+
+    def _client_for(self, endpoint: Endpoint, auth: ResolvedAuth) -> AsyncOpenAI:
+        secret = auth.secret if auth.type != "none" and auth.secret else PLACEHOLDER_KEY
+        headers = tuple(sorted(endpoint.headers.items()))
+        key = (endpoint.base_url, secret_digest(secret), headers, endpoint.timeout_s)
+        return self._pool.get(key, lambda http: _sdk_client(endpoint, secret, http))
+
+
+def _sdk_client(endpoint: Endpoint, secret: str, http: httpx2.AsyncClient) -> AsyncOpenAI:
+    # A query string in the base URL (Azure's api-version) goes with every request, after the path.
+    parts = urlsplit(endpoint.base_url)
+    return AsyncOpenAI(
+        api_key=secret,
+        base_url=urlunsplit(parts._replace(query="")),
+        default_query=dict(parse_qsl(parts.query)) or None,
+        # Configured headers win over the SDK's own: a gateway that wants its own Authorization gets it.
+        default_headers=dict(endpoint.headers),
+        timeout=endpoint.timeout_s,  # connecting and each read: the wait for the headers and every gap
+        max_retries=0,  # the engine decides about retries, never the SDK
+        http_client=http,
+    )
+
+
+def _signal(exc: Exception) -> FailureSignal:
+    """The one translation of the SDK's (and its transport's) exceptions into what ``classify`` reads."""
+    if isinstance(exc, openai.APIStatusError):
+        return FailureSignal(
+            status=exc.status_code,
+            headers=dict(exc.response.headers),
+            body=response_text(exc.response, exc.body),
+            message=exc.message,
+        )
+    if isinstance(exc, openai.APIConnectionError | httpx2.TransportError):  # APITimeoutError included
+        return FailureSignal(transport=transport_failure(exc))
+    if isinstance(exc, openai.APIError):
+        return FailureSignal(body=json_text(exc.body), message=exc.message)
+    return FailureSignal(transport="connection")  # a URL the SDK cannot send to
 
 
 def _stream_error(error: object) -> FailureSignal:
@@ -87,37 +142,34 @@ def _stream_error(error: object) -> FailureSignal:
     )
 
 
-@lru_cache(maxsize=64)
-def _url(base_url: str) -> str:
-    """``{baseUrl}/chat/completions``, keeping a query string (Azure's ``api-version``) at the end."""
-    parts = urlsplit(base_url)
-    return urlunsplit(parts._replace(path=parts.path.rstrip("/") + "/chat/completions"))
-
-
 def request_body(request: ChatRequest, *, max_completion_tokens: bool = False) -> bytes:
     """The JSON body: the system prompt first (system-role messages folded in), then the conversation."""
     system = [request.system] if request.system else []
-    messages: list[dict[str, Any]] = [{"role": "system", "content": ""}]  # filled in below, or dropped
+    messages: list[str] = []
     for message in request.messages:
         if message.role == "user":
-            messages.append({"role": "user", "content": _user_content(message)})
+            if message.images:
+                messages.append(_json({"role": "user", "content": _user_content(message)}))
+            else:
+                messages.append(text_message("user", message.text))
         elif message.role == "assistant":
-            messages.append({"role": "assistant", "content": message.text})
+            messages.append(text_message("assistant", message.text))
         elif message.text:
             system.append(message.text)
     if system:
-        messages[0]["content"] = "\n\n".join(system)
-    else:
-        del messages[0]
-    body: dict[str, Any] = {"model": request.model, "messages": messages, "stream": True}
+        messages.insert(0, text_message("system", "\n\n".join(system)))
+    tail = ',"stream":true'
     if request.max_tokens is not None:
-        body["max_completion_tokens" if max_completion_tokens else "max_tokens"] = request.max_tokens
-    return json.dumps(body, separators=(",", ":")).encode("ascii")
+        limit = "max_completion_tokens" if max_completion_tokens else "max_tokens"
+        tail += f',"{limit}":{int(request.max_tokens)}'
+    return json_body('"model":' + _json(request.model), messages, tail)
 
 
-def _user_content(message: ChatMessage) -> str | list[dict[str, Any]]:
-    if not message.images:
-        return message.text
+def _json(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _user_content(message: ChatMessage) -> list[dict[str, Any]]:
     parts: list[dict[str, Any]] = []
     if message.text:
         parts.append({"type": "text", "text": message.text})

@@ -108,6 +108,7 @@ class RecordedRequest:
     json: Mapping[str, Any]
     key: str  # the credential: the bearer token or the x-api-key value ("" when none was sent)
     connection: int = 0  # the client's port: requests with the same one came over one kept-alive connection
+    query: str = ""  # the query string, as sent
 
 
 @dataclass
@@ -210,7 +211,9 @@ class FakeProviderServer:
         key = auth.removeprefix("Bearer ").strip() if auth else headers.get("x-api-key", "")
         peer = request.transport.get_extra_info("peername") if request.transport is not None else None
         port = peer[1] if peer else 0
-        self.requests.append(RecordedRequest(api, request.path, headers, body, key, port))
+        self.requests.append(
+            RecordedRequest(api, request.path, headers, body, key, port, request.query_string)
+        )
         async with self._arrived:
             self._arrived.notify_all()
         model = str(body.get("model", ""))
