@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot import commands as c
-from bot.agents import agent_for, agent_models
+from bot.agents import agent_models
 from bot.catalog import Catalog
 from bot.chain import plan_chain
 from bot.chat import UNDELIVERED, Incoming, NullSink, Reply, ReplySink
@@ -27,6 +27,7 @@ from bot.clock import Clock
 from bot.command_handlers import AuthOverview, CommandHandlers, session_models
 from bot.compaction import Compactor, estimate_tokens
 from bot.config.schema import Config
+from bot.conversation.context import TurnContext, turn_context
 from bot.engine import AttemptFailed, Engine, Pin, TextDelta, TurnDone, TurnInput, TurnResult, Waiting
 from bot.errors import (
     AllCandidatesFailed,
@@ -49,8 +50,6 @@ from bot.store.types import (
     NewMessage,
     SessionPatch,
     SessionRecord,
-    console_session_key,
-    session_key,
 )
 
 log = logging.getLogger("modelbot.turns")
@@ -129,15 +128,12 @@ class ChatPipeline:
 
     # -- entry points -------------------------------------------------------------------------------------
 
-    def session_key(self, msg: Incoming, *, user_id: str | None = None) -> str:
-        """Platform + chat (+ member, when ``session.scope`` is "user" in groups) + thread."""
-        if msg.platform == "console":
-            return console_session_key(msg.session_name or "main")
-        member = user_id or msg.user_id
-        per_user = msg.is_group and self._config.session.scope == "user"
-        return session_key(
-            msg.platform, msg.chat_id, user_id=member if per_user else None, thread_id=msg.thread_id
-        )
+    def context(self, msg: Incoming) -> TurnContext:
+        """Where ``msg`` belongs: its session, scope, agent, chat, sender and thread."""
+        return turn_context(msg, self._config)
+
+    def session_key(self, msg: Incoming) -> str:
+        return self.context(msg).key
 
     async def handle(self, msg: Incoming, sink: ReplySink | None = None) -> list[Reply]:
         """Handle one message and deliver its replies through ``sink``; returns them too.
@@ -178,7 +174,8 @@ class ChatPipeline:
             command = c.parse_command(msg.text, bot_username=msg.bot_username)
         except CommandError as exc:
             return [Reply(str(exc), kind="error")]
-        key = self.session_key(msg)
+        ctx = self.context(msg)
+        key = ctx.key
         if isinstance(command, c.Stop):
             return [self._stop(key)]
         if command is None and len(msg.text) > self._config.session.max_message_chars:
@@ -188,7 +185,7 @@ class ChatPipeline:
             return [Reply("Send some text or an image.", kind="error")]
         try:
             async with self._session_lock(key), self._session_lease(key):
-                session = await self._session(msg, key)
+                session = await self._session(ctx)
                 if command is None:
                     return [await self._run_turn(msg, session, sink)]
                 return [await self.commands.run(command, msg, session)]
@@ -199,17 +196,14 @@ class ChatPipeline:
 
     async def choose(self, msg: Incoming, token: str) -> Reply:
         """A picker button was pressed."""
-        key = self.session_key(msg)
-        async with self._session_lock(key), self._session_lease(key):
-            session = await self._session(msg, key)
+        ctx = self.context(msg)
+        async with self._session_lock(ctx.key), self._session_lease(ctx.key):
+            session = await self._session(ctx)
             return await self.commands.choose_token(session, token)
 
     def model_choices(self, msg: Incoming, typed: str, *, limit: int = 25) -> list[str]:
         """Models the user may pick, filtered by what was typed (autocomplete): picker order, best matches first."""
-        agent = msg.agent_id or agent_for(
-            self._config, channel=msg.platform, chat_id=msg.chat_id, guild_id=msg.guild_id
-        )
-        refs = [str(ref) for entry in self.commands.picker(agent) for ref in entry.refs]
+        refs = [str(ref) for entry in self.commands.picker(self.context(msg).agent_id) for ref in entry.refs]
         needle = typed.strip().lower()
         if not needle:
             return refs[:limit]
@@ -231,18 +225,14 @@ class ChatPipeline:
             return contextlib.nullcontext()
         return self._session_leases.hold(f"session:{key}")
 
-    async def _session(self, msg: Incoming, key: str) -> SessionRecord:
-        agent = msg.agent_id or agent_for(
-            self._config, channel=msg.platform, chat_id=msg.chat_id, guild_id=msg.guild_id
-        )
-        per_user = msg.platform != "console" and msg.is_group and self._config.session.scope == "user"
+    async def _session(self, ctx: TurnContext) -> SessionRecord:
         return await self._store.get_or_create(
-            key,
-            agent_id=agent,
-            platform=msg.platform,
-            chat_id=(msg.session_name or msg.chat_id) if msg.platform == "console" else msg.chat_id,
-            user_id=msg.user_id if per_user or not msg.is_group else None,
-            thread_id=msg.thread_id,
+            ctx.key,
+            agent_id=ctx.agent_id,
+            platform=ctx.platform,
+            chat_id=ctx.chat_id,
+            user_id=ctx.owner,
+            thread_id=ctx.thread_id,
             now_ms=self._clock.now_ms(),
         )
 
@@ -256,7 +246,7 @@ class ChatPipeline:
                 f"I don't know {c.echo(target)} yet. Reply to one of their messages with /reset."
             )
         # With one shared session per group chat (scope "chat"), a member's session is the chat's session.
-        key = self.session_key(msg, user_id=user_id)
+        key = self.context(msg).member_key(user_id)
         if await self._store.get(key) is None:
             return f"{c.echo(target)} has no session here."
         # No second session lock: handle() holds the caller's, and waiting for another one could deadlock
