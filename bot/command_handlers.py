@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Protocol
 
 from bot import commands as c
@@ -12,6 +11,7 @@ from bot.catalog import Catalog
 from bot.chat import Incoming, PickerView, Reply
 from bot.clock import Clock
 from bot.config.schema import Config
+from bot.conversation.plan import SessionModels, session_models
 from bot.errors import CommandError, RefError
 from bot.help import help_text
 from bot.picker import (
@@ -23,7 +23,7 @@ from bot.picker import (
     render_picker,
     resolve_token,
 )
-from bot.refs import ModelRef, Selection, parse_model_ref
+from bot.refs import ModelRef, Selection
 from bot.status_view import ModelStatusView, ProviderStatus, failover_kind, render_model_status
 from bot.store.protocol import SessionStore
 from bot.store.types import SessionPatch, SessionRecord
@@ -49,34 +49,6 @@ class AuthOverview(Protocol):
     def provider_status(self, provider: str, now_ms: int, model: str | None = None) -> ProviderStatus:
         """Endpoint and credentials of the provider, in rotation order for ``model``."""
         ...
-
-
-@dataclass(frozen=True)
-class SessionModels:
-    """The session's effective model and the agent's chain."""
-
-    current: ModelRef
-    is_override: bool
-    primary: ModelRef
-    fallbacks: tuple[ModelRef, ...]
-    image_primary: ModelRef | None
-    image_fallbacks: tuple[ModelRef, ...]
-
-
-def session_models(config: Config, catalog: Catalog, session: SessionRecord) -> SessionModels:
-    """The override counts only while it is still allowed (the allowlist may have changed since)."""
-    models = agent_models(config, session.agent_id)
-    current, is_override = models.primary, False
-    if session.model_override:
-        try:
-            ref = parse_model_ref(session.model_override)
-        except RefError:
-            ref = None
-        if ref is not None and catalog.is_allowed(ref):
-            current, is_override = ref, True
-    return SessionModels(
-        current, is_override, models.primary, models.fallbacks, models.image_primary, models.image_fallbacks
-    )
 
 
 class CommandHandlers:

@@ -19,16 +19,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot import commands as c
-from bot.agents import agent_models
 from bot.catalog import Catalog
-from bot.chain import plan_chain
 from bot.chat import UNDELIVERED, Incoming, NullSink, Reply, ReplySink
 from bot.clock import Clock
-from bot.command_handlers import AuthOverview, CommandHandlers, session_models
+from bot.command_handlers import AuthOverview, CommandHandlers
 from bot.compaction import Compactor, estimate_tokens
 from bot.config.schema import Config
 from bot.conversation.context import TurnContext, turn_context
-from bot.engine import AttemptFailed, Engine, Pin, TextDelta, TurnDone, TurnInput, TurnResult, Waiting
+from bot.conversation.plan import TurnPlan, plan_turn
+from bot.engine import AttemptFailed, Engine, TextDelta, TurnDone, TurnResult, Waiting
 from bot.errors import (
     AllCandidatesFailed,
     CommandError,
@@ -296,18 +295,8 @@ class ChatPipeline:
             self._inflight.pop(session.key, None)
 
     async def _turn(self, msg: Incoming, session: SessionRecord, sink: ReplySink) -> Reply:
-        models = session_models(self._config, self._catalog, session)
-        agent = agent_models(self._config, session.agent_id)
         try:
-            plan = plan_chain(
-                models.current if models.is_override else None,
-                primary=agent.primary,
-                fallbacks=agent.fallbacks,
-                image_primary=agent.image_primary,
-                image_fallbacks=agent.image_fallbacks,
-                has_images=bool(msg.images),
-                accepts_images=self._catalog.accepts_images,
-            )
+            plan = plan_turn(self._config, self._catalog, session, has_images=bool(msg.images))
         except TurnStopped as exc:
             return Reply(str(exc), kind="error")
         user_message = ChatMessage("user", msg.text, msg.images)
@@ -316,9 +305,10 @@ class ChatPipeline:
         compacted = await self._compact(session, plan.chain, history, pending=msg.text)
         if compacted is not None:
             session, history = compacted
+            plan = plan.compacted(session)
         for attempt in (1, 2):
             try:
-                result, failures = await self._stream(session, history, plan.chain, user_message, sink)
+                result, failures = await self._stream(session, history, plan, user_message, sink)
             except TurnStopped as exc:
                 if exc.reason is Reason.CONTEXT_OVERFLOW and attempt == 1:
                     compacted = await self._compact(
@@ -326,6 +316,7 @@ class ChatPipeline:
                     )
                     if compacted is not None:
                         session, history = compacted
+                        plan = plan.compacted(session)
                         continue
                     self._retry_text[session.key] = msg
                     return Reply(OVERFLOW_NOT_COMPACTED, kind="error")
@@ -387,19 +378,11 @@ class ChatPipeline:
         self,
         session: SessionRecord,
         history: SessionHistory,
-        chain: Sequence[ModelRef],
+        plan: TurnPlan,
         user: ChatMessage,
         sink: ReplySink,
     ) -> tuple[TurnResult, list[AttemptFailed]]:
-        system_parts = [p for p in (self._system_prompt(session),) if p]
-        system_parts += ["Summary of the earlier conversation:\n" + s for s in history.summaries]
-        turn = TurnInput(
-            chain=chain,
-            messages=[*history.turns, user],  # a copy of references: the serialisation is the one walk
-            system="\n\n".join(system_parts) or None,
-            pin=self._pin(session),
-            max_tokens=self._config.agents.defaults.max_output_tokens,
-        )
+        turn = plan.request(history.turns, history.summaries, user)
         failures: list[AttemptFailed] = []
         events = self._engine_for(session.agent_id).run(turn)
         waiting = False  # a status line is shown: the answer's first text takes it away
@@ -433,20 +416,6 @@ class ChatPipeline:
             if waiting:  # the turn ended while waiting (/stop, or every candidate failed after the wait)
                 await sink.status(None)
         raise AssertionError("the engine ended without a result")  # pragma: no cover
-
-    def _pin(self, session: SessionRecord) -> Pin | None:
-        """A user pin holds for the session; an auto pin until a compaction completes."""
-        if session.pin_profile is None or session.pin_source is None:
-            return None
-        if session.pin_source == "auto" and session.pin_compaction != session.compaction_count:
-            return None
-        return Pin(session.pin_profile, session.pin_source)
-
-    def _system_prompt(self, session: SessionRecord) -> str | None:
-        for agent in self._config.agents.list:
-            if agent.id == session.agent_id and agent.system_prompt:
-                return agent.system_prompt
-        return self._config.agents.defaults.system_prompt
 
     async def _save_turn(self, session: SessionRecord, msg: Incoming, result: TurnResult) -> None:
         """The turn's two messages and the session's bookkeeping, in one write."""
