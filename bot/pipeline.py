@@ -1,22 +1,16 @@
 """The chat pipeline: a message becomes a command reply or an LLM turn (spec §7), one session at a time.
 
-Adapters call ``handle``; two messages to one session never interleave (the second waits), while different
-sessions run fully concurrently. ``/stop`` is the one command that does not wait: it cancels the turn.
-When other processes share the session store, a lease on the session in the database orders their messages
-too (spec §11.6): one process's task at a time holds the session's lock, and that task takes the lease.
+Adapters call ``handle``; the sessions service (``bot/conversation/sessions.py``) runs one message of a
+session at a time, here and across processes, while different sessions run fully concurrently. ``/stop`` is
+the one command that does not wait: it cancels the turn.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable, Sequence
-from contextlib import AbstractAsyncContextManager
-from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
 
 from bot import commands as c
 from bot.catalog import Catalog
@@ -27,6 +21,7 @@ from bot.compaction import Compactor, estimate_tokens
 from bot.config.schema import Config
 from bot.conversation.context import TurnContext, turn_context
 from bot.conversation.plan import TurnPlan, plan_turn
+from bot.conversation.sessions import Sessions
 from bot.engine import AttemptFailed, Engine, TextDelta, TurnDone, TurnResult, Waiting
 from bot.errors import (
     AllCandidatesFailed,
@@ -67,18 +62,6 @@ class _Answered:
     failures: list[AttemptFailed] = field(default_factory=list)
 
 
-# Set by ``handle`` for the turn it runs (a /retry runs inside the /retry message's own handle call).
-_answered: ContextVar[_Answered | None] = ContextVar("modelbot_answered", default=None)
-
-
-@dataclass
-class _Inflight:
-    """The task a session's turn runs in, and whether /stop has cancelled it."""
-
-    task: asyncio.Task[Any]
-    stop_requested: bool = False
-
-
 class ChatPipeline:
     """Routes messages to commands or turns; one instance serves every adapter."""
 
@@ -105,12 +88,7 @@ class ChatPipeline:
         self._store = store
         self._clock = clock
         self._observer = observer
-        self._session_leases = session_leases
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._waiters: dict[str, int] = {}
-        self._inflight: dict[str, _Inflight] = {}
-        self._retry_text: dict[str, Incoming] = {}
-        self._known_users: dict[tuple[str, str], str] = {}  # (platform, lower-case name) -> user id
+        self.sessions = Sessions(store, clock=clock, leases=session_leases)
         self._compactor = Compactor(
             engine_for=engine_for, store=store, catalog=catalog, clock=clock, config=config
         )
@@ -121,8 +99,7 @@ class ChatPipeline:
             store=store,
             auth_for=auth_for,
             clock=clock,
-            retry=self._retry,
-            reset_other=self._reset_other,
+            sessions=self.sessions,
         )
 
     # -- entry points -------------------------------------------------------------------------------------
@@ -140,12 +117,8 @@ class ChatPipeline:
         Always at least one reply; never raises for bad input or a failed delivery (the sink handled that).
         """
         sink = sink if sink is not None else NullSink()
-        answered = _Answered()
-        token = _answered.set(answered)
-        try:
-            replies = self._redacted(await self._handle(msg, sink))
-        finally:
-            _answered.reset(token)
+        answered = _Answered()  # filled in when the message ran a turn that answered
+        replies = self._redacted(await self._route(msg, sink, answered))
         try:
             await sink.deliver(replies)
             delivered = True
@@ -153,7 +126,7 @@ class ChatPipeline:
             delivered = False
         if answered.result is not None:
             if not delivered and answered.msg is not None:
-                self._retry_text[answered.key] = answered.msg
+                self.sessions.remember_retry(answered.key, answered.msg)
             self._observe(answered.key, answered.result, answered.failures, delivered=delivered)
         return replies
 
@@ -166,135 +139,76 @@ class ChatPipeline:
             for r in replies
         ]
 
-    async def _handle(self, msg: Incoming, sink: ReplySink) -> list[Reply]:
-        if msg.user_name:
-            self._known_users[(msg.platform, msg.user_name.lstrip("@").lower())] = msg.user_id
+    async def _route(self, msg: Incoming, sink: ReplySink, answered: _Answered) -> list[Reply]:
+        """A command or a turn, in the message's session."""
+        self.sessions.saw(msg)
         try:
             command = c.parse_command(msg.text, bot_username=msg.bot_username)
         except CommandError as exc:
             return [Reply(str(exc), kind="error")]
         ctx = self.context(msg)
-        key = ctx.key
         if isinstance(command, c.Stop):
-            return [self._stop(key)]
+            return [self._stop(ctx.key)]
         if command is None and len(msg.text) > self._config.session.max_message_chars:
             limit = self._config.session.max_message_chars
             return [Reply(f"That message is too long (at most {limit} characters).", kind="error")]
         if command is None and not msg.text.strip() and not msg.images:
             return [Reply("Send some text or an image.", kind="error")]
         try:
-            async with self._session_lock(key), self._session_lease(key):
-                session = await self._session(ctx)
+            async with self.sessions.hold(ctx.key):
+                session = await self.sessions.open(ctx)
                 if command is None:
-                    return [await self._run_turn(msg, session, sink)]
-                return [await self.commands.run(command, msg, session)]
+                    return [await self._run_turn(msg, session, sink, answered)]
+                if isinstance(command, c.Retry):
+                    return [await self._retry(session, answered)]
+                return [await self.commands.run(command, msg, session, ctx)]
         except ModelbotError as exc:
             # A broken auth file or an unreachable database: one plain sentence, never a traceback.
-            log.error("message in %s failed: %s", key, exc)
+            log.error("message in %s failed: %s", ctx.key, exc)
             return [Reply(str(exc), kind="error")]
 
     async def choose(self, msg: Incoming, token: str) -> Reply:
         """A picker button was pressed."""
         ctx = self.context(msg)
-        async with self._session_lock(ctx.key), self._session_lease(ctx.key):
-            session = await self._session(ctx)
+        async with self.sessions.hold(ctx.key):
+            session = await self.sessions.open(ctx)
             return await self.commands.choose_token(session, token)
 
     def model_choices(self, msg: Incoming, typed: str, *, limit: int = 25) -> list[str]:
         """Models the user may pick, filtered by what was typed (autocomplete): picker order, best matches first."""
-        refs = [str(ref) for entry in self.commands.picker(self.context(msg).agent_id) for ref in entry.refs]
-        needle = typed.strip().lower()
-        if not needle:
-            return refs[:limit]
-        starts = [
-            r for r in refs if r.lower().startswith(needle) or r.split("/", 1)[-1].lower().startswith(needle)
-        ]
-        contains = [r for r in refs if needle in r.lower() and r not in starts]
-        return (starts + contains)[:limit]
-
-    # -- sessions -----------------------------------------------------------------------------------------
-
-    def _session_lock(self, key: str) -> _SessionLock:
-        return _SessionLock(self, key)
-
-    def _session_lease(self, key: str) -> AbstractAsyncContextManager[object]:
-        """The session's lease in the shared store, taken inside its lock: renewed while the message is
-        handled, released at the end, taken over when its holder died. No transaction stays open meanwhile."""
-        if self._session_leases is None:
-            return contextlib.nullcontext()
-        return self._session_leases.hold(f"session:{key}")
-
-    async def _session(self, ctx: TurnContext) -> SessionRecord:
-        return await self._store.get_or_create(
-            ctx.key,
-            agent_id=ctx.agent_id,
-            platform=ctx.platform,
-            chat_id=ctx.chat_id,
-            user_id=ctx.owner,
-            thread_id=ctx.thread_id,
-            now_ms=self._clock.now_ms(),
-        )
-
-    async def _reset_other(self, msg: Incoming, target: str) -> str:
-        """An admin resets another member's session: by reply, ``@name`` or ``user:<id>``."""
-        user_id = target[5:] if target.startswith("user:") else None
-        if user_id is None:
-            user_id = self._known_users.get((msg.platform, target.lstrip("@").lower()))
-        if user_id is None:
-            raise CommandError(
-                f"I don't know {c.echo(target)} yet. Reply to one of their messages with /reset."
-            )
-        # With one shared session per group chat (scope "chat"), a member's session is the chat's session.
-        key = self.context(msg).member_key(user_id)
-        if await self._store.get(key) is None:
-            return f"{c.echo(target)} has no session here."
-        # No second session lock: handle() holds the caller's, and waiting for another one could deadlock
-        # (two admins resetting each other). The reset is one atomic store call; an answer the member has
-        # in flight is cancelled first so it cannot write into the fresh session.
-        self._stop(key)
-        await self._store.reset(key, keep_model=True, now_ms=self._clock.now_ms())
-        return f"Session of {c.echo(target)} reset."
-
-    def _stop(self, key: str) -> Reply:
-        inflight = self._inflight.get(key)
-        if inflight is None or inflight.task.done():
-            return Reply("Nothing to stop.")
-        if not inflight.stop_requested:  # a second /stop must not leave a cancellation behind
-            inflight.stop_requested = True
-            inflight.task.cancel()
-        return Reply("Stopping the current answer.")
+        return self.commands.model_choices(self.context(msg).agent_id, typed, limit=limit)
 
     # -- turns --------------------------------------------------------------------------------------------
 
-    async def _retry(self, msg: Incoming, session: SessionRecord) -> Reply:
-        previous = self._retry_text.get(session.key)
+    def _stop(self, key: str) -> Reply:
+        if self.sessions.stop(key):
+            return Reply("Stopping the current answer.")
+        return Reply("Nothing to stop.")
+
+    async def _retry(self, session: SessionRecord, answered: _Answered) -> Reply:
+        """``/retry``: the session's last message that got no complete answer, once more."""
+        previous = self.sessions.retry_message(session.key)
         if previous is None:
             return Reply("There is nothing to retry.", kind="error")
-        return await self._run_turn(previous, session, NullSink())
+        return await self._run_turn(previous, session, NullSink(), answered)
 
-    async def _run_turn(self, msg: Incoming, session: SessionRecord, sink: ReplySink) -> Reply:
+    async def _run_turn(
+        self, msg: Incoming, session: SessionRecord, sink: ReplySink, answered: _Answered
+    ) -> Reply:
         """The turn runs in the caller's own task; ``/stop`` cancels that task and the cancellation ends here.
 
         A task of its own per turn would cost a loop iteration each way, and under load every turn of a
         burst would wait for the whole burst before its caller resumed (measured in bench.pipeline: p99
         latency ~10 times the turn's own cost, against ~5 times without it).
         """
-        task = asyncio.current_task()
-        assert task is not None
-        inflight = _Inflight(task)
-        self._inflight[session.key] = inflight
-        try:
-            return await self._turn(msg, session, sink)
-        except asyncio.CancelledError:
-            # uncancel() == 0: /stop was the only cancellation; a shutdown's must go on up.
-            if inflight.stop_requested and task.uncancel() == 0:
-                self._retry_text[session.key] = msg
-                return Reply("Stopped. Send /retry to ask again.", kind="error")
-            raise
-        finally:
-            self._inflight.pop(session.key, None)
+        with self.sessions.in_flight(session.key):
+            return await self._turn(msg, session, sink, answered)
+        self.sessions.remember_retry(session.key, msg)  # /stop ended the turn
+        return Reply("Stopped. Send /retry to ask again.", kind="error")
 
-    async def _turn(self, msg: Incoming, session: SessionRecord, sink: ReplySink) -> Reply:
+    async def _turn(
+        self, msg: Incoming, session: SessionRecord, sink: ReplySink, answered: _Answered
+    ) -> Reply:
         try:
             plan = plan_turn(self._config, self._catalog, session, has_images=bool(msg.images))
         except TurnStopped as exc:
@@ -318,15 +232,15 @@ class ChatPipeline:
                         session, history = compacted
                         plan = plan.compacted(session)
                         continue
-                    self._retry_text[session.key] = msg
+                    self.sessions.remember_retry(session.key, msg)
                     return Reply(OVERFLOW_NOT_COMPACTED, kind="error")
-                self._retry_text[session.key] = msg
+                self.sessions.remember_retry(session.key, msg)
                 return Reply(str(exc), kind="error")
             except AllCandidatesFailed as exc:
-                self._retry_text[session.key] = msg
+                self.sessions.remember_retry(session.key, msg)
                 return Reply(str(exc), kind="error")
             except StreamInterrupted as exc:
-                self._retry_text[session.key] = msg
+                self.sessions.remember_retry(session.key, msg)
                 return Reply(
                     f"{exc.partial_text}\n\n⚠ {exc}",
                     kind="interrupted",
@@ -335,20 +249,17 @@ class ChatPipeline:
                 )
             except DeliveryFailed:
                 # The chat stopped taking the streamed answer: the turn ends here (the sink told the user).
-                self._retry_text[session.key] = msg
+                self.sessions.remember_retry(session.key, msg)
                 return Reply(UNDELIVERED, kind="error")
             await self._save_turn(session, msg, result)
-            self._retry_text.pop(session.key, None)
-            answered = _answered.get()
-            if answered is None:
-                self._observe(session.key, result, failures)
-            else:  # counted by handle once the answer was delivered (or not)
-                answered.msg, answered.key, answered.result, answered.failures = (
-                    msg,
-                    session.key,
-                    result,
-                    failures,
-                )
+            self.sessions.forget_retry(session.key)
+            # counted by handle once the answer was delivered (or not)
+            answered.msg, answered.key, answered.result, answered.failures = (
+                msg,
+                session.key,
+                result,
+                failures,
+            )
             note = result.note if self._config.agents.defaults.fallback_note else None
             return Reply(
                 result.text, kind="answer", model=str(result.ref), profile=result.profile_id, note=note
@@ -492,32 +403,3 @@ class ChatPipeline:
         else:
             outcome = "failed" if delivered else "undelivered"
             log.info("turn session=%s model=- profile=- attempts=%s %s", key, attempts, outcome)
-
-
-class _SessionLock:
-    """Per-session mutual exclusion; the lock object is dropped when nobody holds or awaits it."""
-
-    def __init__(self, pipeline: ChatPipeline, key: str) -> None:
-        self._pipeline = pipeline
-        self._key = key
-
-    async def __aenter__(self) -> None:
-        p = self._pipeline
-        lock = p._locks.setdefault(self._key, asyncio.Lock())
-        p._waiters[self._key] = p._waiters.get(self._key, 0) + 1
-        try:
-            await lock.acquire()
-        except BaseException:
-            self._release_waiter()
-            raise
-
-    async def __aexit__(self, *exc: object) -> None:
-        self._pipeline._locks[self._key].release()
-        self._release_waiter()
-
-    def _release_waiter(self) -> None:
-        p = self._pipeline
-        p._waiters[self._key] -= 1
-        if p._waiters[self._key] == 0:
-            del p._waiters[self._key]
-            del p._locks[self._key]
