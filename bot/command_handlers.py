@@ -18,6 +18,7 @@ from bot.errors import CommandError, RefError
 from bot.help import help_text
 from bot.picker import (
     PickerEntry,
+    autocomplete,
     build_picker,
     choose_from_picker,
     page,
@@ -87,16 +88,8 @@ class CommandHandlers:
         )
 
     def model_choices(self, agent_id: str, typed: str, *, limit: int) -> list[str]:
-        """Models the user may pick, filtered by what was typed (autocomplete): picker order, best matches first."""
-        refs = [str(ref) for entry in self.picker(agent_id) for ref in entry.refs]
-        needle = typed.strip().lower()
-        if not needle:
-            return refs[:limit]
-        starts = [
-            r for r in refs if r.lower().startswith(needle) or r.split("/", 1)[-1].lower().startswith(needle)
-        ]
-        contains = [r for r in refs if needle in r.lower() and r not in starts]
-        return (starts + contains)[:limit]
+        """Autocomplete of ``/model``: the agent's picker, filtered by what was typed."""
+        return autocomplete(self.picker(agent_id), typed, limit=limit)
 
     def picker_view(self, entries: list[PickerEntry], current: ModelRef, page_number: int) -> PickerView:
         shown, total = page(entries, page_number, PICKER_PAGE_SIZE)
