@@ -31,8 +31,9 @@ from bot.redaction import Redactor, process_secrets
 from bot.refs import parse_model_ref
 
 if TYPE_CHECKING:  # imported by build_app: the CLI's management commands use this module without them
+    from bot.conversation.turn_log import TurnObserver
     from bot.engine import Engine
-    from bot.pipeline import ChatPipeline, TurnObserver
+    from bot.pipeline import ChatPipeline
     from bot.store.lease import LeaseKeeper
     from bot.store.protocol import SessionStore
     from bot.store.sql import SqlSessionStore

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Protocol
 
 from bot import commands as c
@@ -12,10 +11,14 @@ from bot.catalog import Catalog
 from bot.chat import Incoming, PickerView, Reply
 from bot.clock import Clock
 from bot.config.schema import Config
+from bot.conversation.context import TurnContext
+from bot.conversation.plan import SessionModels, session_models
+from bot.conversation.sessions import Sessions
 from bot.errors import CommandError, RefError
 from bot.help import help_text
 from bot.picker import (
     PickerEntry,
+    autocomplete,
     build_picker,
     choose_from_picker,
     page,
@@ -23,7 +26,7 @@ from bot.picker import (
     render_picker,
     resolve_token,
 )
-from bot.refs import ModelRef, Selection, parse_model_ref
+from bot.refs import ModelRef, Selection
 from bot.status_view import ModelStatusView, ProviderStatus, failover_kind, render_model_status
 from bot.store.protocol import SessionStore
 from bot.store.types import SessionPatch, SessionRecord
@@ -51,34 +54,6 @@ class AuthOverview(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class SessionModels:
-    """The session's effective model and the agent's chain."""
-
-    current: ModelRef
-    is_override: bool
-    primary: ModelRef
-    fallbacks: tuple[ModelRef, ...]
-    image_primary: ModelRef | None
-    image_fallbacks: tuple[ModelRef, ...]
-
-
-def session_models(config: Config, catalog: Catalog, session: SessionRecord) -> SessionModels:
-    """The override counts only while it is still allowed (the allowlist may have changed since)."""
-    models = agent_models(config, session.agent_id)
-    current, is_override = models.primary, False
-    if session.model_override:
-        try:
-            ref = parse_model_ref(session.model_override)
-        except RefError:
-            ref = None
-        if ref is not None and catalog.is_allowed(ref):
-            current, is_override = ref, True
-    return SessionModels(
-        current, is_override, models.primary, models.fallbacks, models.image_primary, models.image_fallbacks
-    )
-
-
 class CommandHandlers:
     """Runs parsed commands against one session; the pipeline serialises calls per session."""
 
@@ -90,16 +65,14 @@ class CommandHandlers:
         store: SessionStore,
         auth_for: Callable[[str], AuthOverview],
         clock: Clock,
-        retry: Callable[[Incoming, SessionRecord], Awaitable[Reply]],
-        reset_other: Callable[[Incoming, str], Awaitable[str]],
+        sessions: Sessions,
     ) -> None:
         self._config = config
         self._catalog = catalog
         self._store = store
         self._auth_for = auth_for
         self._clock = clock
-        self._retry = retry
-        self._reset_other = reset_other
+        self._sessions = sessions
 
     # -- the picker ---------------------------------------------------------------------------------------
 
@@ -114,6 +87,10 @@ class CommandHandlers:
             [*self._catalog.selectable(providers), *(r for r in agent_refs if self._catalog.is_allowed(r))]
         )
 
+    def model_choices(self, agent_id: str, typed: str, *, limit: int) -> list[str]:
+        """Autocomplete of ``/model``: the agent's picker, filtered by what was typed."""
+        return autocomplete(self.picker(agent_id), typed, limit=limit)
+
     def picker_view(self, entries: list[PickerEntry], current: ModelRef, page_number: int) -> PickerView:
         shown, total = page(entries, page_number, PICKER_PAGE_SIZE)
         current_number = next((e.number for e in entries if current in e.refs), None)
@@ -127,14 +104,16 @@ class CommandHandlers:
 
     # -- dispatch -----------------------------------------------------------------------------------------
 
-    async def run(self, command: c.Command, msg: Incoming, session: SessionRecord) -> Reply:
+    async def run(self, command: c.Command, msg: Incoming, session: SessionRecord, ctx: TurnContext) -> Reply:
         """One command's reply; ``CommandError`` and ``RefError`` become a short error reply."""
         try:
-            return await self._run(command, msg, session)
+            return await self._run(command, msg, session, ctx)
         except (CommandError, RefError) as exc:
             return Reply(str(exc), kind="error")
 
-    async def _run(self, command: c.Command, msg: Incoming, session: SessionRecord) -> Reply:
+    async def _run(
+        self, command: c.Command, msg: Incoming, session: SessionRecord, ctx: TurnContext
+    ) -> Reply:
         match command:
             case c.ModelShow():
                 return self._show_picker(session, 1, header=True)
@@ -166,19 +145,18 @@ class CommandHandlers:
                     c.ResetSession(command.model_text, command.raw, f"user:{msg.reply_to_user_id}"),
                     msg,
                     session,
+                    ctx,
                 )
             case c.NewSession(model_text=text) | c.ResetSession(model_text=text, target_user=None):
                 return await self._new(msg, session, text, command)
             case c.ResetSession(target_user=target) if target is not None:
                 if not msg.is_admin:
                     raise CommandError("Only admins can reset another member's session.")
-                return Reply(await self._reset_other(msg, target))
+                return await self._reset_member(msg, ctx, target)
             case c.Status():
                 return Reply(await self._status(session), ephemeral=True)
             case c.Help(topic=topic):
                 return Reply(help_text(topic, is_admin=msg.is_admin), ephemeral=True)
-            case c.Retry():
-                return await self._retry(msg, session)
             case c.Unknown(name=name):
                 return Reply(f"Unknown command /{c.echo(name)}. Send /help for the list.", kind="error")
         raise CommandError("That command is not available here.")
@@ -278,6 +256,26 @@ class CommandHandlers:
         return [models.current, *models.fallbacks, models.primary, *image, *models.image_fallbacks]
 
     # -- sessions -----------------------------------------------------------------------------------------
+
+    async def _reset_member(self, msg: Incoming, ctx: TurnContext, target: str) -> Reply:
+        """An admin resets another member's session: by reply, ``@name`` or ``user:<id>``."""
+        user_id = (
+            target[5:] if target.startswith("user:") else self._sessions.user_named(msg.platform, target)
+        )
+        if user_id is None:
+            raise CommandError(
+                f"I don't know {c.echo(target)} yet. Reply to one of their messages with /reset."
+            )
+        # With one shared session per group chat (scope "chat"), a member's session is the chat's session.
+        key = ctx.member_key(user_id)
+        if await self._store.get(key) is None:
+            return Reply(f"{c.echo(target)} has no session here.")
+        # No second session lock: the caller holds its own, and waiting for another one could deadlock (two
+        # admins resetting each other). The reset is one atomic store call; an answer the member has in
+        # flight is cancelled first so it cannot write into the fresh session.
+        self._sessions.stop(key)
+        await self._store.reset(key, keep_model=True, now_ms=self._clock.now_ms())
+        return Reply(f"Session of {c.echo(target)} reset.")
 
     async def _new(
         self, msg: Incoming, session: SessionRecord, text: str | None, command: c.Command

@@ -20,7 +20,7 @@ _JOIN_TIMEOUT_S = 5.0
 
 
 class Metrics:
-    """Counters and a histogram of turns; ``observe`` has the pipeline's ``TurnObserver`` signature."""
+    """Counters and a histogram of turns; ``observe`` is a ``TurnObserver`` (bot/conversation/turn_log.py)."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True) if registry is None else registry

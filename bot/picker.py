@@ -1,4 +1,4 @@
-"""The numbered ``/model`` picker (spec §3): families, rendering, choosing, and button tokens."""
+"""The numbered ``/model`` picker (spec §3): families, rendering, choosing, button tokens and autocomplete."""
 
 from __future__ import annotations
 
@@ -127,3 +127,16 @@ def page(entries: Sequence[PickerEntry], page: int, per_page: int) -> tuple[list
     current = min(max(page, 1), total_pages)
     start = (current - 1) * per_page
     return list(entries[start : start + per_page]), total_pages
+
+
+def autocomplete(entries: Sequence[PickerEntry], typed: str, *, limit: int) -> list[str]:
+    """The picker's models matching what was typed: picker order, those that start with it first."""
+    refs = [str(ref) for entry in entries for ref in entry.refs]
+    needle = typed.strip().lower()
+    if not needle:
+        return refs[:limit]
+    starts = [
+        r for r in refs if r.lower().startswith(needle) or r.split("/", 1)[-1].lower().startswith(needle)
+    ]
+    contains = [r for r in refs if needle in r.lower() and r not in starts]
+    return (starts + contains)[:limit]

@@ -10,6 +10,7 @@ from bot.errors import CommandError
 from bot.picker import (
     PICKER_FOOTER,
     PickerEntry,
+    autocomplete,
     build_picker,
     choose_from_picker,
     page,
@@ -221,3 +222,44 @@ def test_picker_entry_is_immutable() -> None:
     entry = PickerEntry(1, "f", (ECHO,))
     with pytest.raises(AttributeError):
         entry.number = 2  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("typed", "limit", "expected"),
+    [
+        (
+            "",
+            3,
+            [
+                "anthropic/claude-opus-4-5",
+                "anthropic/claude-sonnet-4-5",
+                "openrouter/anthropic/claude-sonnet-4-5",
+            ],
+        ),
+        (
+            "GPT",
+            25,
+            ["openai/gpt-5.2", "openrouter/openai/gpt-5.2"],
+        ),  # case-insensitive, the model id's start
+        (
+            "open",
+            25,
+            [
+                "openrouter/anthropic/claude-sonnet-4-5",  # picker order: the sonnet family comes first
+                "openai/gpt-5.2",
+                "openrouter/openai/gpt-5.2",
+                "openrouter/moonshotai/kimi-k2",
+            ],
+        ),
+        (
+            "sonnet",
+            25,
+            ["anthropic/claude-sonnet-4-5", "openrouter/anthropic/claude-sonnet-4-5"],
+        ),  # contained
+        ("kimi", 25, ["openrouter/moonshotai/kimi-k2"]),
+        ("nothing", 25, []),
+    ],
+)
+def test_autocomplete(typed: str, limit: int, expected: list[str]) -> None:
+    """Models matching what was typed, in picker order, those that start with it before those that contain it."""
+    assert autocomplete(build_picker(REFS), typed, limit=limit) == expected

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,28 @@ async def say(app: App, text: str, **kw: Any) -> Reply:
     replies = await app.chat().handle(msg(text, **kw))
     assert len(replies) == 1
     return replies[0]
+
+
+class Started:
+    """A sink whose gate opens at the answer's first text: the turn is then running, inside its session."""
+
+    def __init__(self) -> None:
+        self._gate = asyncio.Event()
+
+    async def typing(self) -> None:
+        return None
+
+    async def status(self, text: str | None) -> None:
+        return None
+
+    async def delta(self, text: str) -> None:
+        self._gate.set()
+
+    async def deliver(self, replies: Sequence[Reply]) -> None:
+        return None
+
+    async def wait(self) -> None:
+        await asyncio.wait_for(self._gate.wait(), 5)
 
 
 def usage(state_dir: Path) -> dict[str, dict[str, Any]]:
@@ -166,8 +188,9 @@ async def test_same_session_is_serialised_other_sessions_are_not(state_dir: Path
     await built.start()
     try:
         pipeline = built.chat()
-        first = asyncio.create_task(pipeline.handle(msg("first message here")))
-        await asyncio.sleep(0.003)
+        started = Started()
+        first = asyncio.create_task(pipeline.handle(msg("first message here"), started))
+        await started.wait()
         second = asyncio.create_task(pipeline.handle(msg("second")))
         other = asyncio.create_task(pipeline.handle(msg("/status", chat="c2")))
         done, _ = await asyncio.wait({first, second, other}, return_when=asyncio.FIRST_COMPLETED)
@@ -198,8 +221,9 @@ async def slow_app(state_dir: Path, clock: FakeClock) -> AsyncIterator[App]:
 async def test_stop_cancels_the_answer_and_retry_resends(slow_app: App) -> None:
     """/stop cancels the turn in progress without waiting for it; /retry asks again."""
     pipeline = slow_app.chat()
-    turn = asyncio.create_task(pipeline.handle(msg("a long question")))
-    await asyncio.sleep(0.03)
+    started = Started()
+    turn = asyncio.create_task(pipeline.handle(msg("a long question"), started))
+    await started.wait()
     stop = await pipeline.handle(msg("/stop"))
     assert stop[0].text == "Stopping the current answer."
     stopped = await turn
@@ -213,15 +237,17 @@ async def test_stop_leaves_the_callers_task_running(slow_app: App) -> None:
     """The turn runs in the adapter's own task: after /stop that task goes on as if never cancelled."""
     pipeline = slow_app.chat()
 
+    started = Started()
+
     async def adapter_task() -> tuple[str, int]:
-        replies = await pipeline.handle(msg("a long question"))
+        replies = await pipeline.handle(msg("a long question"), started)
         await asyncio.sleep(0)  # a cancellation left behind would surface here
         task = asyncio.current_task()
         assert task is not None
         return replies[0].text, task.cancelling()
 
     turn = asyncio.create_task(adapter_task())
-    await asyncio.sleep(0.03)
+    await started.wait()
     await pipeline.handle(msg("/stop"))
     assert (await pipeline.handle(msg("/stop")))[0].text == "Stopping the current answer."  # twice
     assert await turn == ("Stopped. Send /retry to ask again.", 0)
@@ -231,8 +257,9 @@ async def test_shutdown_cancels_a_turn_even_after_stop(slow_app: App) -> None:
     """A cancellation from outside (shutdown) is never taken for /stop: it reaches the caller."""
     pipeline = slow_app.chat()
     for also_stop in (False, True):
-        turn = asyncio.create_task(pipeline.handle(msg("a long question")))
-        await asyncio.sleep(0.03)
+        started = Started()
+        turn = asyncio.create_task(pipeline.handle(msg("a long question"), started))
+        await started.wait()
         if also_stop:
             await pipeline.handle(msg("/stop"))
         turn.cancel()

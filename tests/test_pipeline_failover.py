@@ -105,6 +105,7 @@ async def test_completed_compaction_repicks_the_auto_pin(state_dir: Path, clock:
     async with running_bot(state_dir, clock, context_window=600) as (app, server):
         assert (await say(app, "hello")).profile == "openai:a"
         # Rotation now prefers b; the auto pin on a holds while the compaction count stays the same.
+        await app.backend("main").flush()  # the answer's bookkeeping is written in the background
         auth_store_for(app.paths, "main").set_order("openai", ["openai:b", "openai:a"])
         await pinned_turns(app)
 
@@ -128,6 +129,7 @@ async def test_auto_pin_repicked_after_compaction_holds_again(state_dir: Path, c
         assert after.compaction_count == 1
         assert (after.pin_profile, after.pin_source, after.pin_compaction) == ("openai:a", "auto", 1)
 
+        await app.backend("main").flush()  # the answer's bookkeeping is written in the background
         auth_store_for(app.paths, "main").set_order("openai", ["openai:b", "openai:a"])
         seen = len(server.requests)
         assert (await say(app, "five")).profile == "openai:a"  # no compaction this time: the pin holds

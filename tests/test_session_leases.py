@@ -27,10 +27,32 @@ KEY = "sk-lease-test-0001"
 MESSAGE = Incoming(platform="telegram", chat_id="c1", user_id="u1", text="hello")
 
 
+class WatchedStore(SqlSessionStore):
+    """The SQL store, counting the lease acquisitions it refused: a test waits for a message to have polled."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.refused = 0
+        self._refusal = asyncio.Event()
+
+    async def acquire_lease(self, key: str, holder: str, *, ttl_ms: int, now_ms: int) -> bool:
+        taken = await super().acquire_lease(key, holder, ttl_ms=ttl_ms, now_ms=now_ms)
+        if not taken:
+            self.refused += 1
+            self._refusal.set()
+        return taken
+
+    async def refusals(self, count: int) -> None:
+        """Until the store has refused ``count`` acquisitions in all."""
+        while self.refused < count:
+            self._refusal.clear()
+            await asyncio.wait_for(self._refusal.wait(), 5)
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> SqlSessionStore:
+def store(tmp_path: Path) -> WatchedStore:
     """A database file: other processes could open it too, so the bot takes session leases."""
-    return SqlSessionStore(sqlite_url(tmp_path / "shared.sqlite"))
+    return WatchedStore(sqlite_url(tmp_path / "shared.sqlite"))
 
 
 def lease_key(app: App) -> str:
@@ -38,7 +60,7 @@ def lease_key(app: App) -> str:
 
 
 async def test_a_message_waits_while_another_process_answers_the_session(
-    state_dir: Path, clock: FakeClock, store: SqlSessionStore
+    state_dir: Path, clock: FakeClock, store: WatchedStore
 ) -> None:
     """Another holder has the session's lease: the message is not handled (no provider call, no session
     read) until that lease is released; then it is answered, and its own lease is given back."""
@@ -46,7 +68,7 @@ async def test_a_message_waits_while_another_process_answers_the_session(
         key = lease_key(app)
         assert await store.acquire_lease(key, OTHER, ttl_ms=60_000, now_ms=clock.now_ms())
         handling = asyncio.ensure_future(app.chat().handle(MESSAGE))
-        await asyncio.sleep(0.3)  # a few polls of the lease (real time: the poll interval is)
+        await store.refusals(3)  # the message polled the lease three times
         assert not handling.done()
         assert await store.get(app.chat().session_key(MESSAGE)) is None  # not even the session was read
         assert await store.release_lease(key, OTHER)
@@ -56,14 +78,14 @@ async def test_a_message_waits_while_another_process_answers_the_session(
 
 
 async def test_a_dead_holders_session_is_taken_over_after_the_lease_time(
-    state_dir: Path, clock: FakeClock, store: SqlSessionStore
+    state_dir: Path, clock: FakeClock, store: WatchedStore
 ) -> None:
     """The holder stopped renewing (its host was killed): once its lease has expired, the message goes on."""
     async with running_app(state_dir, clock, store=store) as app:
         ttl_ms = LeaseTiming().ttl_ms
         assert await store.acquire_lease(lease_key(app), OTHER, ttl_ms=ttl_ms, now_ms=clock.now_ms())
         handling = asyncio.ensure_future(app.chat().handle(MESSAGE))
-        await asyncio.sleep(0.2)
+        await store.refusals(2)
         assert not handling.done()
         clock.advance(ms=ttl_ms)
         [reply] = await asyncio.wait_for(handling, 5)
@@ -71,7 +93,7 @@ async def test_a_dead_holders_session_is_taken_over_after_the_lease_time(
 
 
 async def test_the_lease_is_held_while_the_turn_runs(
-    state_dir: Path, clock: FakeClock, store: SqlSessionStore
+    state_dir: Path, clock: FakeClock, store: WatchedStore
 ) -> None:
     """While the provider answers nobody else can take the session's lease; right after, anybody can."""
     gate = asyncio.Event()
