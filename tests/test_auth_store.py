@@ -718,3 +718,56 @@ async def test_legacy_import_during_the_first_async_write_shows_the_import_witho
     doc = store.load()
     assert set(doc.profiles) == {"openai:default"}
     assert doc.stats("openai:default").error_count == 1
+
+
+async def test_writers_waiting_in_every_default_worker_never_starve_the_fsync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A burst of failures: other writers of this process wait for the lock in the loop's default executor.
+    When the loop takes the lock for a write meanwhile, its fsync must still run although every default
+    worker is busy waiting (the fsyncs have threads of their own); before, nothing moved until the lock
+    timeout."""
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
+    loop_locked = threading.Event()  # the waiting workers start polling only once the loop holds the lock
+    real_try_lock, real_lock = lockfile.try_lock, lockfile.lock
+
+    def try_lock(path: Path, **kw: Any) -> int | None:
+        fd = real_try_lock(path, **kw)
+        if fd is not None and threading.current_thread() is threading.main_thread():
+            loop_locked.set()
+        return fd
+
+    def lock(path: Path, timeout_s: float, **kw: Any) -> int:
+        loop_locked.wait(5)
+        return real_lock(path, timeout_s, **kw)
+
+    store = store_at(tmp_path, lock_timeout_s=3)
+    store.upsert_profile("p:a", api_key())
+    monkeypatch.setattr(lockfile, "try_lock", try_lock)
+    monkeypatch.setattr(lockfile, "lock", lock)
+    loop = asyncio.get_running_loop()
+    workers = ThreadPoolExecutor(max_workers=2)
+    loop.set_default_executor(workers)
+    policy = CooldownPolicy()
+
+    def fail(n: int) -> asyncio.Task[UsageStats]:
+        return asyncio.ensure_future(
+            store.arecord_failure(
+                "p:a", Reason.RATE_LIMIT, provider="p", now_ms=1_000 + n, policy=policy, model=f"m{n}"
+            )
+        )
+
+    held = real_try_lock(store.lock_path)  # another process is writing: these two wait in the workers
+    assert held is not None
+    waiting = [fail(0), fail(1)]
+    for _ in range(3):
+        await asyncio.sleep(0)  # both have tried the lock and gone to the workers
+    lockfile.unlock(held)
+    on_loop = fail(2)  # takes the lock on the loop, then needs a thread for its fsync
+    try:
+        await asyncio.wait_for(asyncio.gather(*waiting, on_loop), 2)
+    finally:
+        loop_locked.set()
+        workers.shutdown(wait=False)
+    assert len(AuthStore(store.path).load().stats("p:a").models) == 3

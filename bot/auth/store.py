@@ -10,6 +10,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -30,6 +31,24 @@ LEGACY_API_KEYS = "auth.json"
 
 # (lock file, thread) pairs whose event loop holds that lock while a write's fsync runs (see ``aupdate``).
 _held_by_loop: Counter[tuple[str, int]] = Counter()
+
+
+_FSYNC_THREADS = 2
+_fsync_pool: ThreadPoolExecutor | None = None
+
+
+def _fsync_executor() -> ThreadPoolExecutor:
+    """The threads that run the fsyncs of ``aupdate``: their own, never the loop's default executor.
+
+    While an fsync is pending its writer holds the file lock, and other writers of this process wait for that
+    lock in the default executor (``asyncio.to_thread``). Sharing that pool, a burst of failures could fill
+    every worker with waiters, leaving none for the fsync that would release them: nothing moved until the
+    lock timeout (a burst of chats on one 429 froze this way).
+    """
+    global _fsync_pool  # noqa: PLW0603 - one pool per process, made on first use (no threads at import)
+    if _fsync_pool is None:
+        _fsync_pool = ThreadPoolExecutor(max_workers=_FSYNC_THREADS, thread_name_prefix="modelbot-fsync")
+    return _fsync_pool
 
 
 @dataclass(frozen=True)
@@ -344,7 +363,7 @@ class AuthStore:
             return new
         loop = asyncio.get_running_loop()
         try:
-            synced = loop.run_in_executor(None, os.fsync, staged.fd)
+            synced = loop.run_in_executor(_fsync_executor(), os.fsync, staged.fd)
         except BaseException:  # no executor (the loop is shutting down): nothing was written
             atomic_file.discard(staged)
             lockfile.unlock(lock)
