@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from typing import TextIO
 
 from bot.chat import Incoming, Reply
-from bot.pipeline import ChatPipeline
+from bot.conversation.pipeline import ChatPipeline
 
 PROMPT = "you> "
 ERASE_LINE = "\r\x1b[K"  # back to the line's start and clear it: the status line goes away

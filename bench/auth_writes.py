@@ -40,7 +40,7 @@ from bot.auth.cooldowns import CooldownPolicy
 from bot.auth.store import FILE_MODE, AuthStore, _failure
 from bot.auth.types import AuthProfiles
 from bot.config.paths import auth_profiles_path
-from bot.reasons import Reason
+from bot.failover.reasons import Reason
 
 STORM_PROFILE = "demo:storm"  # an id no turn uses: the turns' own rotation is not disturbed
 TICK_S = 0.001

@@ -17,10 +17,10 @@ from openai.types.chat import ChatCompletionMessageParam
 
 from adapters.console import ConsoleAdapter
 from bot.app import App, build_app
-from bot.engine import TurnDone, TurnInput
+from bot.failover.engine import TurnDone, TurnInput
+from bot.models.refs import ModelRef
 from bot.providers.base import ChatMessage, ChatRequest, Endpoint, ResolvedAuth
 from bot.providers.openai_client import OpenAICompletionsClient
-from bot.refs import ModelRef
 
 MODEL = "bench-model"
 ANSWER = "Sure, here is a short streamed answer of twelve words for you."

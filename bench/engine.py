@@ -31,12 +31,12 @@ from bot.app import App, build_app
 from bot.auth.cooldowns import CooldownPolicy
 from bot.auth.store import AuthStore
 from bot.config.paths import auth_profiles_path
-from bot.engine import Pin, TurnDone, TurnInput, TurnResult
 from bot.errors import ProviderError
+from bot.failover.engine import Pin, TurnDone, TurnInput, TurnResult
+from bot.failover.reasons import Reason
+from bot.models.refs import ModelRef
 from bot.providers.base import ChatMessage, ChatRequest, Endpoint, ResolvedAuth
 from bot.providers.openai_client import OpenAICompletionsClient
-from bot.reasons import Reason
-from bot.refs import ModelRef
 from tests.fakes.provider_server import FakeProviderServer, ok, status
 
 KEY_A = "sk-bench-profile-a-0001"

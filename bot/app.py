@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bot.agents import agent_ids, agent_models
 from bot.auth.backend import StoreAuthBackend
 from bot.auth.cooldowns import CooldownPolicy
 from bot.auth.db_store import DbAuthStore
@@ -18,22 +17,23 @@ from bot.auth.port import AuthStateStore
 from bot.auth.resolver import CredentialResolver
 from bot.auth.secret_box import SecretBox
 from bot.auth.store import AuthStore
-from bot.catalog import Catalog
 from bot.clock import Clock, SystemClock
 from bot.config.loader import LoadedConfig, load_config
 from bot.config.paths import auth_profiles_path, config_path, default_database_url, state_dir
 from bot.config.schema import Config
 from bot.errors import ModelbotError
+from bot.models.agents import agent_ids, agent_models
+from bot.models.catalog import Catalog
+from bot.models.refs import parse_model_ref
 from bot.providers.base import Endpoint
 from bot.providers.clients import ProviderClients, build_clients, close_clients
 from bot.providers.registry import BUILTIN_PROVIDERS, endpoint_for, known_providers, spec_for
 from bot.redaction import Redactor, process_secrets
-from bot.refs import parse_model_ref
 
 if TYPE_CHECKING:  # imported by build_app: the CLI's management commands use this module without them
+    from bot.conversation.pipeline import ChatPipeline
     from bot.conversation.turn_log import TurnObserver
-    from bot.engine import Engine
-    from bot.pipeline import ChatPipeline
+    from bot.failover.engine import Engine
     from bot.store.lease import LeaseKeeper
     from bot.store.protocol import SessionStore
     from bot.store.sql import SqlSessionStore
@@ -208,8 +208,8 @@ def build_app(
     """Wire the bot from its config. Raises ``ConfigError`` for a bad config; starts nothing."""
     # Here rather than at the top: `modelbot models …`, `auth …` and `config …` import this module for the
     # helpers above and never need the engine, the pipeline or SQLAlchemy (half a second of start-up).
-    from bot.engine import Engine  # noqa: PLC0415
-    from bot.pipeline import ChatPipeline  # noqa: PLC0415
+    from bot.conversation.pipeline import ChatPipeline  # noqa: PLC0415
+    from bot.failover.engine import Engine  # noqa: PLC0415
     from bot.store.lease import LeaseKeeper, LeaseTiming  # noqa: PLC0415
     from bot.store.sql import SqlSessionStore  # noqa: PLC0415
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from bot.picker import PickerEntry
+from bot.models.picker import PickerEntry
 from bot.providers.base import ImagePart
 
 # ImagePart is part of this seam: adapters build Incoming.images without importing bot.providers.

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from bot.reasons import Reason
+    from bot.failover.reasons import Reason
 
 
 class ModelbotError(Exception):
@@ -129,7 +129,7 @@ class SecretKeyError(AuthError):
 
 
 class ProviderError(ModelbotError):
-    """One attempt failed; ``reason`` (see ``bot.reasons``) says what kind of failure it was."""
+    """One attempt failed; ``reason`` (see ``bot.failover.reasons``) says what kind of failure it was."""
 
     def __init__(
         self,

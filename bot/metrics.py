@@ -12,8 +12,8 @@ from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
-from bot.engine import AttemptFailed, TurnResult
 from bot.errors import ConfigError
+from bot.failover.engine import AttemptFailed, TurnResult
 
 LATENCY_BUCKETS_S = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0)
 _JOIN_TIMEOUT_S = 5.0

@@ -23,7 +23,7 @@ from bot.auth.secret_box import SecretBox
 from bot.auth.store import AuthStore
 from bot.auth.types import AuthProfiles, Credential, UsageStats
 from bot.config.paths import auth_profiles_path, default_database_url
-from bot.reasons import Reason
+from bot.failover.reasons import Reason
 from bot.store.auth_state import open_auth_state
 from tests.app_helpers import TEST_SECRET_KEY, AuthStoreKind, auth_env, with_auth_store
 

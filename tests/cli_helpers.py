@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli.main import main
+from cli.main import main
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_CONFIG = ROOT / "config.example.json5"

@@ -22,7 +22,7 @@ REPLY_TIMEOUT_S = 30.0
 def modelbot_command() -> list[str]:
     """The installed console script beside this interpreter, else the same entry point through ``-m``."""
     script = Path(sys.executable).with_name("modelbot")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "bot.cli.main"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "cli.main"]
 
 
 def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -6,7 +6,9 @@ from typing import Any
 
 import pytest
 
-from bot.agents import (
+from bot.config.schema import Config
+from bot.errors import ConfigError
+from bot.models.agents import (
     AgentModels,
     agent_for,
     agent_ids,
@@ -15,9 +17,7 @@ from bot.agents import (
     default_agent_id,
     default_provider,
 )
-from bot.config.schema import Config
-from bot.errors import ConfigError
-from bot.refs import ModelRef
+from bot.models.refs import ModelRef
 
 
 def _config(**raw: Any) -> Config:

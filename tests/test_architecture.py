@@ -78,9 +78,17 @@ def test_only_the_store_imports_sql() -> None:
     assert offenders == []
 
 
+def test_the_core_imports_neither_adapters_nor_the_cli() -> None:
+    """Imports run one way: cli -> adapters -> bot. The core owns the ports; adapters plug into them and the
+    command line composes both, so nothing in bot/ may import either, and adapters never import the CLI."""
+    offenders = [_rel(p) for p in _modules("bot") if _imports(p) & {"adapters", "cli"}]
+    offenders += [_rel(p) for p in _modules("adapters") if "cli" in _imports(p)]
+    assert offenders == []
+
+
 def test_adapters_do_not_reach_into_engine_internals() -> None:
     """Adapters talk to the chat pipeline, not to the engine, the auth store or provider clients."""
-    forbidden = ("bot.engine", "bot.auth", "bot.providers", "bot.store")
+    forbidden = ("bot.failover", "bot.auth", "bot.providers", "bot.store")
     offenders = []
     for path in _modules("adapters"):
         tree = ast.parse(path.read_text(encoding="utf-8"))
@@ -90,7 +98,7 @@ def test_adapters_do_not_reach_into_engine_internals() -> None:
     assert offenders == []
 
 
-@pytest.mark.parametrize("package", ["bot", "adapters"])
+@pytest.mark.parametrize("package", ["bot", "adapters", "cli"])
 def test_importing_every_module_has_no_side_effects(package: str) -> None:
     """Every module imports cleanly in a fresh interpreter without starting loops, threads or engines."""
     names = [m.name for m in pkgutil.walk_packages([str(ROOT / package)], prefix=f"{package}.")]

@@ -13,7 +13,7 @@ from bot.app import App, auth_store_for
 from bot.auth import lockfile
 from bot.auth.store import AuthStore
 from bot.clock import MINUTE_MS, FakeClock
-from bot.reasons import Reason
+from bot.failover.reasons import Reason
 from tests.app_helpers import running_app
 
 PROFILE = "demo:main"

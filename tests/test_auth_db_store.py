@@ -30,7 +30,7 @@ from bot.auth.secret_box import SecretBox
 from bot.auth.types import AuthProfiles, Credential, ModelStats, UsageStats
 from bot.clock import FakeClock
 from bot.errors import AuthError, SecretKeyError, StoreError, UnknownProfile
-from bot.reasons import Reason
+from bot.failover.reasons import Reason
 from bot.store.auth_state import SqlAuthState, open_auth_state
 from bot.store.auth_types import AgentAuthRows
 from bot.store.database import open_database

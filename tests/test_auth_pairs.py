@@ -20,7 +20,7 @@ from bot.auth.types import Credential, ModelStats
 from bot.chat import Incoming
 from bot.clock import MINUTE_MS, FakeClock
 from bot.errors import AuthError
-from bot.reasons import Reason
+from bot.failover.reasons import Reason
 from tests.app_helpers import AUTH_STORES, AuthStoreKind, running_app
 
 POLICY = CooldownPolicy()

@@ -23,7 +23,7 @@ from bot.auth.store import AuthStore
 from bot.auth.types import AuthProfiles, Credential, UsageStats
 from bot.clock import HOUR_MS, MINUTE_MS, FakeClock
 from bot.errors import AuthStoreCorrupt, UnknownProfile
-from bot.reasons import Reason
+from bot.failover.reasons import Reason
 
 REPO = Path(__file__).resolve().parent.parent
 POLICY = CooldownPolicy()
@@ -477,7 +477,7 @@ from pathlib import Path
 from bot.auth.cooldowns import CooldownPolicy
 from bot.auth.store import AuthStore
 from bot.auth.types import Credential
-from bot.reasons import Reason
+from bot.failover.reasons import Reason
 
 path, name, n, go = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), Path(sys.argv[4])
 deadline = time.monotonic() + 30

@@ -6,12 +6,12 @@ from typing import Any
 
 import pytest
 
-from bot.catalog import Catalog, CatalogModel
-from bot.catalog_data import BUILTIN_MODELS
 from bot.config.schema import Config
 from bot.errors import ConfigError, InvalidRef, ModelNotAllowed, RefError, UnknownModel
+from bot.models.catalog import Catalog, CatalogModel
+from bot.models.catalog_data import BUILTIN_MODELS
+from bot.models.refs import ModelRef, Selection
 from bot.providers.registry import BUILTIN_PROVIDERS, endpoint_for, known_providers, spec_for
-from bot.refs import ModelRef, Selection
 
 SONNET = ModelRef("anthropic", "claude-sonnet-4-5")
 OPUS = ModelRef("anthropic", "claude-opus-4-5")

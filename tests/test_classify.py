@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from bot.classify import MAX_RETRY_AFTER_MS, FailureSignal, classify
-from bot.reasons import Reason
+from bot.failover.classify import MAX_RETRY_AFTER_MS, FailureSignal, classify
+from bot.failover.reasons import Reason
 
 NOW_MS = 1_700_000_000_000
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from bot.classify import FailureSignal, classify
-from bot.reasons import Reason
+from bot.failover.classify import FailureSignal, classify
+from bot.failover.reasons import Reason
 
 
 def body(**fields: Any) -> str:

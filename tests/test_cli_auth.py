@@ -17,7 +17,7 @@ from bot.auth.cooldowns import CooldownPolicy
 from bot.auth.store import AuthStore
 from bot.auth.types import Credential
 from bot.config.paths import auth_profiles_path, default_database_url
-from bot.reasons import Reason
+from bot.failover.reasons import Reason
 from bot.store.sql import SqlSessionStore
 from bot.store.types import FailoverEvent
 from tests.app_helpers import AUTH_STORES
@@ -309,7 +309,7 @@ import sys
 from pathlib import Path
 from bot.auth.cooldowns import CooldownPolicy
 from bot.auth.store import AuthStore
-from bot.reasons import Reason
+from bot.failover.reasons import Reason
 
 store, stop = AuthStore(Path(sys.argv[1])), Path(sys.argv[2])
 print("ready", flush=True)

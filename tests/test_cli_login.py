@@ -21,7 +21,7 @@ from bot.auth.cooldowns import CooldownPolicy
 from bot.auth.store import AuthStore
 from bot.auth.types import Credential
 from bot.clock import HOUR_MS
-from bot.reasons import Reason
+from bot.failover.reasons import Reason
 from tests.app_helpers import AUTH_STORES, AuthStoreKind, auth_env
 from tests.auth_stores import auth_of
 from tests.cli_helpers import run_cli

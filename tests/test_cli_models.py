@@ -16,10 +16,10 @@ import pytest
 from bot.auth.cooldowns import CooldownPolicy
 from bot.auth.store import AuthStore
 from bot.auth.types import Credential
-from bot.cli.main import main
 from bot.clock import HOUR_MS
 from bot.config.paths import auth_profiles_path
-from bot.reasons import Reason
+from bot.failover.reasons import Reason
+from cli.main import main
 from tests.app_helpers import AUTH_STORES, auth_env
 from tests.auth_stores import SyncAuth, auth_of
 from tests.cli_helpers import EXAMPLE_CONFIG, run_cli, run_script, write_config

@@ -7,7 +7,7 @@ import string
 
 import pytest
 
-from bot.cli.output import _plain_table, _rich_table
+from cli.output import _plain_table, _rich_table
 
 
 def random_table(rng: random.Random) -> tuple[list[str], list[list[str]]]:

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from bot.app import App
-from bot.cli.run_cmd import AdapterFactory, adapter_factory, serve
 from bot.logging_setup import configure_logging
 from bot.redaction import Redactor
+from cli.run_cmd import AdapterFactory, adapter_factory, serve
 from tests.cli_helpers import ROOT, run_cli, write_config
 from tests.fakes.fake_channel import MARKER_ENV, FakeChannel
 
@@ -221,8 +221,8 @@ async def test_the_configured_providers_clients_are_made_before_the_channels_sta
 
 _RUNNER = """
 import sys
-from bot.cli import run_cmd
-from bot.cli.main import build_parser
+from cli import run_cmd
+from cli.main import build_parser
 from tests.fakes.fake_channel import build_adapter
 
 args = build_parser().parse_args(["run", "--config", sys.argv[1]])

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli.sessions_cmd import parse_duration
 from bot.config.paths import default_database_url
 from bot.errors import CommandError
 from bot.store.sql import SqlSessionStore
 from bot.store.types import NewMessage, SessionPatch, SessionRecord
+from cli.sessions_cmd import parse_duration
 from tests.cli_helpers import run_cli, run_script
 
 DAY_MS = 86_400_000

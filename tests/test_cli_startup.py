@@ -31,7 +31,7 @@ HEAVY = {
 
 _SCRIPT = """
 import contextlib, io, json, sys
-from bot.cli.main import main
+from cli.main import main
 with contextlib.redirect_stdout(io.StringIO()):
     try:
         main(sys.argv[1:])
@@ -67,7 +67,7 @@ def test_the_top_level_imports_nothing_heavy(argv: list[str]) -> None:
     """``modelbot --help`` lists the subcommands without importing any of them."""
     modules = imported(*argv)
     assert packages(modules) & HEAVY == set()
-    assert not any(name.startswith("bot.cli.") and name != "bot.cli.main" for name in modules)
+    assert not any(name.startswith("cli.") and name != "cli.main" for name in modules)
 
 
 def test_models_list_needs_no_database_http_or_platform(state_dir: Path) -> None:
@@ -80,8 +80,8 @@ def test_models_list_needs_no_database_http_or_platform(state_dir: Path) -> None
     )
     # Nor anything of a turn: the failover engine, the pipeline, the provider clients.
     assert {
-        "bot.engine",
-        "bot.pipeline",
+        "bot.failover.engine",
+        "bot.conversation.pipeline",
         "bot.providers.openai_client",
         "bot.providers.http",
     } & modules == set()

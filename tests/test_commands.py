@@ -7,7 +7,7 @@ import unicodedata
 
 import pytest
 
-from bot.commands import (
+from bot.conversation.commands import (
     COMMAND_NAMES,
     ECHO_LIMIT,
     Command,
@@ -27,9 +27,9 @@ from bot.commands import (
     echo,
     parse_command,
 )
+from bot.conversation.help import COMMAND_DESCRIPTIONS, help_text
 from bot.errors import CommandError
-from bot.help import COMMAND_DESCRIPTIONS, help_text
-from bot.refs import RawRef
+from bot.models.refs import RawRef
 
 GPT = RawRef("openai", "gpt-5.2", None)
 SONNET = RawRef(None, "sonnet", None)

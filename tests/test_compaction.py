@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.compaction import KEEP_LAST, compactable, kept_count, needs_compaction
+from bot.conversation.compaction import KEEP_LAST, compactable, kept_count, needs_compaction
 from bot.store.types import MessageRole, StoredMessage
 
 WINDOW = 1_000

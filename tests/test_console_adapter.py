@@ -17,7 +17,7 @@ from adapters.console import ERASE_LINE, ConsoleAdapter
 from bot.app import App
 from bot.chat import Incoming, Reply
 from bot.clock import FakeClock
-from bot.reasons import Reason
+from bot.failover.reasons import Reason
 from tests.app_helpers import running_app
 
 ECHO_ONLY = '{agents: {defaults: {model: {primary: "demo/echo"}}}}'

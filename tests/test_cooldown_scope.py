@@ -7,7 +7,7 @@ import pytest
 from bot.auth.cooldowns import CooldownPolicy, clear_cooldown, cooldown_ms, record_failure, record_success
 from bot.auth.types import ModelStats, UsageStats
 from bot.clock import MINUTE_MS, FakeClock
-from bot.reasons import Reason
+from bot.failover.reasons import Reason
 
 POLICY = CooldownPolicy()
 GPT, MINI = "gpt-5.2", "gpt-5-mini"

@@ -17,7 +17,7 @@ from bot.auth.cooldowns import (
 from bot.auth.types import UsageStats
 from bot.clock import HOUR_MS, MINUTE_MS, FakeClock
 from bot.config.schema import Cooldowns
-from bot.reasons import Reason
+from bot.failover.reasons import Reason
 
 POLICY = CooldownPolicy()
 

@@ -10,9 +10,9 @@ import pytest
 from bot.config.defaults import DEMO_MODELS as DEFAULT_DEMO_REFS
 from bot.config.defaults import DEMO_PROFILES
 from bot.errors import ProviderError
+from bot.failover.reasons import Reason
 from bot.providers.base import ChatMessage, ChatRequest, Endpoint, ImagePart, ResolvedAuth
 from bot.providers.demo import BUSY_PROFILE, DEMO_MODELS, DemoClient
-from bot.reasons import Reason
 
 ENDPOINT = Endpoint(provider="demo", base_url="demo://offline", api="demo")
 MAIN = ResolvedAuth(profile_id="demo:main", type="none", secret="")

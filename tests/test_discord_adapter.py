@@ -18,7 +18,7 @@ from adapters.discord import DiscordAdapter, DiscordSetupError, Timings, build_a
 from bot.app import App, build_app
 from bot.clock import FakeClock
 from bot.config.schema import DiscordChannel
-from bot.reasons import Reason
+from bot.failover.reasons import Reason
 from bot.store.memory import InMemorySessionStore
 from tests import log_guard
 from tests.fakes.discord_server import FakeDiscordServer
@@ -281,7 +281,7 @@ async def test_modelbot_run_serves_discord_from_the_config_until_stopped(
     state_dir: Path, dc: FakeDiscordServer
 ) -> None:
     """`modelbot run` (serve) builds the adapter from channels.discord in the config, answers, stops cleanly."""
-    from bot.cli.run_cmd import serve  # noqa: PLC0415 -- the CLI is only needed by this test
+    from cli.run_cmd import serve  # noqa: PLC0415 -- the CLI is only needed by this test
 
     config = state_dir / "config.json5"
     config.write_text(

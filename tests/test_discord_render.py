@@ -20,8 +20,8 @@ from adapters.discord.render import (
     view_for,
 )
 from bot.chat import PickerView, Reply
-from bot.picker import build_picker, picker_token
-from bot.refs import parse_model_ref
+from bot.models.picker import build_picker, picker_token
+from bot.models.refs import parse_model_ref
 
 ALLOW = AccessPolicy.from_config(
     ["11", "user:12", "role:21", "channel:31", "role:x", "bogus:41"], admins=["99"]

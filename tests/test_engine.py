@@ -7,9 +7,10 @@ import asyncio
 import pytest
 
 from bot.auth.availability import Candidates, ProfileAvailability
-from bot.chain import candidate_chain, plan_chain
 from bot.clock import FakeClock, format_wait
-from bot.engine import (
+from bot.errors import AllCandidatesFailed, StreamInterrupted, TurnStopped
+from bot.failover.chain import candidate_chain, plan_chain
+from bot.failover.engine import (
     AttemptFailed,
     Engine,
     Pin,
@@ -19,11 +20,10 @@ from bot.engine import (
     TurnResult,
     profiles_to_try,
 )
-from bot.errors import AllCandidatesFailed, StreamInterrupted, TurnStopped
-from bot.policy import POLICY, Action
+from bot.failover.policy import POLICY, Action
+from bot.failover.reasons import Reason
+from bot.models.refs import ModelRef
 from bot.providers.base import ChatMessage, Endpoint
-from bot.reasons import Reason
-from bot.refs import ModelRef
 from tests.fakes.scripted import Fail, MemoryAuth, ScriptedClient, ok
 
 SONNET = ModelRef("anthropic", "claude-sonnet-4-5")

@@ -9,7 +9,8 @@ import pytest
 
 from bot.auth.availability import Candidates, ProfileAvailability
 from bot.clock import FakeClock
-from bot.engine import (
+from bot.errors import AllCandidatesFailed
+from bot.failover.engine import (
     Engine,
     Pin,
     TurnDone,
@@ -20,10 +21,9 @@ from bot.engine import (
     wait_ms,
     waiting_text,
 )
-from bot.errors import AllCandidatesFailed
+from bot.failover.reasons import Reason
+from bot.models.refs import ModelRef
 from bot.providers.base import ChatMessage, ChatRequest, Endpoint, ResolvedAuth
-from bot.reasons import Reason
-from bot.refs import ModelRef
 from tests.fakes.scripted import Fail, MemoryAuth, ScriptedClient, ok
 
 SONNET = ModelRef("anthropic", "claude-sonnet-4-5")

@@ -11,7 +11,7 @@ import pytest
 
 from bot.app import App
 from bot.clock import FakeClock
-from bot.history import HistoryCache
+from bot.conversation.history import HistoryCache
 from bot.providers.base import ChatRequest, Endpoint, ResolvedAuth
 from bot.store.memory import InMemorySessionStore
 from bot.store.types import NewMessage, StoredMessage

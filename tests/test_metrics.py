@@ -7,11 +7,11 @@ import urllib.request
 
 import pytest
 
-from bot.engine import AttemptFailed, TurnResult
 from bot.errors import AttemptRecord, ConfigError
+from bot.failover.engine import AttemptFailed, TurnResult
+from bot.failover.reasons import Reason
 from bot.metrics import Metrics
-from bot.reasons import Reason
-from bot.refs import ModelRef
+from bot.models.refs import ModelRef
 
 REF = ModelRef("openai", "gpt-5.2")
 

@@ -25,7 +25,7 @@ from bot.auth.store import AuthStore
 from bot.auth.types import Credential
 from bot.clock import HOUR_MS, MINUTE_MS, FakeClock
 from bot.errors import ProviderError
-from bot.reasons import Reason
+from bot.failover.reasons import Reason
 from tests.app_helpers import file_store
 from tests.fakes.oauth_server import Failure, FakeOAuthServer
 

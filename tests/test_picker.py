@@ -7,7 +7,7 @@ import random
 import pytest
 
 from bot.errors import CommandError
-from bot.picker import (
+from bot.models.picker import (
     PICKER_FOOTER,
     PickerEntry,
     autocomplete,
@@ -18,7 +18,7 @@ from bot.picker import (
     render_picker,
     resolve_token,
 )
-from bot.refs import ModelRef
+from bot.models.refs import ModelRef
 
 A_SONNET = ModelRef("anthropic", "claude-sonnet-4-5")
 OR_SONNET = ModelRef("openrouter", "anthropic/claude-sonnet-4-5")

@@ -13,8 +13,8 @@ import pytest
 from bot.app import App, build_app
 from bot.chat import Incoming, Reply
 from bot.clock import FakeClock
+from bot.failover.reasons import Reason
 from bot.providers.base import ImagePart
-from bot.reasons import Reason
 from bot.store.memory import InMemorySessionStore
 from tests.app_helpers import running_app
 

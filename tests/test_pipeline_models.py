@@ -7,7 +7,7 @@ from pathlib import Path
 
 from bot.app import App
 from bot.clock import FakeClock
-from bot.reasons import Reason
+from bot.failover.reasons import Reason
 from bot.store.memory import InMemorySessionStore
 from bot.store.types import SessionRecord
 from tests.app_helpers import running_app

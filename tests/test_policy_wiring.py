@@ -15,7 +15,7 @@ from bot.auth.rotation import order_profiles
 from bot.auth.types import AuthProfiles, Credential
 from bot.chat import Incoming
 from bot.clock import HOUR_MS, MINUTE_MS, FakeClock
-from bot.reasons import Reason
+from bot.failover.reasons import Reason
 from tests.app_helpers import running_app
 from tests.fakes.scripted import Fail, ScriptedClient
 

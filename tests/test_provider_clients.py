@@ -12,11 +12,11 @@ import aiohttp
 import pytest
 
 from bot.errors import ProviderError
+from bot.failover.reasons import Reason
 from bot.providers.anthropic_client import OAUTH_BETA, AnthropicMessagesClient
 from bot.providers.base import ChatMessage, ChatRequest, Endpoint, ImagePart, ProviderClient, ResolvedAuth
 from bot.providers.clients import build_clients, close_clients
 from bot.providers.openai_client import OpenAICompletionsClient, _uses_max_completion_tokens
-from bot.reasons import Reason
 from tests.fakes.provider_server import (
     Behaviour,
     FakeProviderServer,

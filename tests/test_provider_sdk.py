@@ -15,11 +15,11 @@ import httpx2
 import openai
 import pytest
 
+from bot.failover.reasons import Reason
 from bot.providers.anthropic_client import AnthropicMessagesClient
 from bot.providers.base import Endpoint, ProviderClient, ResolvedAuth
 from bot.providers.http import transport_failure
 from bot.providers.openai_client import OpenAICompletionsClient
-from bot.reasons import Reason
 from tests.fakes.provider_server import FakeProviderServer, ok, status
 from tests.test_provider_clients import ANTHROPIC, KEY, OPENAI, Flavour, api_key, ask, collect
 

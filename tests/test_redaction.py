@@ -11,16 +11,16 @@ import pytest
 
 from bot.auth.store import AuthStore
 from bot.auth.types import Credential
-from bot.cli.main import main
 from bot.clock import FakeClock
 from bot.config.loader import load_config
 from bot.config.paths import auth_profiles_path
-from bot.engine import AttemptFailed, Engine, TurnInput
 from bot.errors import AllCandidatesFailed, ProviderError
+from bot.failover.engine import AttemptFailed, Engine, TurnInput
+from bot.failover.reasons import Reason
+from bot.models.refs import ModelRef
 from bot.providers.base import ChatMessage, ChatRequest, Endpoint, ResolvedAuth
-from bot.reasons import Reason
 from bot.redaction import REDACTED, Redactor, process_secrets, redact_known
-from bot.refs import ModelRef
+from cli.main import main
 from tests.app_helpers import running_app
 from tests.cli_helpers import write_config
 from tests.fakes.provider_server import FakeProviderServer, status

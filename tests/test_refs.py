@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bot.errors import InvalidRef
-from bot.refs import (
+from bot.models.refs import (
     MAX_REF_LENGTH,
     ModelRef,
     RawRef,

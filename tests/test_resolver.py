@@ -27,7 +27,7 @@ from bot.auth.types import Credential, UsageStats
 from bot.clock import HOUR_MS, MINUTE_MS, FakeClock
 from bot.config.schema import Config
 from bot.errors import ProviderError, UnknownProfile
-from bot.reasons import Reason
+from bot.failover.reasons import Reason
 from tests.app_helpers import file_store
 
 REPO = Path(__file__).resolve().parent.parent

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from bot.errors import ProviderError
-from bot.reasons import Reason
-from bot.stream_guard import bounded
+from bot.failover.reasons import Reason
+from bot.failover.stream_guard import bounded
 
 
 async def chunks(*texts: str, then_stall: bool = False) -> AsyncIterator[str]:

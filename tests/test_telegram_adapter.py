@@ -21,13 +21,13 @@ from adapters.telegram.access import REFUSAL
 from adapters.telegram.render import UNSUPPORTED
 from bot.app import App, build_app
 from bot.chat import Incoming
-from bot.cli.run_cmd import serve
 from bot.clock import FakeClock
 from bot.config.schema import TelegramChannel, TelegramWebhook
-from bot.help import COMMAND_DESCRIPTIONS
+from bot.conversation.help import COMMAND_DESCRIPTIONS
+from bot.failover.reasons import Reason
 from bot.providers.base import ChatRequest, Endpoint, ResolvedAuth
-from bot.reasons import Reason
 from bot.store.memory import InMemorySessionStore
+from cli.run_cmd import serve
 from tests import log_guard
 from tests.fakes.scripted import Fail, ScriptedClient, ok
 from tests.fakes.scripted import Reply as ScriptedReply

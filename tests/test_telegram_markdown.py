@@ -15,7 +15,7 @@ from adapters.telegram.markdown_html import (
     split_for_telegram,
     strip_markdown,
 )
-from bot.help import help_text
+from bot.conversation.help import help_text
 
 _ALLOWED_ATTRS = {"b": set(), "i": set(), "s": set(), "u": set(), "code": {"class"}, "pre": set()}
 _ALLOWED_ATTRS |= {"a": {"href"}, "blockquote": set()}

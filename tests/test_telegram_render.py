@@ -21,8 +21,8 @@ from adapters.telegram.render import (
     reply_pieces,
 )
 from bot.chat import PickerView, Reply
-from bot.picker import PickerEntry, picker_token
-from bot.refs import parse_model_ref
+from bot.models.picker import PickerEntry, picker_token
+from bot.models.refs import parse_model_ref
 
 BOT_ID, BOT = 555, "modelbot_test_bot"
 ME = User(BOT_ID, "Modelbot", is_bot=True, username=BOT)

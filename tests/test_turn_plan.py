@@ -7,14 +7,14 @@ from typing import Any
 
 import pytest
 
-from bot.catalog import Catalog
-from bot.chain import NO_VISION_MESSAGE
 from bot.config.schema import Config
 from bot.conversation.plan import pin_for, plan_turn, session_models, system_prompt
-from bot.engine import Pin
 from bot.errors import TurnStopped
+from bot.failover.chain import NO_VISION_MESSAGE
+from bot.failover.engine import Pin
+from bot.models.catalog import Catalog
+from bot.models.refs import ModelRef
 from bot.providers.base import ChatMessage
-from bot.refs import ModelRef
 from bot.store.types import SessionRecord
 
 ECHO, STORY, VISION = ModelRef("demo", "echo"), ModelRef("demo", "story"), ModelRef("demo", "vision")

@@ -15,7 +15,6 @@ from bot.conversation.replies import answer_reply, failure_reply, redacted, unfi
 from bot.conversation.saving import turn_patch
 from bot.conversation.streaming import AnswerStream
 from bot.conversation.turn_log import TurnLog
-from bot.engine import AttemptFailed, Pin, TextDelta, TurnDone, TurnEvent, TurnResult, Waiting
 from bot.errors import (
     AllCandidatesFailed,
     AttemptRecord,
@@ -24,9 +23,10 @@ from bot.errors import (
     TurnError,
     TurnStopped,
 )
+from bot.failover.engine import AttemptFailed, Pin, TextDelta, TurnDone, TurnEvent, TurnResult, Waiting
+from bot.failover.reasons import Reason
+from bot.models.refs import ModelRef
 from bot.providers.base import ImagePart
-from bot.reasons import Reason
-from bot.refs import ModelRef
 from bot.store.memory import InMemorySessionStore
 from bot.store.types import UNCHANGED
 from tests.test_turn_plan import BLANK

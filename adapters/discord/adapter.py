@@ -16,10 +16,10 @@ from adapters.discord.access import REFUSAL, AccessPolicy
 from adapters.discord.client import DiscordSetupError, DiscordUrls, Timings, make_client, setup_error
 from adapters.discord.render import chunks, parse_custom_id, picker_view, reply_text
 from adapters.discord.stream import InteractionReplies, channel_stream, reply_to
-from bot.commands import Stop, parse_command
 from bot.config.schema import DiscordChannel
+from bot.conversation.commands import Stop, parse_command
+from bot.conversation.pipeline import ChatPipeline
 from bot.errors import CommandError
-from bot.pipeline import ChatPipeline
 
 log = logging.getLogger("modelbot.discord")
 

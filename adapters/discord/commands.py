@@ -8,7 +8,7 @@ import discord
 from discord import app_commands
 
 from adapters.discord.render import LABEL_LIMIT
-from bot.help import COMMAND_DESCRIPTIONS
+from bot.conversation.help import COMMAND_DESCRIPTIONS
 
 _DESCRIPTIONS = dict(COMMAND_DESCRIPTIONS)
 _MAX_PICK = 999_999

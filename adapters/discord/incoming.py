@@ -9,7 +9,7 @@ import discord
 
 from adapters.discord.access import AccessPolicy, Speaker
 from bot.chat import ImagePart, Incoming
-from bot.commands import echo
+from bot.conversation.commands import echo
 
 # Media types the providers accept as image input; other image formats (SVG, HEIC, …) are refused politely.
 IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})

@@ -25,8 +25,8 @@ from adapters.telegram.sender import ChatUnavailable, Sender, Target
 from adapters.telegram.stream import reply_stream, send_pieces
 from bot.chat import ImagePart, Incoming
 from bot.config.schema import TelegramChannel
-from bot.help import COMMAND_DESCRIPTIONS
-from bot.pipeline import ChatPipeline
+from bot.conversation.help import COMMAND_DESCRIPTIONS
+from bot.conversation.pipeline import ChatPipeline
 
 log = logging.getLogger("modelbot.telegram")
 

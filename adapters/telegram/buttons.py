@@ -19,7 +19,7 @@ from adapters.telegram.render import (
 )
 from adapters.telegram.sender import ChatUnavailable, Sender
 from bot.chat import Incoming
-from bot.pipeline import ChatPipeline
+from bot.conversation.pipeline import ChatPipeline
 
 log = logging.getLogger("modelbot.telegram")
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from bot.auth.cooldowns import Scope
 from bot.auth.types import UsageStats
-from bot.reasons import Reason
+from bot.failover.reasons import Reason
 
 
 @dataclass(frozen=True)

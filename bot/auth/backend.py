@@ -17,10 +17,10 @@ from bot.auth.mask import mask_secret
 from bot.auth.port import AuthStateStore
 from bot.auth.resolver import CredentialResolver, credential_source
 from bot.auth.types import AuthProfiles, Credential
+from bot.conversation.status_view import PairLine, ProfileLine, ProviderStatus
 from bot.errors import UnknownProfile
+from bot.failover.reasons import Reason
 from bot.providers.base import Endpoint, ResolvedAuth
-from bot.reasons import Reason
-from bot.status_view import PairLine, ProfileLine, ProviderStatus
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ def provider_of(profile_id: str, doc: AuthProfiles) -> str:
 
 
 class StoreAuthBackend:
-    """Implements ``bot.engine.AuthBackend`` and ``bot.command_handlers.AuthOverview`` over either auth store."""
+    """Implements ``bot.failover.engine.AuthBackend`` and ``bot.conversation.command_handlers.AuthOverview`` over either auth store."""
 
     def __init__(
         self, resolver: CredentialResolver, *, policy: CooldownPolicy, endpoint_for: Callable[[str], Endpoint]

@@ -15,8 +15,8 @@ from typing import Literal
 from bot.auth.types import ModelStats, UsageStats
 from bot.clock import HOUR_MS, MINUTE_MS
 from bot.config.schema import Cooldowns
-from bot.policy import Action, action_for
-from bot.reasons import Reason
+from bot.failover.policy import Action, action_for
+from bot.failover.reasons import Reason
 
 Scope = Literal["model", "profile"]
 DEFAULT_LADDER_MINUTES: tuple[float, ...] = (1.0, 5.0, 25.0, 60.0)

@@ -28,7 +28,7 @@ from bot.auth.secret_box import SecretBox, wrong_key
 from bot.auth.types import AuthProfiles, UsageStats
 from bot.clock import Clock, SystemClock
 from bot.errors import AuthError, StoreError
-from bot.reasons import Reason
+from bot.failover.reasons import Reason
 from bot.store.auth_types import AgentAuthRows, RowsEdit, UsageEdit, UsageRow
 from bot.store.lease import LeaseStore, LeaseTiming, Sleep
 

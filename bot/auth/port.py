@@ -14,7 +14,7 @@ from typing import Protocol
 from bot.auth.cooldowns import CooldownPolicy
 from bot.auth.refresh_lock import RefreshLock
 from bot.auth.types import AuthProfiles, UsageStats
-from bot.reasons import Reason
+from bot.failover.reasons import Reason
 
 
 class AuthStateStore(Protocol):

@@ -18,9 +18,9 @@ from bot.auth.types import AuthProfiles, Credential, UsageStats
 from bot.clock import MINUTE_MS
 from bot.config.schema import Config
 from bot.errors import OAuthError, ProviderError, UnknownProfile
+from bot.failover.reasons import Reason
 from bot.providers.base import ResolvedAuth
 from bot.providers.registry import provider_config
-from bot.reasons import Reason
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from bot.auth.refresh_lock import FileRefreshLock, RefreshLock
 from bot.auth.types import AuthProfiles, Credential, UsageStats
 from bot.clock import Clock, SystemClock
 from bot.errors import AuthError, AuthStoreCorrupt
-from bot.reasons import Reason
+from bot.failover.reasons import Reason
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from bot.config.defaults import builtin_default, with_default_model
 from bot.config.pydantic_errors import describe
 from bot.config.schema import Config, ModelChain
 from bot.errors import ConfigError, InvalidRef
-from bot.refs import ModelRef, parse_model_ref
+from bot.models.refs import ModelRef, parse_model_ref
 
 KeyPath = tuple[str | int, ...]
 BUILTIN_NAME = "built-in default"

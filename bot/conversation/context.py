@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from bot.agents import agent_for
 from bot.chat import Incoming
 from bot.config.schema import Config
+from bot.models.agents import agent_for
 from bot.store.types import console_session_key, session_key
 
 # "user": one session per member of a group chat (session.scope "user"); "chat": one per chat (and thread).

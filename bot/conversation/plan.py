@@ -12,14 +12,14 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bot.agents import agent_models
-from bot.catalog import Catalog
-from bot.chain import plan_chain
 from bot.config.schema import Config
-from bot.engine import Pin, TurnInput
 from bot.errors import RefError
+from bot.failover.chain import plan_chain
+from bot.failover.engine import Pin, TurnInput
+from bot.models.agents import agent_models
+from bot.models.catalog import Catalog
+from bot.models.refs import ModelRef, parse_model_ref
 from bot.providers.base import ChatMessage
-from bot.refs import ModelRef, parse_model_ref
 from bot.store.types import SessionRecord
 
 SUMMARY_HEADING = "Summary of the earlier conversation:\n"

@@ -7,8 +7,8 @@ import dataclasses
 from collections.abc import Callable
 
 from bot.chat import UNDELIVERED, Incoming, Reply
-from bot.engine import TurnResult
 from bot.errors import DeliveryFailed, StreamInterrupted, TurnError
+from bot.failover.engine import TurnResult
 
 STOPPED = Reply("Stopped. Send /retry to ask again.", kind="error")
 NOTHING_TO_RETRY = Reply("There is nothing to retry.", kind="error")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import dataclasses
 
 from bot.chat import Incoming
-from bot.compaction import estimate_tokens
-from bot.engine import TurnResult
-from bot.history import HistoryCache
+from bot.conversation.compaction import estimate_tokens
+from bot.conversation.history import HistoryCache
+from bot.failover.engine import TurnResult
 from bot.store.protocol import SessionStore
 from bot.store.types import Attachment, NewMessage, SessionPatch, SessionRecord
 

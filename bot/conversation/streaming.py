@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 
 from bot.chat import ReplySink
 from bot.conversation.turn_log import TurnLog
-from bot.engine import AttemptFailed, TextDelta, TurnDone, TurnEvent, TurnResult, Waiting
 from bot.errors import DeliveryFailed, TurnError
+from bot.failover.engine import AttemptFailed, TextDelta, TurnDone, TurnEvent, TurnResult, Waiting
 
 
 class AnswerStream:

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable
 
 from bot.clock import Clock
-from bot.engine import AttemptFailed, TurnResult
+from bot.failover.engine import AttemptFailed, TurnResult
 from bot.store.protocol import SessionStore
 from bot.store.types import FailoverEvent
 

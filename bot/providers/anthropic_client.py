@@ -18,7 +18,7 @@ import anthropic
 import httpx2
 from anthropic import AsyncAnthropic, omit
 
-from bot.classify import FailureSignal, classify
+from bot.failover.classify import FailureSignal, classify
 from bot.providers.base import ChatMessage, ChatRequest, Endpoint, ResolvedAuth
 from bot.providers.http import (
     SdkClientPool,

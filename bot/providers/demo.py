@@ -8,8 +8,8 @@ import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-from bot.classify import FailureSignal, classify
 from bot.config.defaults import DEMO_PROFILES
+from bot.failover.classify import FailureSignal, classify
 from bot.providers.base import ChatMessage, ChatRequest, Endpoint, ImagePart, ResolvedAuth
 
 BUSY_PROFILE = DEMO_PROFILES[1]  # scripted to be rate-limited, so rotation and cooldowns show at once

@@ -20,7 +20,7 @@ from typing import Generic, Protocol, TypeVar
 
 import httpx2
 
-from bot.classify import FailureSignal, Transport, classify
+from bot.failover.classify import FailureSignal, Transport, classify
 from bot.providers.sse import SseDecoder, SseEvent
 
 DRAIN_S = 0.1  # after the answer's end, how long the rest of the body may take to arrive (connection reuse)

@@ -19,7 +19,7 @@ import httpx2
 import openai
 from openai import AsyncOpenAI
 
-from bot.classify import FailureSignal, classify
+from bot.failover.classify import FailureSignal, classify
 from bot.providers.base import ChatMessage, ChatRequest, Endpoint, ResolvedAuth
 from bot.providers.http import (
     SdkClientPool,

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from bot.auth.availability import Candidates, ProfileAvailability
 from bot.clock import Clock
 from bot.errors import ProviderError
+from bot.failover.reasons import Reason
 from bot.providers.base import ChatRequest, Endpoint, ResolvedAuth
-from bot.reasons import Reason
 
 
 @dataclass(frozen=True)

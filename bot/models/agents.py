@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from bot.config.schema import Config
 from bot.errors import ConfigError, InvalidRef
-from bot.refs import ModelRef, parse_model_ref
+from bot.models.refs import ModelRef, parse_model_ref
 
 DEFAULT_AGENT_ID = "main"
 _CONFIG = "config"  # a Config object does not know its file; the loader has already named it at load

@@ -11,12 +11,12 @@ import argparse
 import os
 
 from bot.app import resolve_paths
-from bot.cli.common import add_common_options, edit_config, load_context
-from bot.cli.output import error, warn
 from bot.config.config_file import check_text, env_names
 from bot.config.edit import Change, Json5Document
 from bot.config.json5_cst import loads
 from bot.errors import ConfigError
+from cli.common import add_common_options, edit_config, load_context
+from cli.output import error, warn
 
 EXIT_INVALID = 1
 

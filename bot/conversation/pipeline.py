@@ -13,14 +13,14 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from bot import commands as c
-from bot.catalog import Catalog
 from bot.chat import Incoming, NullSink, Reply, ReplySink
 from bot.clock import Clock
-from bot.command_handlers import AuthOverview, CommandHandlers
-from bot.compaction import Compactor
 from bot.config.schema import Config
+from bot.conversation import commands as c
+from bot.conversation.command_handlers import AuthOverview, CommandHandlers
+from bot.conversation.compaction import Compactor
 from bot.conversation.context import turn_context
+from bot.conversation.history import HistoryCache, SessionHistory
 from bot.conversation.plan import TurnPlan, plan_turn
 from bot.conversation.replies import (
     NOTHING_TO_RETRY,
@@ -35,12 +35,12 @@ from bot.conversation.saving import save_turn
 from bot.conversation.sessions import Sessions
 from bot.conversation.streaming import AnswerStream
 from bot.conversation.turn_log import TurnLog, TurnObserver
-from bot.engine import AttemptFailed, Engine, TurnResult
 from bot.errors import CommandError, DeliveryFailed, ModelbotError, TurnError, TurnStopped
-from bot.history import HistoryCache, SessionHistory
-from bot.policy import OVERFLOW_NOT_COMPACTED
+from bot.failover.engine import AttemptFailed, Engine, TurnResult
+from bot.failover.policy import OVERFLOW_NOT_COMPACTED
+from bot.failover.reasons import Reason
+from bot.models.catalog import Catalog
 from bot.providers.base import ChatMessage
-from bot.reasons import Reason
 from bot.store.lease import LeaseKeeper
 from bot.store.protocol import SessionStore
 from bot.store.types import SessionRecord

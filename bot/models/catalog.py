@@ -7,10 +7,10 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from bot.catalog_data import BUILTIN_MODELS, TEXT, VISION
 from bot.config.schema import Config, InputKind, ModelChain, ProviderModel
 from bot.errors import ConfigError, InvalidRef, ModelNotAllowed, UnknownModel
-from bot.refs import ModelRef, Selection, parse_model_ref, parse_ref, resolve_ref
+from bot.models.catalog_data import BUILTIN_MODELS, TEXT, VISION
+from bot.models.refs import ModelRef, Selection, parse_model_ref, parse_ref, resolve_ref
 
 MAX_SUGGESTIONS = 3
 DEFAULT_CONTEXT_WINDOW = 32_000

@@ -19,14 +19,14 @@ from bot.auth.backend import profile_line
 from bot.auth.mask import mask_secret
 from bot.auth.resolver import CredentialResolver, credential_source
 from bot.auth.types import Credential, CredentialType
-from bot.cli import auth_transfer_cmd
-from bot.cli.auth_cooldowns import run_clear_cooldown, run_cooldowns
-from bot.cli.common import Context, add_common_options, agent_of, load_context, with_resolver
-from bot.cli.output import format_time, print_json, print_table, warn
 from bot.clock import SystemClock
+from bot.conversation.status_view import pairs_json, profile_flags
 from bot.errors import CommandError
 from bot.providers.registry import known_providers, spec_for
-from bot.status_view import pairs_json, profile_flags
+from cli import auth_transfer_cmd
+from cli.auth_cooldowns import run_clear_cooldown, run_cooldowns
+from cli.common import Context, add_common_options, agent_of, load_context, with_resolver
+from cli.output import format_time, print_json, print_table, warn
 
 SETUP_TOKEN_PREFIX = "sk-ant-oat01-"  # noqa: S105 - the shape of a token, not a token
 MAX_PROFILE_NAME = 128
@@ -208,7 +208,7 @@ def run_setup_token(args: argparse.Namespace) -> int:
 
 
 def run_login(args: argparse.Namespace) -> int:
-    from bot.cli.auth_login import run_login as login  # noqa: PLC0415 - only a login needs the OAuth client
+    from cli.auth_login import run_login as login  # noqa: PLC0415 - only a login needs the OAuth client
 
     return login(args)
 

@@ -1,7 +1,7 @@
 """``modelbot models``: its subcommands, and ``list`` (the configured models, or the whole catalog).
 
-``status`` (bare ``models``) is in ``bot.cli.models_status``; the subcommands that edit the config
-(``set``, ``set-image``, ``aliases``, ``fallbacks``) are in ``bot.cli.models_edit``.
+``status`` (bare ``models``) is in ``cli.models_status``; the subcommands that edit the config
+(``set``, ``set-image``, ``aliases``, ``fallbacks``) are in ``cli.models_edit``.
 """
 
 from __future__ import annotations
@@ -10,16 +10,16 @@ import argparse
 from collections import Counter
 from typing import Any
 
-from bot.agents import AgentModels, agent_models
 from bot.auth.backend import StoreAuthBackend
 from bot.auth.resolver import CredentialResolver, credential_source
-from bot.catalog import Catalog, CatalogModel
-from bot.cli import models_edit
-from bot.cli.common import Context, add_common_options, agent_of, backend_for, load_context, with_resolver
-from bot.cli.models_status import provider_spec, run_status
-from bot.cli.output import format_tokens, print_json, print_lines, print_table
 from bot.clock import SystemClock
-from bot.refs import ModelRef
+from bot.models.agents import AgentModels, agent_models
+from bot.models.catalog import Catalog, CatalogModel
+from bot.models.refs import ModelRef
+from cli import models_edit
+from cli.common import Context, add_common_options, agent_of, backend_for, load_context, with_resolver
+from cli.models_status import provider_spec, run_status
+from cli.output import format_tokens, print_json, print_lines, print_table
 
 DEFAULT_PROBE_TIMEOUT_S = 20.0
 

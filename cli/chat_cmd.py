@@ -8,9 +8,9 @@ import os
 import sys
 
 from adapters.console import ConsoleAdapter
-from bot.agents import agent_models, default_agent_id
 from bot.app import App, build_app
 from bot.config.defaults import DEMO_PROVIDER
+from bot.models.agents import agent_models, default_agent_id
 
 DEMO_DELAY_S = 0.02  # a visible stream in a terminal; pipes get the answer at once
 

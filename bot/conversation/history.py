@@ -18,7 +18,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from bot.compaction import message_tokens
+from bot.conversation.compaction import message_tokens
 from bot.providers.base import ChatMessage
 from bot.store.protocol import SessionStore
 from bot.store.types import SessionRecord, StoredMessage

@@ -5,18 +5,18 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from bot.agents import AgentModels, agent_models
 from bot.auth.resolver import CredentialResolver, credential_source
-from bot.catalog import Catalog
-from bot.cli.common import Context, agent_of, backend_for, load_context, with_resolver
-from bot.cli.output import error, format_time, print_json, print_pairs, print_table
-from bot.cli.probe import ProbeResult, probe_all
 from bot.clock import HOUR_MS, Clock, SystemClock
+from bot.conversation.status_view import ProviderStatus, pairs_json, profile_flags
 from bot.errors import ModelbotError
+from bot.models.agents import AgentModels, agent_models
+from bot.models.catalog import Catalog
+from bot.models.refs import ModelRef
 from bot.providers.registry import ProviderSpec, known_providers, spec_for
 from bot.redaction import Redactor, process_secrets
-from bot.refs import ModelRef
-from bot.status_view import ProviderStatus, pairs_json, profile_flags
+from cli.common import Context, agent_of, backend_for, load_context, with_resolver
+from cli.output import error, format_time, print_json, print_pairs, print_table
+from cli.probe import ProbeResult, probe_all
 
 EXPIRING_MS = 24 * HOUR_MS
 EXIT_MISSING, EXIT_EXPIRING = 1, 2

@@ -6,8 +6,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from bot.errors import TurnStopped
-from bot.reasons import Reason
-from bot.refs import ModelRef
+from bot.failover.reasons import Reason
+from bot.models.refs import ModelRef
 
 
 def dedupe(refs: Iterable[ModelRef]) -> list[ModelRef]:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from bot.errors import CommandError
-from bot.refs import ModelRef
+from bot.models.refs import ModelRef
 
 PICKER_FOOTER = "Pick with /model <number> or /model provider/model."
 _CALLBACK_PREFIX = "m"  # a picker button; other prefixes stay free for other buttons

@@ -10,7 +10,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
-from bot.agents import agent_ids, default_agent_id
 from bot.app import Paths, auth_store_for, build_resolver, resolve_paths
 from bot.auth.backend import StoreAuthBackend
 from bot.auth.cooldowns import CooldownPolicy
@@ -18,7 +17,6 @@ from bot.auth.db_store import DbAuthStore
 from bot.auth.port import AuthStateStore
 from bot.auth.resolver import CredentialResolver
 from bot.auth.secret_box import SecretBox
-from bot.cli.output import warn
 from bot.config.config_file import env_names, open_config, save_config
 from bot.config.edit import Change, Json5Document
 from bot.config.json5_cst import loads
@@ -26,7 +24,9 @@ from bot.config.loader import KeyPath, LoadedConfig, load_config, parse_config_t
 from bot.config.paths import default_database_url
 from bot.config.schema import Config
 from bot.errors import CommandError, ConfigError
+from bot.models.agents import agent_ids, default_agent_id
 from bot.providers.registry import endpoint_for
+from cli.output import warn
 
 if TYPE_CHECKING:
     from bot.store.sql import SqlSessionStore

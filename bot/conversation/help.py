@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.commands import echo
+from bot.conversation.commands import echo
 
 # (name, description) for Telegram's setMyCommands and Discord's application commands. Telegram wants
 # lower-case names of 1–32 characters and descriptions of 1–256; Discord caps descriptions at 100,

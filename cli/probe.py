@@ -15,11 +15,11 @@ from bot.auth.resolver import CredentialResolver
 from bot.clock import Clock
 from bot.config.schema import Config
 from bot.errors import ModelbotError, ProviderError
+from bot.failover.reasons import Reason
+from bot.models.refs import ModelRef
 from bot.providers.base import ChatMessage, ChatRequest, ProviderClient
 from bot.providers.registry import endpoint_for
-from bot.reasons import Reason
 from bot.redaction import mask_key_shaped
-from bot.refs import ModelRef
 
 PROBE_PROMPT = "Reply with the single word OK."
 PROBE_MAX_TOKENS = 16

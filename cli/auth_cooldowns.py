@@ -11,12 +11,12 @@ from typing import Any
 from bot.auth.backend import profile_line
 from bot.auth.resolver import CredentialResolver
 from bot.auth.types import AuthProfiles, Credential
-from bot.cli.common import Context, agent_of, load_context, session_store, with_resolver
-from bot.cli.output import format_time, print_json, print_table
-from bot.cli.sessions_cmd import parse_duration
 from bot.clock import SystemClock, format_wait
+from bot.conversation.status_view import profile_flags
 from bot.errors import CommandError
-from bot.status_view import profile_flags
+from cli.common import Context, agent_of, load_context, session_store, with_resolver
+from cli.output import format_time, print_json, print_table
+from cli.sessions_cmd import parse_duration
 
 
 def run_clear_cooldown(args: argparse.Namespace) -> int:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
-from bot.catalog import Catalog
 from bot.clock import Clock
 from bot.config.schema import Config
-from bot.engine import Engine, TurnInput
 from bot.errors import TurnError
+from bot.failover.engine import Engine, TurnInput
+from bot.models.catalog import Catalog
+from bot.models.refs import ModelRef
 from bot.providers.base import ChatMessage
-from bot.refs import ModelRef
 from bot.store.protocol import SessionStore
 from bot.store.types import NewMessage, SessionRecord, StoredMessage
 

@@ -12,7 +12,7 @@ from email.utils import parsedate_to_datetime
 from typing import Literal
 
 from bot.errors import ProviderError
-from bot.reasons import Reason
+from bot.failover.reasons import Reason
 from bot.redaction import mask_key_shaped
 
 Transport = Literal["timeout", "connection", "cancelled", "stream_cut"]

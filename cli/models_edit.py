@@ -11,15 +11,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from bot.agents import agent_ids, agent_models, default_agent_id, default_provider
-from bot.catalog import Catalog
-from bot.cli.common import Context, add_common_options, defaults_path, edit_config, load_context
-from bot.cli.output import print_json, print_lines, print_table, warn
 from bot.config.edit import Change, Json5Document
 from bot.config.loader import KeyPath, format_key_path
 from bot.errors import CommandError, InvalidRef, ModelNotAllowed, UnknownModel
+from bot.models.agents import agent_ids, agent_models, default_agent_id, default_provider
+from bot.models.catalog import Catalog
+from bot.models.refs import ModelRef, parse_model_ref, parse_ref, resolve_ref
 from bot.providers.registry import spec_for
-from bot.refs import ModelRef, parse_model_ref, parse_ref, resolve_ref
+from cli.common import Context, add_common_options, defaults_path, edit_config, load_context
+from cli.output import print_json, print_lines, print_table, warn
 
 _ALLOWLIST = "agents.defaults.models"
 

@@ -30,12 +30,12 @@ from bot.auth.oauth_presets import PRESETS, oauth_settings
 from bot.auth.oauth_redirect import LoopbackReceiver
 from bot.auth.resolver import CredentialResolver
 from bot.auth.types import Credential
-from bot.cli.auth_cmd import profile_id_for, warn_outside_order
-from bot.cli.common import Context, agent_of, load_context, with_resolver
-from bot.cli.output import format_time, warn
 from bot.clock import SystemClock
 from bot.errors import CommandError
 from bot.providers.registry import spec_for
+from cli.auth_cmd import profile_id_for, warn_outside_order
+from cli.common import Context, agent_of, load_context, with_resolver
+from cli.output import format_time, warn
 
 DEFAULT_WAIT_S = 600.0  # authorization codes live about ten minutes; waiting longer only delays the error
 

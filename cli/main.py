@@ -18,12 +18,12 @@ from bot import __version__
 
 # name: (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "chat": ("bot.cli.chat_cmd", "chat in the terminal (one message per line)"),
-    "run": ("bot.cli.run_cmd", "run the enabled channels (Telegram, Discord) until SIGINT/SIGTERM"),
-    "models": ("bot.cli.models_cmd", "models, fallbacks, aliases and their auth (bare: status)"),
-    "auth": ("bot.cli.auth_cmd", "auth profiles: keys, tokens, OAuth logins, rotation order, cooldowns"),
-    "sessions": ("bot.cli.sessions_cmd", "list, show and reset conversations"),
-    "config": ("bot.cli.config_cmd", "check the config file, or migrate its legacy keys"),
+    "chat": ("cli.chat_cmd", "chat in the terminal (one message per line)"),
+    "run": ("cli.run_cmd", "run the enabled channels (Telegram, Discord) until SIGINT/SIGTERM"),
+    "models": ("cli.models_cmd", "models, fallbacks, aliases and their auth (bare: status)"),
+    "auth": ("cli.auth_cmd", "auth profiles: keys, tokens, OAuth logins, rotation order, cooldowns"),
+    "sessions": ("cli.sessions_cmd", "list, show and reset conversations"),
+    "config": ("cli.config_cmd", "check the config file, or migrate its legacy keys"),
 }
 
 

@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator
 
 from bot.errors import ProviderError
-from bot.reasons import Reason
+from bot.failover.reasons import Reason
 
 
 async def bounded(stream: AsyncIterator[str], *, gap_s: float, answer_s: float) -> AsyncGenerator[str, None]:

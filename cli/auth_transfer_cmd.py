@@ -22,10 +22,10 @@ from bot.auth.transfer import (
     parse_export,
 )
 from bot.auth.types import AuthProfiles
-from bot.cli.common import Context, add_common_options, agent_of, database_url, load_context, opened_auth
-from bot.cli.output import warn
 from bot.errors import CommandError
 from bot.store.auth_state import open_auth_state
+from cli.common import Context, add_common_options, agent_of, database_url, load_context, opened_auth
+from cli.output import warn
 
 
 def register(asub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

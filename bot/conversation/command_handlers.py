@@ -5,18 +5,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from bot import commands as c
-from bot.agents import agent_ids, agent_models, default_provider
-from bot.catalog import Catalog
 from bot.chat import Incoming, PickerView, Reply
 from bot.clock import Clock
 from bot.config.schema import Config
+from bot.conversation import commands as c
 from bot.conversation.context import TurnContext
+from bot.conversation.help import help_text
 from bot.conversation.plan import SessionModels, session_models
 from bot.conversation.sessions import Sessions
+from bot.conversation.status_view import ModelStatusView, ProviderStatus, failover_kind, render_model_status
 from bot.errors import CommandError, RefError
-from bot.help import help_text
-from bot.picker import (
+from bot.models.agents import agent_ids, agent_models, default_provider
+from bot.models.catalog import Catalog
+from bot.models.picker import (
     PickerEntry,
     autocomplete,
     build_picker,
@@ -26,8 +27,7 @@ from bot.picker import (
     render_picker,
     resolve_token,
 )
-from bot.refs import ModelRef, Selection
-from bot.status_view import ModelStatusView, ProviderStatus, failover_kind, render_model_status
+from bot.models.refs import ModelRef, Selection
 from bot.store.protocol import SessionStore
 from bot.store.types import SessionPatch, SessionRecord
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from bot.reasons import Reason
+from bot.failover.reasons import Reason
 
 
 class Action(StrEnum):

@@ -8,12 +8,12 @@ import dataclasses
 import re
 from typing import Any
 
-from bot.cli.common import add_common_options, load_context, session_store
-from bot.cli.output import format_time, print_json, print_pairs, print_table
 from bot.clock import SystemClock
 from bot.errors import CommandError
 from bot.store.protocol import SessionStore
 from bot.store.types import SessionRecord
+from cli.common import add_common_options, load_context, session_store
+from cli.output import format_time, print_json, print_pairs, print_table
 
 _UNIT_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 _DURATION_RE = re.compile(r"(\d{1,6})([smhdw])")

@@ -17,11 +17,11 @@ from collections.abc import Callable, Mapping
 
 from adapters.base import ChannelAdapter
 from bot.app import App, build_app, load
-from bot.cli.common import add_common_options
-from bot.cli.output import error
 from bot.errors import ModelbotError
 from bot.logging_setup import LEVELS, configure_logging
 from bot.metrics import Metrics, MetricsServer
+from cli.common import add_common_options
+from cli.output import error
 
 log = logging.getLogger("modelbot.run")
 

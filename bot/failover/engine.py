@@ -25,12 +25,12 @@ from bot.errors import (
     StreamInterrupted,
     TurnStopped,
 )
-from bot.policy import STOP_MESSAGES, Action, action_for, records_profile_failure
+from bot.failover.policy import STOP_MESSAGES, Action, action_for, records_profile_failure
+from bot.failover.reasons import Reason
+from bot.failover.stream_guard import bounded
+from bot.models.refs import ModelRef
 from bot.providers.base import ChatMessage, ChatRequest, Endpoint, ProviderClient, ResolvedAuth
-from bot.reasons import Reason
 from bot.redaction import mask_key_shaped
-from bot.refs import ModelRef
-from bot.stream_guard import bounded
 
 PinSource = Literal["auto", "user"]
 Sleep = Callable[[float], Awaitable[None]]

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TypeAlias
 
 from bot.errors import CommandError, InvalidRef
-from bot.refs import MAX_REF_LENGTH, RawRef, parse_ref
+from bot.models.refs import MAX_REF_LENGTH, RawRef, parse_ref
 
 MAX_COMMAND_BYTES = 10 * 1024
 MAX_ARGS_LENGTH = MAX_REF_LENGTH

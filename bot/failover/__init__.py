@@ -1,0 +1,1 @@
+"""The failover engine: the turn across (model, profile) attempts, the failure classifier and the policy table."""
