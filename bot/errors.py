@@ -8,7 +8,7 @@ HTTP, SQL, the file system) are translated into it at the edge where they occur:
     ├── RefError                 a model reference the user or config gave cannot be used
     │   ├── InvalidRef           syntactically wrong (empty parts, profile without a model, junk)
     │   ├── UnknownModel         well-formed but not in the catalog; carries close suggestions
-    │   └── ModelNotAllowed      outside the allowlist (exact text of the spec)
+    │   └── ModelNotAllowed      outside the allowlist (the sentence of docs/failover.md §2)
     ├── AuthError                credentials and the auth store
     │   ├── AuthStoreCorrupt     auth-profiles.json unreadable; a backup was kept, nothing overwritten
     │   ├── UnknownProfile       a profile id that the store does not hold

@@ -20,7 +20,8 @@ from bot.store.memory import InMemorySessionStore
 from bot.store.protocol import SessionStore
 
 AuthStoreKind = Literal["file", "database"]
-AUTH_STORES: tuple[AuthStoreKind, ...] = ("file", "database")  # parametrise tests over both (spec §11.6)
+# Tests are parametrised over both stores (docs/failover.md §10).
+AUTH_STORES: tuple[AuthStoreKind, ...] = ("file", "database")
 TEST_SECRET_KEY = base64.urlsafe_b64encode(b"modelbot-tests-key-0123456789abc").decode()
 
 

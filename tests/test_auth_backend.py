@@ -74,7 +74,7 @@ async def test_a_failure_after_a_pending_success_keeps_its_cooldown(app: App, cl
 
 
 async def test_last_good_follows_every_success_even_within_a_second(app: App, clock: FakeClock) -> None:
-    """Spec §6: a success sets lastGood[provider]; the one-second lastUsed resolution never leaves it stale."""
+    """docs/failover.md §5: a success sets lastGood[provider]; the one-second lastUsed resolution never leaves it stale."""
     backend, store = app.backend("main"), _file(app)
     for profile_id in (PROFILE, "demo:busy", PROFILE):
         clock.advance(ms=100)

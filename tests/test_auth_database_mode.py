@@ -1,4 +1,4 @@
-"""auth.store "database" as the bot runs it (spec §11.6): the secret key at start-up, turns that book their
+"""auth.store "database" as the bot runs it (docs/failover.md §10): the secret key at start-up, turns that book their
 failures in the database, another host's engine that sees them within a second, redaction of stored secrets.
 
 The hosts here are two apps in one process (two engines on one database); ``test_hosts`` runs real processes.

@@ -1,4 +1,4 @@
-"""(profile, model) pairs in auth-profiles.json (spec §11.1) and concurrent attempts on one store (§11.2)."""
+"""(profile, model) pairs in auth-profiles.json (docs/failover.md §6) and concurrent attempts on one store."""
 
 from __future__ import annotations
 
@@ -119,7 +119,7 @@ def test_threads_bursting_on_one_pair_escalate_once(tmp_path: Path) -> None:
 
 @pytest.fixture(params=AUTH_STORES)
 async def app(request: pytest.FixtureRequest, state_dir: Path, clock: FakeClock) -> Any:
-    """The bot on auth-profiles.json, and on the database (spec §11.6): the same rules hold on both."""
+    """The bot on auth-profiles.json, and on the database (docs/failover.md §10): the same rules hold on both."""
     config = {"auth": {"order": {"openai": ["openai:a", "openai:b"]}}}
     profiles = {
         "openai:a": KEY,

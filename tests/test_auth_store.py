@@ -456,7 +456,7 @@ def test_threads_lose_no_update(tmp_path: Path) -> None:
         store = AuthStore(path)
         for i in range(25):
             store.upsert_profile(f"p:{name}-{i}", api_key())
-            # A pair of its own per write: concurrent failures on one pair are one burst (§11.2).
+            # A pair of its own per write: concurrent failures on one pair are one burst (docs/failover.md §6).
             store.record_failure(
                 "p:shared", Reason.RATE_LIMIT, provider="p", now_ms=1_000, policy=POLICY, model=f"{name}-{i}"
             )

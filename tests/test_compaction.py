@@ -1,4 +1,4 @@
-"""What a compaction keeps verbatim and when one is due (spec §7), as pure functions of the history."""
+"""What a compaction keeps verbatim and when one is due (docs/failover.md §8), as pure functions of the history."""
 
 from __future__ import annotations
 

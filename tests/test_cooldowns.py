@@ -1,4 +1,4 @@
-"""The cooldown and billing-disable formulas of spec §6, step by step on a fake clock."""
+"""The cooldown and billing-disable formulas of docs/failover.md §5, step by step on a fake clock."""
 
 from __future__ import annotations
 
@@ -136,7 +136,7 @@ def test_success_clears_everything_but_history(clock: FakeClock) -> None:
 
 
 def test_success_started_before_the_last_failure_clears_nothing(clock: FakeClock) -> None:
-    """§11.2: a call that started before the latest failure only moves lastUsed: the failure's state stands,
+    """docs/failover.md §6: a call that started before the latest failure only moves lastUsed: the failure's state stands,
     however late the success is booked."""
     started = clock.now_ms()
     clock.advance(ms=1)

@@ -1,4 +1,4 @@
-"""A chat platform that breaks off a delivery (issue 11 §9), with the real client libraries against the fakes.
+"""A chat platform that breaks off a delivery, with the real client libraries against the fakes.
 
 Each failure is handled once: logged, no text sent twice, one line to the user when the chat still takes
 messages, the turn counted as ``undelivered`` (never ``ok``); a failing command menu is only a warning.

@@ -627,7 +627,7 @@ class _SlowScripted(ScriptedClient):
 async def test_a_wait_shows_a_status_line_that_the_answer_replaces(
     state_dir: Path, dc: FakeDiscordServer
 ) -> None:
-    """§11.4: both demo profiles rest for echo, one is back in 5 s: the reply is posted as the status line
+    """docs/failover.md §8: both demo profiles rest for echo, one is back in 5 s: the reply is posted as the status line
     "waiting 5s for a rate limit…" and edited into the answer; typing shows meanwhile."""
     app = _make_app(state_dir, config='{agents: {defaults: {model: {primary: "demo/echo"}}}}')
     async with _started(app):

@@ -1,4 +1,4 @@
-"""Several hosts, one bot (spec §11.6): real ``modelbot`` processes, each with a state dir of its own (a "host"),
+"""Several hosts, one bot (docs/failover.md §10): real ``modelbot`` processes, each with a state dir of its own (a "host"),
 on one PostgreSQL database with ``auth.store: "database"``.
 
 A 429 one host records makes the other skip that key on its next turn; an expiring OAuth login is refreshed
@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parent.parent
 KEY_ONE = "sk-hosts-one-1111"
 KEY_TWO = "sk-hosts-two-2222"
 LEASE_SECONDS = 3
-VISIBLE_WITHIN_S = 1.0  # spec §11.6: another host's cooldown shows within a second
+VISIBLE_WITHIN_S = 1.0  # docs/failover.md §10: another host's cooldown shows within a second
 
 
 @pytest.fixture

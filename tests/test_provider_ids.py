@@ -1,4 +1,4 @@
-"""Provider ids are case-insensitive everywhere, and local providers take and rotate keys (spec §11.5)."""
+"""Provider ids are case-insensitive everywhere, and local providers take and rotate keys (docs/failover.md §3)."""
 
 from __future__ import annotations
 

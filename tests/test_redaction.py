@@ -1,4 +1,4 @@
-"""Redaction of every credential the process holds (spec §8), in every text a provider's words reach."""
+"""Redaction of every credential the process holds (docs/failover.md §5), in every text a provider's words reach."""
 
 from __future__ import annotations
 

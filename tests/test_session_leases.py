@@ -1,4 +1,4 @@
-"""Session leases in the pipeline (spec §11.6): a message to a session that another process is answering waits
+"""Session leases in the pipeline (docs/failover.md §10): a message to a session that another process is answering waits
 for that process's lease, takes it over once its holder died, and holds it (renewed) while its own turn runs.
 
 The "other process" here is a lease row written straight into the shared store; ``test_hosts`` runs real ones.

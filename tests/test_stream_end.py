@@ -1,4 +1,4 @@
-"""A stream whose model said it was done is a finished answer on both APIs (spec §6), through the wired bot.
+"""A stream whose model said it was done is a finished answer on both APIs (docs/failover.md §5), through the wired bot.
 
 The gateway drops the last event (``[DONE]`` or ``message_stop``) after the finish/stop reason: the answer is
 shown as complete, and the healthy key gets no cooldown.

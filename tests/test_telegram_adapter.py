@@ -677,7 +677,7 @@ async def test_the_fallback_note_is_a_quiet_last_line(tg: FakeTelegramServer, bo
 async def test_a_wait_shows_a_status_line_that_the_answer_replaces(
     state_dir: Path, tg: FakeTelegramServer
 ) -> None:
-    """§11.4: both demo profiles rest for echo, one is back in 5 s: the reply starts as the status line
+    """docs/failover.md §8: both demo profiles rest for echo, one is back in 5 s: the reply starts as the status line
     "waiting 5s for a rate limit…" and that same message becomes the answer."""
     app = _make_app(state_dir, '{agents: {defaults: {model: {primary: "demo/echo"}}}}')
     await app.start()

@@ -1,4 +1,4 @@
-"""Cooldown and billing-disable arithmetic on a profile's usage stats (spec §6, §11.1–§11.2); pure, ``now_ms`` passed in.
+"""Cooldown and billing-disable arithmetic on a profile's usage stats (docs/failover.md §5–§6); pure, ``now_ms`` passed in.
 
 A failure cools one **scope**: the (profile, model) pair for rate limits, timeouts and empty replies, the
 whole profile for auth and billing failures. Concurrent attempts meet here: a failure while its scope is

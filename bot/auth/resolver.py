@@ -88,7 +88,7 @@ class OAuthRefresher(Protocol):
 
 
 class CredentialResolver:
-    """Knows every credential of every provider: stored profiles plus the implicit fallbacks of spec §4."""
+    """Knows every credential of every provider: stored profiles plus the implicit fallbacks of docs/failover.md §3."""
 
     def __init__(
         self,
@@ -269,7 +269,7 @@ class CredentialResolver:
 async def _call_refresher(
     refresher: OAuthRefresher, profile_id: str, cred: Credential, now_ms: int
 ) -> OAuthTokens:
-    """The refresh, with any failure of it made the credential's ``auth`` failure (spec §4)."""
+    """The refresh, with any failure of it made the credential's ``auth`` failure (docs/failover.md §9)."""
     assert cred.refresh is not None
     try:
         return await refresher.refresh(cred.provider, cred.refresh, now_ms=now_ms)

@@ -1,4 +1,4 @@
-"""Compaction (spec §7): when history nears the model's context window, older turns become one summary."""
+"""Compaction (docs/failover.md §8): when history nears the model's context window, older turns become one summary."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ from bot.clock import format_wait
 
 @dataclass(frozen=True)
 class PairLine:
-    """The cooldown state of one (profile, model) pair (spec §11.1)."""
+    """The cooldown state of one (profile, model) pair (docs/failover.md §6)."""
 
     model: str
     cooldown_until: int | None = None
@@ -68,7 +68,7 @@ class ModelStatusView:
 def profile_flags(
     line: ProfileLine, *, now_ms: int, pin: str | None, pin_source: str | None, is_next: bool
 ) -> list[str]:
-    """The flags of spec §3: pinned/user-pinned, next, cooldown 4m12s, disabled: billing 4h, expired."""
+    """The flags of docs/commands.md §1 (``/model status``): pinned/user-pinned, next, cooldown 4m12s, disabled: billing 4h, expired."""
     flags: list[str] = []
     if pin == line.profile_id:
         flags.append("user-pinned" if pin_source == "user" else "pinned")
@@ -91,7 +91,7 @@ def profile_flags(
 
 
 def login_flag(line: ProfileLine, now_ms: int) -> str | None:
-    """When an OAuth login expires and whether it renews itself (spec §11.7)."""
+    """When an OAuth login expires and whether it renews itself (docs/failover.md §9)."""
     if line.type != "oauth" or line.expires is None:
         return None
     if line.expires <= now_ms:  # only a refreshable login is still listed after its expiry (not "expired")
