@@ -268,7 +268,7 @@ async def test_the_poller_keeps_serving_the_last_copy_while_the_database_is_away
         try:
             await store.aupdate(doc_edits.with_profile(PID, _key()))
             state.failing = True
-            with caplog.at_level(logging.WARNING, logger="bot.auth.db_store"):
+            with caplog.at_level(logging.WARNING, logger="modelbot.auth"):
                 await timer.advance(2_000)
             assert PID in store.load().profiles
             assert [r.message for r in caplog.records].count(

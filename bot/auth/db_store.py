@@ -32,7 +32,7 @@ from bot.failover.reasons import Reason
 from bot.store.auth_types import AgentAuthRows, RowsEdit, UsageEdit, UsageRow
 from bot.store.lease import LeaseStore, LeaseTiming, Sleep
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("modelbot.auth")
 
 KEY_CHECK_TEXT: Final = "modelbot key check"
 

@@ -22,7 +22,7 @@ from bot.failover.reasons import Reason
 from bot.providers.base import ResolvedAuth
 from bot.providers.registry import provider_config
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("modelbot.auth")
 
 REFRESH_MARGIN_MS = 5 * MINUTE_MS  # refresh this long before expiry so a call never starts with a dying token
 
