@@ -15,9 +15,9 @@ from bot.auth.resolver import CredentialResolver
 from bot.auth.secret_box import SECRET_KEY_ENV
 from bot.auth.store import AuthStore
 from bot.auth.types import Credential
-from bot.clock import FakeClock
 from bot.store.memory import InMemorySessionStore
 from bot.store.protocol import SessionStore
+from tests.fakes.clock import FakeClock
 
 AuthStoreKind = Literal["file", "database"]
 # Tests are parametrised over both stores (docs/failover.md §10).

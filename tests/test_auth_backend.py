@@ -12,9 +12,10 @@ import pytest
 from bot.app import App, auth_store_for
 from bot.auth import lockfile
 from bot.auth.store import AuthStore
-from bot.clock import MINUTE_MS, FakeClock
+from bot.clock import MINUTE_MS
 from bot.failover.reasons import Reason
 from tests.app_helpers import running_app
+from tests.fakes.clock import FakeClock
 
 PROFILE = "demo:main"
 MODEL = "echo"

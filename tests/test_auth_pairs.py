@@ -18,10 +18,11 @@ from bot.auth.cooldowns import CooldownPolicy
 from bot.auth.store import AuthStore
 from bot.auth.types import Credential, ModelStats
 from bot.chat import Incoming
-from bot.clock import MINUTE_MS, FakeClock
+from bot.clock import MINUTE_MS
 from bot.errors import AuthError
 from bot.failover.reasons import Reason
 from tests.app_helpers import AUTH_STORES, AuthStoreKind, running_app
+from tests.fakes.clock import FakeClock
 
 POLICY = CooldownPolicy()
 NOW = 1_700_000_000_000

@@ -21,9 +21,10 @@ from bot.auth import codec, lockfile
 from bot.auth.cooldowns import CooldownPolicy
 from bot.auth.store import AuthStore
 from bot.auth.types import AuthProfiles, Credential, UsageStats
-from bot.clock import HOUR_MS, MINUTE_MS, FakeClock
+from bot.clock import HOUR_MS, MINUTE_MS
 from bot.errors import AuthStoreCorrupt, UnknownProfile
 from bot.failover.reasons import Reason
+from tests.fakes.clock import FakeClock
 
 REPO = Path(__file__).resolve().parent.parent
 POLICY = CooldownPolicy()

@@ -6,8 +6,9 @@ import pytest
 
 from bot.auth.cooldowns import CooldownPolicy, clear_cooldown, cooldown_ms, record_failure, record_success
 from bot.auth.types import ModelStats, UsageStats
-from bot.clock import MINUTE_MS, FakeClock
+from bot.clock import MINUTE_MS
 from bot.failover.reasons import Reason
+from tests.fakes.clock import FakeClock
 
 POLICY = CooldownPolicy()
 GPT, MINI = "gpt-5.2", "gpt-5-mini"

@@ -17,10 +17,10 @@ from adapters.discord import DiscordAdapter
 from adapters.telegram import TelegramAdapter
 from bot.app import App, build_app
 from bot.chat import UNDELIVERED
-from bot.clock import FakeClock
 from bot.metrics import Metrics
 from bot.store.memory import InMemorySessionStore
 from tests import log_guard
+from tests.fakes.clock import FakeClock
 from tests.fakes.discord_server import FakeDiscordServer
 from tests.fakes.telegram_server import FakeTelegramServer
 from tests.test_discord_adapter import ALICE, APP_ID, BOT_ID, DM_ALICE, _populate, _timings

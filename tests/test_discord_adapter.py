@@ -16,11 +16,11 @@ from discord.http import Route
 from adapters.base import ChannelAdapter
 from adapters.discord import DiscordAdapter, DiscordSetupError, Timings, build_adapter
 from bot.app import App, build_app
-from bot.clock import FakeClock
 from bot.config.schema import DiscordChannel
 from bot.failover.reasons import Reason
 from bot.store.memory import InMemorySessionStore
 from tests import log_guard
+from tests.fakes.clock import FakeClock
 from tests.fakes.discord_server import FakeDiscordServer
 from tests.fakes.scripted import Fail, ScriptedClient, ok
 from tests.test_telegram_adapter import _Gate

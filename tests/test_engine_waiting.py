@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 import pytest
 
 from bot.auth.availability import Candidates, ProfileAvailability
-from bot.clock import FakeClock
 from bot.errors import AllCandidatesFailed
 from bot.failover.engine import (
     Engine,
@@ -24,6 +23,7 @@ from bot.failover.engine import (
 from bot.failover.reasons import Reason
 from bot.models.refs import ModelRef
 from bot.providers.base import ChatMessage, ChatRequest, Endpoint, ResolvedAuth
+from tests.fakes.clock import FakeClock
 from tests.fakes.scripted import Fail, MemoryAuth, ScriptedClient, ok
 
 SONNET = ModelRef("anthropic", "claude-sonnet-4-5")

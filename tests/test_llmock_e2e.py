@@ -21,10 +21,10 @@ import pytest
 
 from bot.auth.store import AuthStore
 from bot.auth.types import Credential
-from bot.clock import FakeClock
 from bot.config.paths import auth_profiles_path
 from tests.app_helpers import running_app
 from tests.e2e_helpers import child_env, run_modelbot
+from tests.fakes.clock import FakeClock
 from tests.test_pipeline import say
 
 pytestmark = pytest.mark.slow

@@ -12,11 +12,11 @@ import pytest
 
 from bot.app import App, build_app
 from bot.chat import Incoming, Reply
-from bot.clock import FakeClock
 from bot.failover.reasons import Reason
 from bot.providers.base import ImagePart
 from bot.store.memory import InMemorySessionStore
 from tests.app_helpers import running_app
+from tests.fakes.clock import FakeClock
 
 PNG_1x1 = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"

@@ -17,12 +17,12 @@ import pytest
 
 from bot.app import App, auth_store_for
 from bot.auth.types import Credential
-from bot.clock import FakeClock
 from bot.conversation.compaction import SUMMARY_INSTRUCTION
 from bot.failover.policy import OVERFLOW_NOT_COMPACTED, STOP_MESSAGES
 from bot.failover.reasons import Reason
 from bot.store.types import SessionRecord
 from tests.app_helpers import running_app
+from tests.fakes.clock import FakeClock
 from tests.fakes.provider_server import FakeProviderServer, RecordedRequest, ok, status
 from tests.test_pipeline import msg, say, usage
 

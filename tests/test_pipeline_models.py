@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 from bot.app import App
-from bot.clock import FakeClock
 from bot.failover.reasons import Reason
 from bot.store.memory import InMemorySessionStore
 from bot.store.types import SessionRecord
 from tests.app_helpers import running_app
+from tests.fakes.clock import FakeClock
 from tests.test_pipeline import msg, say
 
 # Two fallbacks and an image model with a fallback, so /model status has something to list on each line.

@@ -13,8 +13,9 @@ from typing import Any
 from bot.app import App
 from bot.auth.types import Credential
 from bot.chat import Incoming, Reply
-from bot.clock import MINUTE_MS, FakeClock
+from bot.clock import MINUTE_MS
 from tests.app_helpers import running_app
+from tests.fakes.clock import FakeClock
 from tests.fakes.provider_server import FakeProviderServer, held, ok, status
 
 GPT = "openai/gpt-5.2"

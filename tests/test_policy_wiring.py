@@ -14,9 +14,10 @@ from bot.app import App
 from bot.auth.rotation import order_profiles
 from bot.auth.types import AuthProfiles, Credential
 from bot.chat import Incoming
-from bot.clock import HOUR_MS, MINUTE_MS, FakeClock
+from bot.clock import HOUR_MS, MINUTE_MS
 from bot.failover.reasons import Reason
 from tests.app_helpers import running_app
+from tests.fakes.clock import FakeClock
 from tests.fakes.scripted import Fail, ScriptedClient
 
 PRIMARY = "openai/gpt-5.2"

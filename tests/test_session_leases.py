@@ -14,11 +14,11 @@ import pytest
 from bot.app import App
 from bot.auth.types import Credential
 from bot.chat import Incoming
-from bot.clock import FakeClock
 from bot.store.lease import LeaseTiming
 from bot.store.memory import InMemorySessionStore
 from bot.store.sql import SqlSessionStore, sqlite_url
 from tests.app_helpers import running_app
+from tests.fakes.clock import FakeClock
 from tests.fakes.provider_server import FakeProviderServer, held, ok
 from tests.fakes.timer import settle
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from bot.auth.types import Credential
-from bot.clock import FakeClock
 from tests.app_helpers import running_app
+from tests.fakes.clock import FakeClock
 from tests.fakes.provider_server import FakeProviderServer, no_end_marker
 from tests.test_pipeline import say
 

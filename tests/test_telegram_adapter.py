@@ -21,7 +21,6 @@ from adapters.telegram.access import REFUSAL
 from adapters.telegram.render import UNSUPPORTED
 from bot.app import App, build_app
 from bot.chat import Incoming
-from bot.clock import FakeClock
 from bot.config.schema import TelegramChannel, TelegramWebhook
 from bot.conversation.help import COMMAND_DESCRIPTIONS
 from bot.failover.reasons import Reason
@@ -29,6 +28,7 @@ from bot.providers.base import ChatRequest, Endpoint, ResolvedAuth
 from bot.store.memory import InMemorySessionStore
 from cli.run_cmd import serve
 from tests import log_guard
+from tests.fakes.clock import FakeClock
 from tests.fakes.scripted import Fail, ScriptedClient, ok
 from tests.fakes.scripted import Reply as ScriptedReply
 from tests.fakes.telegram_server import ChatType, FakeMessage, FakeTelegramServer, make_png, utf16_len

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from bot.clock import format_wait
@@ -164,17 +163,3 @@ def render_model_status(view: ModelStatusView, *, now_ms: int) -> str:
             suffix = f" — {', '.join(flags)}" if flags else ""
             lines.append(f"  {number}. {line.profile_id} ({line.type}) {line.masked}{suffix}")
     return "\n".join(lines)
-
-
-def render_provider_table(providers: Sequence[ProviderStatus], *, now_ms: int) -> list[list[str]]:
-    """Rows for the CLI's auth overview: provider, profile, type, secret, state."""
-    rows: list[list[str]] = []
-    for provider in providers:
-        for line in provider.profiles:
-            flags = profile_flags(line, now_ms=now_ms, pin=None, pin_source=None, is_next=False)
-            rows.append(
-                [provider.provider, line.profile_id, line.type, line.masked, ", ".join(flags) or "ok"]
-            )
-        if not provider.profiles:
-            rows.append([provider.provider, "-", "-", "-", "missing auth"])
-    return rows
