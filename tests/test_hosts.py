@@ -207,6 +207,7 @@ async def main(go: Path, now: int, profile: str) -> None:
     app = build_app()
     await app.start()
     try:
+        print("ready", flush=True)
         deadline = time.monotonic() + 60
         while not go.exists() and time.monotonic() < deadline:
             await asyncio.sleep(0.002)
@@ -260,7 +261,11 @@ async def test_three_hosts_refresh_an_expiring_login_once(
                     stderr=asyncio.subprocess.PIPE,
                 )
             )
-        await asyncio.sleep(0.5)
+        # The gate opens when every host has started: a fixed pause let a slow start miss the race.
+        for proc in procs:
+            assert proc.stdout is not None
+            line = await asyncio.wait_for(proc.stdout.readline(), 60)
+            assert line == b"ready\n", (await proc.communicate())[1].decode()[-2000:]
         go.touch()
         results = [await asyncio.wait_for(proc.communicate(), 90) for proc in procs]
     for proc, (_, err) in zip(procs, results, strict=True):
