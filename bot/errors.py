@@ -8,11 +8,10 @@ HTTP, SQL, the file system) are translated into it at the edge where they occur:
     ├── RefError                 a model reference the user or config gave cannot be used
     │   ├── InvalidRef           syntactically wrong (empty parts, profile without a model, junk)
     │   ├── UnknownModel         well-formed but not in the catalog; carries close suggestions
-    │   └── ModelNotAllowed      outside the allowlist (exact text of the spec)
+    │   └── ModelNotAllowed      outside the allowlist (the sentence of docs/failover.md §2)
     ├── AuthError                credentials and the auth store
     │   ├── AuthStoreCorrupt     auth-profiles.json unreadable; a backup was kept, nothing overwritten
     │   ├── UnknownProfile       a profile id that the store does not hold
-    │   ├── NoUsableAuth         a provider has no usable credential at all
     │   ├── OAuthError           an OAuth login or refresh was refused, timed out, or is not configured
     │   └── SecretKeyError       MODELBOT_SECRET_KEY missing, malformed, or not the key the secrets were sealed with
     ├── ProviderError            one failed attempt, already classified into a ``Reason``
@@ -101,14 +100,6 @@ class UnknownProfile(AuthError):
     def __init__(self, profile_id: str) -> None:
         self.profile_id = profile_id
         super().__init__(f'No auth profile "{profile_id}".')
-
-
-class NoUsableAuth(AuthError):
-    """A provider has no credential that can be used now."""
-
-    def __init__(self, provider: str) -> None:
-        self.provider = provider
-        super().__init__(f'No usable credentials for provider "{provider}".')
 
 
 class OAuthError(AuthError):

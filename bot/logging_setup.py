@@ -1,5 +1,8 @@
 """Logging for ``modelbot run``: one line per record on stderr, a settable level, secrets never written.
 
+Every logger of the code is in one tree, ``modelbot.*`` (``modelbot.turns``, ``modelbot.auth``,
+``modelbot.telegram``, …), so one name filters or silences all of it. The handler sits on the root logger so
+that the client libraries' records (discord.py, python-telegram-bot) pass through the same redaction.
 Turns are logged by the pipeline on ``modelbot.turns`` as one structured line each
 (``turn session=… model=… profile=… attempts=… latency_ms=…``) at INFO.
 """

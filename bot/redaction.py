@@ -1,7 +1,7 @@
 """The one redaction of texts that may carry a secret: every credential the process holds, then key shapes.
 
 Provider texts (error details, probe results, summaries) get both steps; log lines and status views get the
-known secrets only, so that masked keys and ids in them stay readable. Spec §8: whatever a secret's length.
+known secrets only, so that masked keys and ids in them stay readable. docs/failover.md §5: whatever a secret's length.
 """
 
 from __future__ import annotations

@@ -105,7 +105,7 @@ def _profile_options(p: argparse.ArgumentParser) -> None:
 
 
 def _provider(ctx: Context, text: str) -> str:
-    """The provider id, lower-cased; any provider may hold keys but the built-in demo (spec §11.5)."""
+    """The provider id, lower-cased; any provider may hold keys but the built-in demo (docs/failover.md §3)."""
     provider = text.strip().lower()
     # Unknown providers raise, with suggestions. A local server (vLLM, a LiteLLM proxy) may run with keys.
     if spec_for(provider, ctx.config).builtin_profiles:

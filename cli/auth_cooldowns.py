@@ -1,5 +1,5 @@
 """``modelbot auth cooldowns`` and ``auth clear-cooldown``: what rests now, per profile and per (profile, model)
-pair (spec §11.1), and the recent failover history."""
+pair (docs/failover.md §6), and the recent failover history."""
 
 from __future__ import annotations
 

@@ -159,7 +159,7 @@ def _model_row(
     }
 
 
-# How each kind of credential is named in the auth column, in the order the rotation prefers them (spec §5).
+# How each kind of credential is named in the auth column, in the order the rotation prefers them (docs/failover.md §4).
 _AUTH_LABELS = {
     "oauth": "oauth",
     "token": "token",
@@ -172,7 +172,7 @@ _AUTH_LABELS = {
 
 
 def auth_summary(resolver: CredentialResolver, backend: StoreAuthBackend, provider: str, now: int) -> str:
-    """Which auth a model of ``provider`` will use (spec §11.5): ``api_key ×2``, ``none (local)``, ``env``,
+    """Which auth a model of ``provider`` will use (docs/commands.md §2.2): ``api_key ×2``, ``none (local)``, ``env``,
     ``missing``; with "(cooling down)" or "(expired)" when none of it can be used right now."""
     kinds: Counter[str] = Counter(
         cred.type if credential_source(cred) == "stored" else credential_source(cred)

@@ -1,7 +1,7 @@
 """``modelbot models set|set-image|aliases|fallbacks``: config edits that keep the file as it was written.
 
 Refs are checked with the catalog's rules. A model outside an existing allowlist is refused with the
-spec's text unless ``--allow`` adds it there; an allowlist is never created as a side effect. The edits
+sentence of docs/failover.md §2 unless ``--allow`` adds it there; an allowlist is never created as a side effect. The edits
 target ``agents.defaults``; a config that still uses the legacy ``agent`` key is edited there (the load
 warning suggests ``modelbot config migrate``), so a file never ends up with both sections.
 """

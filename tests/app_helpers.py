@@ -15,12 +15,13 @@ from bot.auth.resolver import CredentialResolver
 from bot.auth.secret_box import SECRET_KEY_ENV
 from bot.auth.store import AuthStore
 from bot.auth.types import Credential
-from bot.clock import FakeClock
 from bot.store.memory import InMemorySessionStore
 from bot.store.protocol import SessionStore
+from tests.fakes.clock import FakeClock
 
 AuthStoreKind = Literal["file", "database"]
-AUTH_STORES: tuple[AuthStoreKind, ...] = ("file", "database")  # parametrise tests over both (spec §11.6)
+# Tests are parametrised over both stores (docs/failover.md §10).
+AUTH_STORES: tuple[AuthStoreKind, ...] = ("file", "database")
 TEST_SECRET_KEY = base64.urlsafe_b64encode(b"modelbot-tests-key-0123456789abc").decode()
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.clock import FakeClock
+from tests.fakes.clock import FakeClock
 
 # Provider keys and proxies from the developer's shell must never reach a test.
 _ENV_PREFIXES = ("MODELBOT_",)

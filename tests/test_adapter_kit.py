@@ -13,9 +13,9 @@ import pytest
 from adapters.common.jobs import CHATS_AT_ONCE, Jobs
 from adapters.common.stream import Fault, Pace, ReplyStream
 from bot.chat import UNDELIVERED, PickerView, Reply, ReplySink
-from bot.clock import FakeClock
 from bot.errors import DeliveryFailed
 from tests import log_guard
+from tests.fakes.clock import FakeClock
 from tests.fakes.timer import FakeTimer, settle
 
 PACE = Pace(interval_s=1.0, typing_interval_s=4.0)

@@ -1,4 +1,4 @@
-"""Import boundaries of the codebase (style guide §1, §7): checked by walking every module's imports."""
+"""Import boundaries of the codebase (docs/architecture.md, 'Import rules'): checked by walking every module's imports."""
 
 from __future__ import annotations
 

@@ -12,9 +12,10 @@ import pytest
 from bot.app import App, auth_store_for
 from bot.auth import lockfile
 from bot.auth.store import AuthStore
-from bot.clock import MINUTE_MS, FakeClock
+from bot.clock import MINUTE_MS
 from bot.failover.reasons import Reason
 from tests.app_helpers import running_app
+from tests.fakes.clock import FakeClock
 
 PROFILE = "demo:main"
 MODEL = "echo"
@@ -74,7 +75,7 @@ async def test_a_failure_after_a_pending_success_keeps_its_cooldown(app: App, cl
 
 
 async def test_last_good_follows_every_success_even_within_a_second(app: App, clock: FakeClock) -> None:
-    """Spec §6: a success sets lastGood[provider]; the one-second lastUsed resolution never leaves it stale."""
+    """docs/failover.md §5: a success sets lastGood[provider]; the one-second lastUsed resolution never leaves it stale."""
     backend, store = app.backend("main"), _file(app)
     for profile_id in (PROFILE, "demo:busy", PROFILE):
         clock.advance(ms=100)

@@ -1,4 +1,4 @@
-"""auth.store "database" as the bot runs it (spec §11.6): the secret key at start-up, turns that book their
+"""auth.store "database" as the bot runs it (docs/failover.md §10): the secret key at start-up, turns that book their
 failures in the database, another host's engine that sees them within a second, redaction of stored secrets.
 
 The hosts here are two apps in one process (two engines on one database); ``test_hosts`` runs real processes.
@@ -21,13 +21,14 @@ from bot.app import App, build_app
 from bot.auth.secret_box import SECRET_KEY_ENV
 from bot.auth.types import Credential
 from bot.chat import Incoming, Reply
-from bot.clock import MINUTE_MS, FakeClock
+from bot.clock import MINUTE_MS
 from bot.config.paths import auth_profiles_path
 from bot.errors import SecretKeyError
 from bot.store.sql import SqlSessionStore, sqlite_url
 from tests.app_helpers import TEST_SECRET_KEY, running_app, with_auth_store
 from tests.auth_stores import DbAuth
 from tests.cli_helpers import run_cli
+from tests.fakes.clock import FakeClock
 from tests.fakes.provider_server import FakeProviderServer, status
 from tests.pg import pg_url, truncate_all  # noqa: F401
 

@@ -28,7 +28,6 @@ from bot.auth.cooldowns import CooldownPolicy, record_failure
 from bot.auth.db_store import DbAuthStore
 from bot.auth.secret_box import SecretBox
 from bot.auth.types import AuthProfiles, Credential, ModelStats, UsageStats
-from bot.clock import FakeClock
 from bot.errors import AuthError, SecretKeyError, StoreError, UnknownProfile
 from bot.failover.reasons import Reason
 from bot.store.auth_state import SqlAuthState, open_auth_state
@@ -36,6 +35,7 @@ from bot.store.auth_types import AgentAuthRows
 from bot.store.database import open_database
 from bot.store.sql import SqlSessionStore, sqlite_url
 from bot.store.tables import auth_credentials, auth_meta, auth_usage
+from tests.fakes.clock import FakeClock
 from tests.fakes.timer import FakeTimer, settle
 from tests.pg import pg_url, truncate_all  # noqa: F401
 from tests.test_auth_store import SEED
@@ -268,7 +268,7 @@ async def test_the_poller_keeps_serving_the_last_copy_while_the_database_is_away
         try:
             await store.aupdate(doc_edits.with_profile(PID, _key()))
             state.failing = True
-            with caplog.at_level(logging.WARNING, logger="bot.auth.db_store"):
+            with caplog.at_level(logging.WARNING, logger="modelbot.auth"):
                 await timer.advance(2_000)
             assert PID in store.load().profiles
             assert [r.message for r in caplog.records].count(

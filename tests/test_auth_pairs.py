@@ -1,4 +1,4 @@
-"""(profile, model) pairs in auth-profiles.json (spec §11.1) and concurrent attempts on one store (§11.2)."""
+"""(profile, model) pairs in auth-profiles.json (docs/failover.md §6) and concurrent attempts on one store."""
 
 from __future__ import annotations
 
@@ -18,10 +18,11 @@ from bot.auth.cooldowns import CooldownPolicy
 from bot.auth.store import AuthStore
 from bot.auth.types import Credential, ModelStats
 from bot.chat import Incoming
-from bot.clock import MINUTE_MS, FakeClock
+from bot.clock import MINUTE_MS
 from bot.errors import AuthError
 from bot.failover.reasons import Reason
 from tests.app_helpers import AUTH_STORES, AuthStoreKind, running_app
+from tests.fakes.clock import FakeClock
 
 POLICY = CooldownPolicy()
 NOW = 1_700_000_000_000
@@ -119,7 +120,7 @@ def test_threads_bursting_on_one_pair_escalate_once(tmp_path: Path) -> None:
 
 @pytest.fixture(params=AUTH_STORES)
 async def app(request: pytest.FixtureRequest, state_dir: Path, clock: FakeClock) -> Any:
-    """The bot on auth-profiles.json, and on the database (spec §11.6): the same rules hold on both."""
+    """The bot on auth-profiles.json, and on the database (docs/failover.md §10): the same rules hold on both."""
     config = {"auth": {"order": {"openai": ["openai:a", "openai:b"]}}}
     profiles = {
         "openai:a": KEY,

@@ -21,9 +21,10 @@ from bot.auth import codec, lockfile
 from bot.auth.cooldowns import CooldownPolicy
 from bot.auth.store import AuthStore
 from bot.auth.types import AuthProfiles, Credential, UsageStats
-from bot.clock import HOUR_MS, MINUTE_MS, FakeClock
+from bot.clock import HOUR_MS, MINUTE_MS
 from bot.errors import AuthStoreCorrupt, UnknownProfile
 from bot.failover.reasons import Reason
+from tests.fakes.clock import FakeClock
 
 REPO = Path(__file__).resolve().parent.parent
 POLICY = CooldownPolicy()
@@ -456,7 +457,7 @@ def test_threads_lose_no_update(tmp_path: Path) -> None:
         store = AuthStore(path)
         for i in range(25):
             store.upsert_profile(f"p:{name}-{i}", api_key())
-            # A pair of its own per write: concurrent failures on one pair are one burst (§11.2).
+            # A pair of its own per write: concurrent failures on one pair are one burst (docs/failover.md §6).
             store.record_failure(
                 "p:shared", Reason.RATE_LIMIT, provider="p", now_ms=1_000, policy=POLICY, model=f"{name}-{i}"
             )

@@ -86,7 +86,7 @@ def test_an_empty_stats_entry_is_never_an_addition() -> None:
 
 
 def test_provider_ids_are_lower_cased_on_import() -> None:
-    """Provider ids are case-insensitive (spec §11.5): credentials, order and lastGood keys come in lower-case."""
+    """Provider ids are case-insensitive (docs/failover.md §3): credentials, order and lastGood keys come in lower-case."""
     incoming = AuthProfiles(
         profiles={WORK: Credential("api_key", "OpenAI", "sk-1")},
         order={"OpenAI": [WORK]},

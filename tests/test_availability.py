@@ -1,4 +1,4 @@
-"""The answer to the engine's one question: each profile's availability for one model (spec §11.1)."""
+"""The answer to the engine's one question: each profile's availability for one model (docs/failover.md §4, §6)."""
 
 from __future__ import annotations
 

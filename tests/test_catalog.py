@@ -1,4 +1,4 @@
-"""The catalog, allowlist and suggestions (spec §2–3), and the provider registry's endpoints."""
+"""The catalog, allowlist and suggestions (docs/failover.md §1–§2), and the provider registry's endpoints."""
 
 from __future__ import annotations
 
@@ -194,7 +194,7 @@ def test_no_allowlist_allows_everything(builtin: Catalog) -> None:
 
 
 def test_allowlist_rejects_with_exact_text() -> None:
-    """A known model outside the allowlist gets exactly the spec's sentence."""
+    """A known model outside the allowlist gets exactly the sentence of docs/failover.md §2."""
     catalog = Catalog.from_config(allowlist_config())
     assert catalog.allowlist() == frozenset({SONNET, OPUS})
     with pytest.raises(ModelNotAllowed) as info:

@@ -435,7 +435,7 @@ ROWS = [
 
 @pytest.mark.parametrize(("signal", "reason"), ROWS)
 def test_real_error_bodies_classify_to_the_spec_reason(signal: FailureSignal, reason: Reason) -> None:
-    """Each real-world failure lands on the reason spec §6 gives it."""
+    """Each real-world failure lands on the reason docs/failover.md §5 gives it."""
     assert classify(signal, now_ms=NOW_MS).reason is reason
 
 
@@ -466,7 +466,7 @@ TEXT_ROWS = [
 @pytest.mark.parametrize(("status", "text", "reason"), TEXT_ROWS)
 @pytest.mark.parametrize("where", ["body", "message"])
 def test_texts_decide_when_no_code_does(status: int | None, text: str, reason: Reason, where: str) -> None:
-    """Spec §6's texts ("usage limit", "insufficient credits", "connection reset", …) classify on their own,
+    """docs/failover.md §5's texts ("usage limit", "insufficient credits", "connection reset", …) classify on their own,
     whether the provider put them in a plain body or the client reported them, and beat a bare status."""
     signal = (
         FailureSignal(status=status, body=text)

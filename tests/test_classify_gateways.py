@@ -1,4 +1,4 @@
-"""Context-window and auth failures as the servers people put in front of models phrase them (issue 11 §8).
+"""Context-window and auth failures as the servers people put in front of models phrase them (docs/failover.md §5).
 
 Each body is the server's own shape and wording (OpenAI, Azure, Anthropic, OpenRouter, LiteLLM, vLLM,
 llama.cpp, Ollama, LM Studio, xAI, Gemini): a context overflow must compact and retry, never end the turn as

@@ -315,7 +315,7 @@ store, stop = AuthStore(Path(sys.argv[1])), Path(sys.argv[2])
 print("ready", flush=True)
 done = 0
 while not stop.exists() or done < 50:  # until told to stop, so that it overlaps every CLI edit
-    # An hour apart: each failure comes after the last one's cooldown, so each one counts (spec §11.2).
+    # An hour apart: each failure comes after the last one's cooldown, so each one counts (docs/failover.md §6).
     store.record_failure(
         "openai:busy", Reason.RATE_LIMIT, provider="openai", now_ms=1_700_000_000_000 + done * 3_600_000,
         policy=CooldownPolicy(),
@@ -368,7 +368,7 @@ def test_the_console_script_reads_a_piped_secret(state_dir: Path) -> None:
 
 
 def test_cooldowns_list_and_clear_pairs(capsys: pytest.CaptureFixture[str], auth: SyncAuth) -> None:
-    """§11.1: each resting (profile, model) pair is its own row with the model named; ``clear-cooldown
+    """docs/failover.md §6: each resting (profile, model) pair is its own row with the model named; ``clear-cooldown
     --model`` clears one pair, without it the profile and every pair; an unknown pair changes nothing."""
     now = now_ms()
     for pid in ("openai:a", "openai:b"):

@@ -81,7 +81,7 @@ def test_list_json_tags_the_builtin_default_chain(capsys: pytest.CaptureFixture[
     assert all(set(r) == ROW_KEYS for r in rows)
     assert rows[2]["input"] == ["text", "image"]
     assert rows[0]["local"] is True
-    assert rows[0]["auth"] == "built-in ×2"  # the demo's two profiles, no key (spec §11.5)
+    assert rows[0]["auth"] == "built-in ×2"  # the demo's two profiles, no key (docs/commands.md §2.2)
 
 
 def test_list_all_shows_the_whole_catalog_and_plain_prints_refs(capsys: pytest.CaptureFixture[str]) -> None:
@@ -383,7 +383,7 @@ def test_bad_edits_exit_nonzero_and_change_nothing(
 
 
 def test_a_model_outside_the_allowlist_needs_allow(capsys: pytest.CaptureFixture[str], example: Path) -> None:
-    """The spec's text plus how to fix it; ``--allow`` adds the entry and makes the change."""
+    """The sentence of docs/failover.md §2 plus how to fix it; ``--allow`` adds the entry and makes the change."""
     refused = run_cli(capsys, "models", "fallbacks", "add", "openai/gpt-5-mini", "--config", str(example))
     assert refused.code == 2
     assert 'Model "openai/gpt-5-mini" is not allowed. Use /model to list available models.' in refused.err
@@ -496,7 +496,7 @@ def test_the_console_script_edits_and_lists(tmp_path: Path) -> None:
 def test_status_shows_pair_cooldowns_with_the_model(
     capsys: pytest.CaptureFixture[str], stored_example: tuple[Path, SyncAuth]
 ) -> None:
-    """§11.1: a (profile, model) cooldown is shown with its model, in the table and in ``--json``; the
+    """docs/failover.md §6: a (profile, model) cooldown is shown with its model, in the table and in ``--json``; the
     provider's rotation is for the first chain model it serves."""
     example, auth = stored_example
     auth.upsert_profile("openai:default", Credential("api_key", "openai", SECRET))

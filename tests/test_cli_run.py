@@ -278,6 +278,6 @@ def test_log_lines_and_tracebacks_never_carry_a_secret() -> None:
     text = stream.getvalue()
     assert TOKEN not in text
     assert text.count("[redacted]") == 3
-    # A short secret is redacted too (spec §8: any length), where it stands alone.
+    # A short secret is redacted too (docs/failover.md §5: any length), where it stands alone.
     assert "boom [redacted], not k3yboard" in text
     assert "getUpdates" not in text

@@ -16,9 +16,9 @@ import pytest
 from adapters.console import ERASE_LINE, ConsoleAdapter
 from bot.app import App
 from bot.chat import Incoming, Reply
-from bot.clock import FakeClock
 from bot.failover.reasons import Reason
 from tests.app_helpers import running_app
+from tests.fakes.clock import FakeClock
 
 ECHO_ONLY = '{agents: {defaults: {model: {primary: "demo/echo"}}}}'
 

@@ -177,7 +177,7 @@ async def test_failover_cooldowns_pins_billing_and_restart(state_dir: Path, star
             "are you there?",
         ]
 
-        # The cooldown, lengthened to Retry-After, of the (profile, model) pair (§11.1): in /model status,
+        # The cooldown, lengthened to Retry-After, of the (profile, model) pair (docs/failover.md §6): in /model status,
         # named with its model, and in the file under usageStats["openai:one"].models.
         model_status = (await first.send("/model status"))["text"]
         assert re.fullmatch(
@@ -253,7 +253,7 @@ async def test_failover_cooldowns_pins_billing_and_restart(state_dir: Path, star
         ]
 
         # Anthropic's "credit balance is too low" 400 is billing too. The chain's last model, gpt-5.2, is
-        # served by openai:one: its 429 was on gpt-5-mini and cooled only that pair (§11.1).
+        # served by openai:one: its 429 was on gpt-5-mini and cooled only that pair (docs/failover.md §6).
         server.script(ANTHROPIC_KEY, status(400, body=CREDIT_TOO_LOW))
         seen = len(server.requests)
         other_model = await second.send("anyone?")

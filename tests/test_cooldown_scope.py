@@ -1,4 +1,4 @@
-"""Spec §11.1–§11.2 on the fake clock: what a failure cools, the configurable ladder, bursts, late successes."""
+"""docs/failover.md §6 on the fake clock: what a failure cools, the configurable ladder, bursts, late successes."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import pytest
 
 from bot.auth.cooldowns import CooldownPolicy, clear_cooldown, cooldown_ms, record_failure, record_success
 from bot.auth.types import ModelStats, UsageStats
-from bot.clock import MINUTE_MS, FakeClock
+from bot.clock import MINUTE_MS
 from bot.failover.reasons import Reason
+from tests.fakes.clock import FakeClock
 
 POLICY = CooldownPolicy()
 GPT, MINI = "gpt-5.2", "gpt-5-mini"
@@ -132,7 +133,7 @@ def test_a_burst_only_lengthens_a_cooldown(clock: FakeClock) -> None:
 
 
 def test_billing_while_disabled_is_the_same_incident(clock: FakeClock) -> None:
-    """§11.2 for billing: a failure while the profile is disabled neither counts nor extends the disable."""
+    """docs/failover.md §6 for billing: a failure while the profile is disabled neither counts nor extends the disable."""
     stats = fail(UsageStats(), Reason.BILLING, clock)
     until = stats.disabled_until
     clock.advance(hours=1)

@@ -1,4 +1,4 @@
-"""The cooldown and billing-disable formulas of spec §6, step by step on a fake clock."""
+"""The cooldown and billing-disable formulas of docs/failover.md §5, step by step on a fake clock."""
 
 from __future__ import annotations
 
@@ -9,15 +9,14 @@ import pytest
 from bot.auth.cooldowns import (
     CooldownPolicy,
     clear_cooldown,
-    format_duration,
     record_failure,
     record_success,
-    remaining_ms,
 )
 from bot.auth.types import UsageStats
-from bot.clock import HOUR_MS, MINUTE_MS, FakeClock
+from bot.clock import HOUR_MS, MINUTE_MS
 from bot.config.schema import Cooldowns
 from bot.failover.reasons import Reason
+from tests.fakes.clock import FakeClock
 
 POLICY = CooldownPolicy()
 
@@ -136,7 +135,7 @@ def test_success_clears_everything_but_history(clock: FakeClock) -> None:
 
 
 def test_success_started_before_the_last_failure_clears_nothing(clock: FakeClock) -> None:
-    """§11.2: a call that started before the latest failure only moves lastUsed: the failure's state stands,
+    """docs/failover.md §6: a call that started before the latest failure only moves lastUsed: the failure's state stands,
     however late the success is booked."""
     started = clock.now_ms()
     clock.advance(ms=1)
@@ -186,16 +185,16 @@ def test_clear_cooldown_keeps_last_used(clock: FakeClock) -> None:
     assert cleared.last_used == 123
     assert (cleared.cooldown_until, cleared.disabled_until, cleared.disabled_reason) == (None, None, None)
     assert (cleared.error_count, cleared.failure_counts) == (0, {})
-    assert remaining_ms(cleared, clock.now_ms()) == 0
+    assert cleared.unavailable_until(clock.now_ms()) is None
 
 
-def test_remaining_ms_takes_the_later_of_cooldown_and_disable(clock: FakeClock) -> None:
+def test_a_profile_comes_back_at_the_later_of_cooldown_and_disable(clock: FakeClock) -> None:
     """A profile both cooling and disabled comes back when both have ended."""
     now = clock.now_ms()
     stats = UsageStats(cooldown_until=now + 1000, disabled_until=now + 5000)
-    assert remaining_ms(stats, now) == 5000
-    assert remaining_ms(stats, now + 5000) == 0
-    assert remaining_ms(UsageStats(cooldown_until=now - 1), now) == 0
+    assert stats.unavailable_until(now) == now + 5000
+    assert stats.unavailable_until(now + 5000) is None
+    assert UsageStats(cooldown_until=now - 1).unavailable_until(now) is None
 
 
 def test_policy_from_config() -> None:
@@ -210,25 +209,3 @@ def test_policy_from_config() -> None:
     assert CooldownPolicy.from_config(Cooldowns()) == CooldownPolicy()
     tuned = Cooldowns(scope="profile", backoff_minutes=(0.5, 2))
     assert CooldownPolicy.from_config(tuned) == CooldownPolicy(scope="profile", backoff_minutes=(0.5, 2.0))
-
-
-@pytest.mark.parametrize(
-    ("ms", "text"),
-    [
-        (0, "0s"),
-        (-5, "0s"),
-        (1, "1s"),  # rounded up: a cooling profile never shows 0s
-        (59_000, "59s"),
-        ((4 * 60 + 12) * 1000, "4m12s"),
-        (4 * MINUTE_MS, "4m"),
-        (HOUR_MS, "1h"),
-        (4 * HOUR_MS, "4h"),
-        (HOUR_MS + 5_000, "1h"),
-        (2 * HOUR_MS + 30 * MINUTE_MS, "2h30m"),
-        (27 * HOUR_MS, "1d3h"),
-        (48 * HOUR_MS + 59 * MINUTE_MS, "2d"),
-    ],
-)
-def test_format_duration(ms: int, text: str) -> None:
-    """Durations read as at most two units, the larger first."""
-    assert format_duration(ms) == text

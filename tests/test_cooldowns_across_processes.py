@@ -1,4 +1,4 @@
-"""Spec §11.2 across processes: three ``modelbot chat`` processes on one state dir and one key.
+"""docs/failover.md §6 across processes: three ``modelbot chat`` processes on one state dir and one key.
 
 One process's answer is held open by the loopback provider while two others get a 429 on the same key
 and model at the same moment. The burst must give one 1-minute cooldown, and the slow success, which lands

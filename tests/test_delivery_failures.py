@@ -1,4 +1,4 @@
-"""A chat platform that breaks off a delivery (issue 11 §9), with the real client libraries against the fakes.
+"""A chat platform that breaks off a delivery, with the real client libraries against the fakes.
 
 Each failure is handled once: logged, no text sent twice, one line to the user when the chat still takes
 messages, the turn counted as ``undelivered`` (never ``ok``); a failing command menu is only a warning.
@@ -17,10 +17,10 @@ from adapters.discord import DiscordAdapter
 from adapters.telegram import TelegramAdapter
 from bot.app import App, build_app
 from bot.chat import UNDELIVERED
-from bot.clock import FakeClock
 from bot.metrics import Metrics
 from bot.store.memory import InMemorySessionStore
 from tests import log_guard
+from tests.fakes.clock import FakeClock
 from tests.fakes.discord_server import FakeDiscordServer
 from tests.fakes.telegram_server import FakeTelegramServer
 from tests.test_discord_adapter import ALICE, APP_ID, BOT_ID, DM_ALICE, _populate, _timings

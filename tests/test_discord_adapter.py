@@ -16,11 +16,11 @@ from discord.http import Route
 from adapters.base import ChannelAdapter
 from adapters.discord import DiscordAdapter, DiscordSetupError, Timings, build_adapter
 from bot.app import App, build_app
-from bot.clock import FakeClock
 from bot.config.schema import DiscordChannel
 from bot.failover.reasons import Reason
 from bot.store.memory import InMemorySessionStore
 from tests import log_guard
+from tests.fakes.clock import FakeClock
 from tests.fakes.discord_server import FakeDiscordServer
 from tests.fakes.scripted import Fail, ScriptedClient, ok
 from tests.test_telegram_adapter import _Gate
@@ -627,7 +627,7 @@ class _SlowScripted(ScriptedClient):
 async def test_a_wait_shows_a_status_line_that_the_answer_replaces(
     state_dir: Path, dc: FakeDiscordServer
 ) -> None:
-    """§11.4: both demo profiles rest for echo, one is back in 5 s: the reply is posted as the status line
+    """docs/failover.md §8: both demo profiles rest for echo, one is back in 5 s: the reply is posted as the status line
     "waiting 5s for a rate limit…" and edited into the answer; typing shows meanwhile."""
     app = _make_app(state_dir, config='{agents: {defaults: {model: {primary: "demo/echo"}}}}')
     async with _started(app):

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from bot.auth.availability import Candidates, ProfileAvailability
-from bot.clock import FakeClock, format_wait
+from bot.clock import format_wait
 from bot.errors import AllCandidatesFailed, StreamInterrupted, TurnStopped
 from bot.failover.chain import candidate_chain, plan_chain
 from bot.failover.engine import (
@@ -24,6 +24,7 @@ from bot.failover.policy import POLICY, Action
 from bot.failover.reasons import Reason
 from bot.models.refs import ModelRef
 from bot.providers.base import ChatMessage, Endpoint
+from tests.fakes.clock import FakeClock
 from tests.fakes.scripted import Fail, MemoryAuth, ScriptedClient, ok
 
 SONNET = ModelRef("anthropic", "claude-sonnet-4-5")

@@ -7,13 +7,13 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from bot.clock import FakeClock
 from bot.errors import StreamInterrupted
 from bot.failover.engine import AttemptFailed, Engine, TextDelta, TurnDone, TurnInput, TurnResult
 from bot.failover.reasons import Reason
 from bot.models.refs import ModelRef
 from bot.providers.base import ChatMessage, ChatRequest, Endpoint, ResolvedAuth
 from bot.providers.demo import DemoClient
+from tests.fakes.clock import FakeClock
 from tests.fakes.scripted import Fail, MemoryAuth, Reply, ScriptedClient, ok
 
 SONNET = ModelRef("anthropic", "claude-sonnet-4-5")

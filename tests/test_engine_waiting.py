@@ -1,4 +1,4 @@
-"""Waiting instead of failing (spec §11.4) and the engine's side of §11.2, on the fake clock: no real sleep."""
+"""Waiting instead of failing (docs/failover.md §8) and the engine's side of docs/failover.md §6, on the fake clock: no real sleep."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 import pytest
 
 from bot.auth.availability import Candidates, ProfileAvailability
-from bot.clock import FakeClock
 from bot.errors import AllCandidatesFailed
 from bot.failover.engine import (
     Engine,
@@ -24,6 +23,7 @@ from bot.failover.engine import (
 from bot.failover.reasons import Reason
 from bot.models.refs import ModelRef
 from bot.providers.base import ChatMessage, ChatRequest, Endpoint, ResolvedAuth
+from tests.fakes.clock import FakeClock
 from tests.fakes.scripted import Fail, MemoryAuth, ScriptedClient, ok
 
 SONNET = ModelRef("anthropic", "claude-sonnet-4-5")
@@ -163,7 +163,7 @@ class _SlowClient(ScriptedClient):
 
 
 async def test_a_success_is_booked_with_the_start_of_its_attempt(clock: FakeClock) -> None:
-    """§11.2 needs the attempt's start: the engine books a success with it and with the time it ended."""
+    """docs/failover.md §6 needs the attempt's start: the engine books a success with it and with the time it ended."""
     engine, auth, _ = make_engine(clock, client=_SlowClient(clock))
     start = clock.now_ms()
     seen = await events(engine, TurnInput(chain=[GPT], messages=HELLO))

@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 
 from bot.app import App
-from bot.clock import FakeClock
 from bot.conversation.history import HistoryCache
 from bot.providers.base import ChatRequest, Endpoint, ResolvedAuth
 from bot.store.memory import InMemorySessionStore
 from bot.store.types import NewMessage, StoredMessage
 from tests.app_helpers import running_app
+from tests.fakes.clock import FakeClock
 from tests.fakes.scripted import ScriptedClient
 from tests.test_pipeline import msg, say
 

@@ -21,10 +21,10 @@ import pytest
 
 from bot.auth.store import AuthStore
 from bot.auth.types import Credential
-from bot.clock import FakeClock
 from bot.config.paths import auth_profiles_path
 from tests.app_helpers import running_app
 from tests.e2e_helpers import child_env, run_modelbot
+from tests.fakes.clock import FakeClock
 from tests.test_pipeline import say
 
 pytestmark = pytest.mark.slow
@@ -154,7 +154,7 @@ def test_chat_rotates_on_a_429_and_honours_its_retry_after(llmock: LLMock, state
     assert reply["text"].strip()
     assert "rate-limited" in (reply["note"] or "")
     assert [r["status"] for r in llmock.requests()] == [429, 200]
-    # A 429 cools the (profile, model) pair (spec §11.1), at least as long as its Retry-After.
+    # A 429 cools the (profile, model) pair (docs/failover.md §6), at least as long as its Retry-After.
     stats = store.reload().stats("openai:one")
     assert stats.cooldown_until is None
     cooldown = stats.models["gpt-4o"].cooldown_until

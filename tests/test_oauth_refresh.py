@@ -23,10 +23,11 @@ from bot.auth.oauth_presets import ANTHROPIC
 from bot.auth.resolver import REFRESH_MARGIN_MS, CredentialResolver
 from bot.auth.store import AuthStore
 from bot.auth.types import Credential
-from bot.clock import HOUR_MS, MINUTE_MS, FakeClock
+from bot.clock import HOUR_MS, MINUTE_MS
 from bot.errors import ProviderError
 from bot.failover.reasons import Reason
 from tests.app_helpers import file_store
+from tests.fakes.clock import FakeClock
 from tests.fakes.oauth_server import Failure, FakeOAuthServer
 
 REPO = Path(__file__).resolve().parent.parent

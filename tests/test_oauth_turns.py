@@ -20,9 +20,10 @@ from bot.app import App
 from bot.auth.oauth_presets import ANTHROPIC
 from bot.auth.store import AuthStore
 from bot.auth.types import Credential
-from bot.clock import HOUR_MS, MINUTE_MS, FakeClock, SystemClock
+from bot.clock import HOUR_MS, MINUTE_MS, SystemClock
 from tests.app_helpers import running_app
 from tests.cli_helpers import run_cli
+from tests.fakes.clock import FakeClock
 from tests.fakes.oauth_server import Failure, FakeOAuthServer
 from tests.fakes.provider_server import FakeProviderServer
 from tests.test_pipeline import say, usage

@@ -1,4 +1,4 @@
-"""The numbered /model picker: families, order, marking, choosing, button tokens and paging (spec §3)."""
+"""The numbered /model picker: families, order, marking, choosing, button tokens and paging (docs/failover.md §2)."""
 
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ def test_empty_picker() -> None:
 
 
 def test_render_lines_and_current_marker() -> None:
-    """Header, one line per family in the spec's shape, the current entry marked, then the hint."""
+    """Header, one line per family in the shape of docs/failover.md §2, the current entry marked, then the hint."""
     text = render_picker(build_picker(REFS), OR_SONNET)
     assert text.splitlines() == [
         "Models (current: openrouter/anthropic/claude-sonnet-4-5):",

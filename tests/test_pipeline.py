@@ -12,11 +12,11 @@ import pytest
 
 from bot.app import App, build_app
 from bot.chat import Incoming, Reply
-from bot.clock import FakeClock
 from bot.failover.reasons import Reason
 from bot.providers.base import ImagePart
 from bot.store.memory import InMemorySessionStore
 from tests.app_helpers import running_app
+from tests.fakes.clock import FakeClock
 
 PNG_1x1 = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
@@ -103,7 +103,7 @@ async def test_rate_limited_profile_rotates_and_cooldown_is_persisted(
     reply = await say(app, "hello")
     assert reply.kind == "answer" and reply.model == "demo/echo" and reply.profile == "demo:main"
     assert reply.note == "↪ answered by demo/echo (demo:main) — demo:busy rate-limited"
-    # A rate limit cools the (profile, model) pair only (§11.1): demo:busy's state for echo.
+    # A rate limit cools the (profile, model) pair only (docs/failover.md §6): demo:busy's state for echo.
     stats = usage(state_dir)["demo:busy"]
     assert stats["models"]["echo"]["cooldownUntil"] == clock.now_ms() + 60_000
     assert stats["models"]["echo"]["errorCount"] == 1 and "cooldownUntil" not in stats
@@ -155,7 +155,7 @@ async def test_new_clears_pin_keeps_user_model_and_accepts_a_model(app: App) -> 
 
 
 async def test_allowlist_exact_text(state_dir: Path, clock: FakeClock) -> None:
-    """Outside agents.defaults.models, /model answers with the spec's exact sentence."""
+    """Outside agents.defaults.models, /model answers with the exact sentence of docs/failover.md §2."""
     config = (
         '{agents: {defaults: {model: {primary: "demo/echo", fallbacks: ["demo/story"]},'
         ' models: {"demo/echo": {alias: "Echo"}, "demo/story": {}}}}}'

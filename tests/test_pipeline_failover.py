@@ -1,4 +1,4 @@
-"""Failover through the wired pipeline (spec §6–7): pins after rotation and compaction, overflow, note, Retry-After.
+"""Failover through the wired pipeline (docs/failover.md §5–§8): pins after rotation and compaction, overflow, note, Retry-After.
 
 Each test runs ``build_app`` in-process, with a fake clock, against the loopback fake provider server: the
 real OpenAI client, engine, pipeline and file-backed auth store. It checks the replies, the requests the fake
@@ -17,12 +17,12 @@ import pytest
 
 from bot.app import App, auth_store_for
 from bot.auth.types import Credential
-from bot.clock import FakeClock
 from bot.conversation.compaction import SUMMARY_INSTRUCTION
 from bot.failover.policy import OVERFLOW_NOT_COMPACTED, STOP_MESSAGES
 from bot.failover.reasons import Reason
 from bot.store.types import SessionRecord
 from tests.app_helpers import running_app
+from tests.fakes.clock import FakeClock
 from tests.fakes.provider_server import FakeProviderServer, RecordedRequest, ok, status
 from tests.test_pipeline import msg, say, usage
 
@@ -101,7 +101,7 @@ async def pinned_turns(app: App) -> None:
 
 
 async def test_completed_compaction_repicks_the_auto_pin(state_dir: Path, clock: FakeClock) -> None:
-    """§7: an auto pin holds until a compaction completes; then the turn's profile is re-picked by rotation."""
+    """docs/failover.md §8: an auto pin holds until a compaction completes; then the turn's profile is re-picked by rotation."""
     async with running_bot(state_dir, clock, context_window=600) as (app, server):
         assert (await say(app, "hello")).profile == "openai:a"
         # Rotation now prefers b; the auto pin on a holds while the compaction count stays the same.
@@ -121,7 +121,7 @@ async def test_completed_compaction_repicks_the_auto_pin(state_dir: Path, clock:
 
 
 async def test_auto_pin_repicked_after_compaction_holds_again(state_dir: Path, clock: FakeClock) -> None:
-    """§7: a pin re-picked after a compaction (here the same profile) is tied to the new count and holds again."""
+    """docs/failover.md §8: a pin re-picked after a compaction (here the same profile) is tied to the new count and holds again."""
     async with running_bot(state_dir, clock, context_window=600) as (app, server):
         await pinned_turns(app)
         assert (await say(app, padded("four"))).profile == "openai:a"  # compacts; rotation still says a
@@ -138,7 +138,7 @@ async def test_auto_pin_repicked_after_compaction_holds_again(state_dir: Path, c
 
 
 async def test_context_overflow_compacts_once_and_retries(state_dir: Path, clock: FakeClock) -> None:
-    """§6: context_overflow compacts the session once and retries the turn, which is then answered."""
+    """docs/failover.md §5: context_overflow compacts the session once and retries the turn, which is then answered."""
     async with running_bot(state_dir, clock) as (app, server):
         for text in ("one", "two", "three"):  # more history than compaction keeps verbatim
             await say(app, text)
@@ -155,7 +155,7 @@ async def test_context_overflow_compacts_once_and_retries(state_dir: Path, clock
 async def test_second_context_overflow_stops_without_a_second_compaction(
     state_dir: Path, clock: FakeClock
 ) -> None:
-    """§6: overflowing again after the one compaction ends the turn with one plain sentence; no more compacting."""
+    """docs/failover.md §5: overflowing again after the one compaction ends the turn with one plain sentence; no more compacting."""
     async with running_bot(state_dir, clock) as (app, server):
         for text in ("one", "two", "three"):
             await say(app, text)
@@ -170,7 +170,7 @@ async def test_second_context_overflow_stops_without_a_second_compaction(
 
 
 async def test_overflow_with_nothing_to_compact_says_so(state_dir: Path, clock: FakeClock) -> None:
-    """§6: when the history is too short to summarise, the reply does not claim a compaction happened."""
+    """docs/failover.md §5: when the history is too short to summarise, the reply does not claim a compaction happened."""
     async with running_bot(state_dir, clock) as (app, server):
         await say(app, "one")  # two messages: less than compaction keeps verbatim
         server.script_model("gpt-5.2", OVERFLOW)
@@ -188,7 +188,7 @@ async def test_overflow_with_nothing_to_compact_says_so(state_dir: Path, clock: 
 async def test_fallback_note_follows_the_config_switch(
     state_dir: Path, clock: FakeClock, setting: bool | None, shown: bool
 ) -> None:
-    """§7: agents.defaults.fallbackNote (default on) decides whether a rotated or fallback answer has its note."""
+    """docs/failover.md §8: agents.defaults.fallbackNote (default on) decides whether a rotated or fallback answer has its note."""
     defaults = {} if setting is None else {"fallbackNote": setting}
     async with running_bot(state_dir, clock, **defaults) as (app, server):
         server.script(KEY_A, status(429))
@@ -205,7 +205,7 @@ async def test_fallback_note_follows_the_config_switch(
 
 
 async def test_auto_pin_moves_to_the_profile_that_answered(state_dir: Path, clock: FakeClock) -> None:
-    """§7: after a rotation the auto pin is the profile that answered, and the next turn goes there first."""
+    """docs/failover.md §8: after a rotation the auto pin is the profile that answered, and the next turn goes there first."""
     async with running_bot(state_dir, clock) as (app, server):
         assert (await say(app, "one")).profile == "openai:a"
         server.script(KEY_A, status(429))
@@ -222,13 +222,14 @@ async def test_auto_pin_moves_to_the_profile_that_answered(state_dir: Path, cloc
 
 
 async def test_retry_after_lengthens_the_stored_cooldown(state_dir: Path, clock: FakeClock) -> None:
-    """§6: a 429's Retry-After (600 s, longer than the first 1-minute cooldown) is the cooldown stored on disk."""
+    """docs/failover.md §5: a 429's Retry-After (600 s, longer than the first 1-minute cooldown) is the cooldown stored on disk."""
     async with running_bot(state_dir, clock) as (app, server):
         server.script(KEY_A, status(429, headers={"Retry-After": "600"}))
         reply = await say(app, "hello")
         assert reply.profile == "openai:b"
         assert keys(server.requests) == [KEY_A, KEY_B]
-        pair = usage(state_dir)["openai:a"]["models"]["gpt-5.2"]  # a rate limit cools the pair (§11.1)
+        # A rate limit cools the pair (docs/failover.md §6).
+        pair = usage(state_dir)["openai:a"]["models"]["gpt-5.2"]
         assert pair["errorCount"] == 1
         assert pair["cooldownUntil"] == clock.now_ms() + 600_000
 
@@ -236,7 +237,7 @@ async def test_retry_after_lengthens_the_stored_cooldown(state_dir: Path, clock:
 async def test_a_huge_paste_is_compacted_once_not_on_every_following_turn(
     state_dir: Path, clock: FakeClock
 ) -> None:
-    """§7: a compaction keeps verbatim only the recent messages that leave room. Keeping the newest four
+    """docs/failover.md §8: a compaction keeps verbatim only the recent messages that leave room. Keeping the newest four
     whatever their size kept a paste near the window in the history, and every turn compacted again."""
     async with running_bot(state_dir, clock, context_window=600) as (app, server):
         for text in ("one", "two", "three"):

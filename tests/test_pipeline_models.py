@@ -1,4 +1,4 @@
-"""Model selection through the chat pipeline (spec §2, §3, §7): /model default, picks, status, allowlist, pins."""
+"""Model selection through the chat pipeline (docs/failover.md §1, §2, §8; docs/commands.md §1): /model default, picks, status, allowlist, pins."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 from bot.app import App
-from bot.clock import FakeClock
 from bot.failover.reasons import Reason
 from bot.store.memory import InMemorySessionStore
 from bot.store.types import SessionRecord
 from tests.app_helpers import running_app
+from tests.fakes.clock import FakeClock
 from tests.test_pipeline import msg, say
 
 # Two fallbacks and an image model with a fallback, so /model status has something to list on each line.
@@ -37,7 +37,7 @@ async def stored_session(app: App, user: str = "u1") -> SessionRecord:
 async def test_model_default_clears_an_override_that_differs_from_the_primary(
     state_dir: Path, clock: FakeClock
 ) -> None:
-    """§7: /model default clears the stored override; the next turn is answered by the primary again."""
+    """docs/failover.md §8: /model default clears the stored override; the next turn is answered by the primary again."""
     async with running_app(state_dir, clock) as app:
         assert (await say(app, "/model demo/story")).text.startswith("Model set to demo/story.")
         assert (await say(app, "what now")).model == "demo/story"
@@ -53,7 +53,7 @@ async def test_model_default_clears_an_override_that_differs_from_the_primary(
 async def test_pick_by_number_takes_the_first_provider_with_usable_auth(
     state_dir: Path, clock: FakeClock
 ) -> None:
-    """§3: /model <#> on a family the current provider lacks picks the first provider with usable auth.
+    """docs/failover.md §2: /model <#> on a family the current provider lacks picks the first provider with usable auth.
 
     anthropic comes first in the picker but its only key is cooling down; openrouter has a key. Once the
     cooldown is over, the same pick lands on anthropic.
@@ -97,7 +97,7 @@ async def test_pick_by_number_takes_the_first_provider_with_usable_auth(
 async def test_model_status_shows_fallbacks_image_model_and_the_fallback_marker(
     state_dir: Path, clock: FakeClock
 ) -> None:
-    """§3: /model status lists current, default, fallbacks and image model, and marks a fallback answer."""
+    """docs/commands.md §1: /model status lists current, default, fallbacks and image model, and marks a fallback answer."""
     async with running_app(state_dir, clock, config=STATUS_CONFIG) as app:
         await say(app, "/model demo/broken")
         answer = await say(app, "tell me a story")
@@ -122,7 +122,7 @@ async def test_model_status_shows_fallbacks_image_model_and_the_fallback_marker(
 async def test_stored_override_outside_a_changed_allowlist_is_not_used(
     state_dir: Path, clock: FakeClock
 ) -> None:
-    """§3: the allowlist applies to a stored override too: once the config drops the model, turns ignore it."""
+    """docs/failover.md §2: the allowlist applies to a stored override too: once the config drops the model, turns ignore it."""
     store = InMemorySessionStore()
     async with running_app(state_dir, clock, store=store) as app:
         await say(app, "/model demo/vision")
@@ -142,7 +142,7 @@ async def test_stored_override_outside_a_changed_allowlist_is_not_used(
 async def test_profile_of_another_provider_is_refused_and_changes_nothing(
     state_dir: Path, clock: FakeClock
 ) -> None:
-    """§2/§5: /model provider/model@profile with another provider's profile is refused; nothing changes."""
+    """docs/failover.md §1: /model provider/model@profile with another provider's profile is refused; nothing changes."""
     async with running_app(state_dir, clock) as app:
         await say(app, "/model demo/story")
         before = await stored_session(app)
@@ -155,7 +155,7 @@ async def test_profile_of_another_provider_is_refused_and_changes_nothing(
 
 
 async def test_model_without_profile_clears_a_user_pin(state_dir: Path, clock: FakeClock) -> None:
-    """§7: /model ref without @ clears the user pin; the stored session loses it and rotation resumes."""
+    """docs/failover.md §8: /model ref without @ clears the user pin; the stored session loses it and rotation resumes."""
     async with running_app(state_dir, clock) as app:
         locked = await say(app, "/model demo/echo@demo:busy", admin=True)
         assert "Auth profile demo:busy is locked" in locked.text
@@ -174,7 +174,7 @@ async def test_model_without_profile_clears_a_user_pin(state_dir: Path, clock: F
 
 
 async def test_status_tells_a_rotation_from_a_model_fallback(state_dir: Path, clock: FakeClock) -> None:
-    """§3: "Last answer" says whether another model answered (fallback) or another profile of the same one."""
+    """docs/commands.md §1: "Last answer" says whether another model answered (fallback) or another profile of the same one."""
     async with running_app(state_dir, clock) as app:
         rotated = await say(app, "hello")  # the built-in demo: demo:busy is rate-limited, demo:main answers
         assert (rotated.model, rotated.profile) == ("demo/echo", "demo:main") and rotated.note

@@ -1,4 +1,4 @@
-"""The wired bot against the loopback provider (spec §11.2, §11.4): a turn that waits with a status line,
+"""The wired bot against the loopback provider (docs/failover.md §6, §8): a turn that waits with a status line,
 /stop during the wait, a burst of chats on one rate limit, and a slow answer that lands after a 429."""
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from typing import Any
 from bot.app import App
 from bot.auth.types import Credential
 from bot.chat import Incoming, Reply
-from bot.clock import MINUTE_MS, FakeClock
+from bot.clock import MINUTE_MS
 from tests.app_helpers import running_app
+from tests.fakes.clock import FakeClock
 from tests.fakes.provider_server import FakeProviderServer, held, ok, status
 
 GPT = "openai/gpt-5.2"
@@ -120,7 +121,7 @@ async def test_a_turn_waits_out_a_short_rate_limit_with_a_status_line(
 
 
 async def test_a_longer_cooldown_fails_at_once_with_the_summary(state_dir: Path, clock: FakeClock) -> None:
-    """1 minute away with the default 20 s: no wait, no status line, the §7 summary."""
+    """1 minute away with the default 20 s: no wait, no status line, the summary of docs/failover.md §8."""
     async with running_bot(state_dir, clock, {"openai:a": KEY_A}) as (app, server):
         server.script(KEY_A, status(429))
         sink = RecordingSink()

@@ -1,4 +1,4 @@
-"""The config drives the rules via build_app: auth.order before auth.profiles (§5), auth.cooldowns (§6)."""
+"""The config drives the rules via build_app: auth.order before auth.profiles, auth.cooldowns (docs/failover.md §4–§6)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ from bot.app import App
 from bot.auth.rotation import order_profiles
 from bot.auth.types import AuthProfiles, Credential
 from bot.chat import Incoming
-from bot.clock import HOUR_MS, MINUTE_MS, FakeClock
+from bot.clock import HOUR_MS, MINUTE_MS
 from bot.failover.reasons import Reason
 from tests.app_helpers import running_app
+from tests.fakes.clock import FakeClock
 from tests.fakes.scripted import Fail, ScriptedClient
 
 PRIMARY = "openai/gpt-5.2"
@@ -59,13 +60,13 @@ def usage(state_dir: Path, profile_id: str, agent_id: str = "main") -> dict[str,
 async def fail(
     app: App, profile_id: str, reason: Reason, clock: FakeClock, agent_id: str = "main"
 ) -> int | None:
-    """A failure of a call to the primary model (rate limits cool that (profile, model) pair, §11.1)."""
+    """A failure of a call to the primary model (rate limits cool that (profile, model) pair, docs/failover.md §6)."""
     return await app.backend(agent_id).record_failure(
         profile_id, PRIMARY.split("/")[1], reason, now_ms=clock.now_ms(), retry_after_ms=None
     )
 
 
-# -- §5: the base list ------------------------------------------------------------------------------
+# -- docs/failover.md §4: the base list --------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -114,7 +115,7 @@ async def test_auth_order_beats_auth_profiles_in_the_app(state_dir: Path, clock:
         assert scripted.calls == [(PRIMARY, "openai:b")]
 
 
-# -- §6: auth.cooldowns from the config file ------------------------------------------------------
+# -- docs/failover.md §5: auth.cooldowns from the config file ------------------------------------------
 
 
 @pytest.mark.parametrize("agent_id", ["main", "work"])
@@ -131,7 +132,7 @@ async def test_billing_disable_uses_the_configured_backoff_and_cap(
             assert stats["disabledUntil"] == until == clock.now_ms() + hours * HOUR_MS
             assert stats["disabledReason"] == "billing"
             assert stats["failureCounts"] == {"billing": n}
-            clock.advance(hours=1)  # still disabled: the same incident, never escalated (§11.2)
+            clock.advance(hours=1)  # still disabled: the same incident, never escalated (docs/failover.md §6)
             assert await fail(app, "openai:a", Reason.BILLING, clock, agent_id) == until
             assert usage(state_dir, "openai:a", agent_id)["failureCounts"] == {"billing": n}
             clock.set(until)  # the disable has ended: the next failure escalates
@@ -194,7 +195,7 @@ async def test_a_billing_failure_in_a_turn_disables_for_the_configured_hours(
     assert stats["disabledReason"] == "billing"
 
 
-# -- §11.1: auth.cooldowns.scope and backoffMinutes from the config file ------------------------------
+# -- docs/failover.md §6: auth.cooldowns.scope and backoffMinutes from the config file -------------------
 
 
 async def test_the_configured_ladder_drives_pair_cooldowns(state_dir: Path, clock: FakeClock) -> None:

@@ -393,7 +393,7 @@ async def test_an_empty_answer_completes_without_deltas(server, flavour, client)
 
 
 async def test_an_unreachable_server_is_a_timeout_class_failure(flavour, client) -> None:
-    """Connection refused counts with timeouts (spec §6: connect failures rotate the profile)."""
+    """Connection refused counts with timeouts (docs/failover.md §5: connect failures rotate the profile)."""
     async with FakeProviderServer() as gone:
         endpoint = flavour.endpoint(gone)
     _, error = await collect(client, endpoint, api_key(), ask())

@@ -1,4 +1,4 @@
-"""Provider ids are case-insensitive everywhere, and local providers take and rotate keys (spec §11.5)."""
+"""Provider ids are case-insensitive everywhere, and local providers take and rotate keys (docs/failover.md §3)."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ import pytest
 from bot.auth.cooldowns import CooldownPolicy
 from bot.auth.store import AuthStore
 from bot.auth.types import Credential
-from bot.clock import FakeClock
 from bot.config.loader import load_config
 from bot.config.paths import auth_profiles_path
 from tests.app_helpers import running_app
 from tests.cli_helpers import run_cli, write_config
+from tests.fakes.clock import FakeClock
 from tests.fakes.provider_server import FakeProviderServer, status
 from tests.test_pipeline import say
 

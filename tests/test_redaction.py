@@ -1,4 +1,4 @@
-"""Redaction of every credential the process holds (spec §8), in every text a provider's words reach."""
+"""Redaction of every credential the process holds (docs/failover.md §5), in every text a provider's words reach."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import pytest
 
 from bot.auth.store import AuthStore
 from bot.auth.types import Credential
-from bot.clock import FakeClock
 from bot.config.loader import load_config
 from bot.config.paths import auth_profiles_path
 from bot.errors import AllCandidatesFailed, ProviderError
@@ -23,6 +22,7 @@ from bot.redaction import REDACTED, Redactor, process_secrets, redact_known
 from cli.main import main
 from tests.app_helpers import running_app
 from tests.cli_helpers import write_config
+from tests.fakes.clock import FakeClock
 from tests.fakes.provider_server import FakeProviderServer, status
 from tests.fakes.scripted import MemoryAuth
 from tests.test_pipeline import say

@@ -1,4 +1,4 @@
-"""Table tests of model-reference parsing and resolution (spec §2)."""
+"""Table tests of model-reference parsing and resolution (docs/failover.md §1)."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ PARSED = [
 
 @pytest.mark.parametrize(("text", "expected"), PARSED)
 def test_parse_ref(text: str, expected: RawRef) -> None:
-    """Each well-formed input splits into provider, model and profile as the spec says."""
+    """Each well-formed input splits into provider, model and profile as docs/failover.md §1 says."""
     assert parse_ref(text) == expected
 
 

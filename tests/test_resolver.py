@@ -24,11 +24,12 @@ from bot.auth.resolver import (
 )
 from bot.auth.store import AuthStore
 from bot.auth.types import Credential, UsageStats
-from bot.clock import HOUR_MS, MINUTE_MS, FakeClock
+from bot.clock import HOUR_MS, MINUTE_MS
 from bot.config.schema import Config
 from bot.errors import ProviderError, UnknownProfile
 from bot.failover.reasons import Reason
 from tests.app_helpers import file_store
+from tests.fakes.clock import FakeClock
 
 REPO = Path(__file__).resolve().parent.parent
 ENV_VARS = {"openai": ("OPENAI_API_KEY", "OPENAI_KEY"), "anthropic": ("ANTHROPIC_API_KEY",)}

@@ -1,4 +1,4 @@
-"""Rotation order of a provider's profiles (spec §5), as tables over a fixed store."""
+"""Rotation order of a provider's profiles (docs/failover.md §4), as tables over a fixed store."""
 
 from __future__ import annotations
 
@@ -177,7 +177,7 @@ def test_explicit_cooling_ties_keep_the_given_order() -> None:
 
 
 def test_a_cooling_pair_rests_for_its_model_only() -> None:
-    """§11.1: a (profile, model) cooldown sends the profile to the end for that model; other models, and the
+    """docs/failover.md §6: a (profile, model) cooldown sends the profile to the end for that model; other models, and the
     profile-only order, do not see it."""
     pair = ModelStats(cooldown_until=NOW + 5_000, error_count=1, last_failure_at=NOW - 55_000)
     doc = AuthProfiles(

@@ -1,4 +1,4 @@
-"""Session leases in the pipeline (spec §11.6): a message to a session that another process is answering waits
+"""Session leases in the pipeline (docs/failover.md §10): a message to a session that another process is answering waits
 for that process's lease, takes it over once its holder died, and holds it (renewed) while its own turn runs.
 
 The "other process" here is a lease row written straight into the shared store; ``test_hosts`` runs real ones.
@@ -14,11 +14,11 @@ import pytest
 from bot.app import App
 from bot.auth.types import Credential
 from bot.chat import Incoming
-from bot.clock import FakeClock
 from bot.store.lease import LeaseTiming
 from bot.store.memory import InMemorySessionStore
 from bot.store.sql import SqlSessionStore, sqlite_url
 from tests.app_helpers import running_app
+from tests.fakes.clock import FakeClock
 from tests.fakes.provider_server import FakeProviderServer, held, ok
 from tests.fakes.timer import settle
 

@@ -8,7 +8,6 @@ import asyncio
 import pytest
 
 from bot.chat import ImagePart, Incoming
-from bot.clock import FakeClock
 from bot.conversation.sessions import (
     KNOWN_USERS,
     RETRY_IMAGE_BYTES,
@@ -18,6 +17,7 @@ from bot.conversation.sessions import (
     Sessions,
 )
 from bot.store.memory import InMemorySessionStore
+from tests.fakes.clock import FakeClock
 from tests.fakes.timer import settle
 
 

@@ -18,11 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from bot.clock import FakeClock, SystemClock
+from bot.clock import SystemClock
 from bot.errors import LeaseTimeout, StoreError
 from bot.store import InMemorySessionStore, SessionStore
 from bot.store.lease import HeldLease, LeaseKeeper, LeaseTiming, hold_lease, new_holder
 from bot.store.sql import SqlSessionStore, sqlite_url
+from tests.fakes.clock import FakeClock
 from tests.fakes.timer import FakeTimer, settle
 from tests.pg import pg_url, truncate_all  # noqa: F401
 

@@ -1,4 +1,4 @@
-"""A stream whose model said it was done is a finished answer on both APIs (spec §6), through the wired bot.
+"""A stream whose model said it was done is a finished answer on both APIs (docs/failover.md §5), through the wired bot.
 
 The gateway drops the last event (``[DONE]`` or ``message_stop``) after the finish/stop reason: the answer is
 shown as complete, and the healthy key gets no cooldown.
@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from bot.auth.types import Credential
-from bot.clock import FakeClock
 from tests.app_helpers import running_app
+from tests.fakes.clock import FakeClock
 from tests.fakes.provider_server import FakeProviderServer, no_end_marker
 from tests.test_pipeline import say
 

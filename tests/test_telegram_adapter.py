@@ -21,7 +21,6 @@ from adapters.telegram.access import REFUSAL
 from adapters.telegram.render import UNSUPPORTED
 from bot.app import App, build_app
 from bot.chat import Incoming
-from bot.clock import FakeClock
 from bot.config.schema import TelegramChannel, TelegramWebhook
 from bot.conversation.help import COMMAND_DESCRIPTIONS
 from bot.failover.reasons import Reason
@@ -29,6 +28,7 @@ from bot.providers.base import ChatRequest, Endpoint, ResolvedAuth
 from bot.store.memory import InMemorySessionStore
 from cli.run_cmd import serve
 from tests import log_guard
+from tests.fakes.clock import FakeClock
 from tests.fakes.scripted import Fail, ScriptedClient, ok
 from tests.fakes.scripted import Reply as ScriptedReply
 from tests.fakes.telegram_server import ChatType, FakeMessage, FakeTelegramServer, make_png, utf16_len
@@ -677,7 +677,7 @@ async def test_the_fallback_note_is_a_quiet_last_line(tg: FakeTelegramServer, bo
 async def test_a_wait_shows_a_status_line_that_the_answer_replaces(
     state_dir: Path, tg: FakeTelegramServer
 ) -> None:
-    """§11.4: both demo profiles rest for echo, one is back in 5 s: the reply starts as the status line
+    """docs/failover.md §8: both demo profiles rest for echo, one is back in 5 s: the reply starts as the status line
     "waiting 5s for a rate limit…" and that same message becomes the answer."""
     app = _make_app(state_dir, '{agents: {defaults: {model: {primary: "demo/echo"}}}}')
     await app.start()

@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from bot.chat import UNDELIVERED, Incoming, Reply
-from bot.clock import FakeClock
 from bot.conversation.replies import answer_reply, failure_reply, redacted, unfit
 from bot.conversation.saving import turn_patch
 from bot.conversation.streaming import AnswerStream
@@ -29,6 +28,7 @@ from bot.models.refs import ModelRef
 from bot.providers.base import ImagePart
 from bot.store.memory import InMemorySessionStore
 from bot.store.types import UNCHANGED
+from tests.fakes.clock import FakeClock
 from tests.test_turn_plan import BLANK
 
 RESULT = TurnResult(

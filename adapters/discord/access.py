@@ -1,4 +1,4 @@
-"""Who may talk to the bot on Discord and who is an admin (spec §8): pure rules over ids, no discord types."""
+"""Who may talk to the bot on Discord and who is an admin (docs/failover.md §11): pure rules over ids, no discord types."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Who may talk to the bot and who is an admin (spec §8): ``allowFrom``, ``admins``, group administrators.
+"""Who may talk to the bot and who is an admin (docs/failover.md §11): ``allowFrom``, ``admins``, group administrators.
 
 ``Gate`` is the adapter's one access check; messages and button presses both pass through it.
 """

@@ -1,5 +1,5 @@
 """The answer to the engine's one question about auth: which profiles may call (provider, model), in rotation
-order, and when each one that may not is usable again (spec §5, §11.1). Pure values; any auth backend (the
+order, and when each one that may not is usable again (docs/failover.md §4, §6). Pure values; any auth backend (the
 file store, a database) builds them from one read of its state."""
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from bot.errors import UnknownProfile
 from bot.failover.reasons import Reason
 from bot.providers.base import Endpoint, ResolvedAuth
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("modelbot.auth")
 
 # A success of the profile that is already the provider's last good one, with nothing to clear, changes only
 # ``lastUsed``: writing that more than once a second buys round robin nothing and would put a locked, fsynced

@@ -81,7 +81,7 @@ def decode_credential(data: object, path: str = "") -> Credential:
     own |= {"refresh"} if kind == "oauth" else set()
     return Credential(
         type=cast(CredentialType, kind),
-        # Provider ids are case-insensitive (spec §11.5): a hand-written "MyProxy" is the ref's "myproxy".
+        # Provider ids are case-insensitive (docs/failover.md §3): a hand-written "MyProxy" is the ref's "myproxy".
         provider=_str(raw.get("provider"), _at(path, "provider")).strip().lower(),
         secret=_str(raw[secret_key], _at(path, secret_key)),
         email=_opt_str(raw.get("email"), _at(path, "email")),

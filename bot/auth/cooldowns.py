@@ -1,4 +1,4 @@
-"""Cooldown and billing-disable arithmetic on a profile's usage stats (spec §6, §11.1–§11.2); pure, ``now_ms`` passed in.
+"""Cooldown and billing-disable arithmetic on a profile's usage stats (docs/failover.md §5–§6); pure, ``now_ms`` passed in.
 
 A failure cools one **scope**: the (profile, model) pair for rate limits, timeouts and empty replies, the
 whole profile for auth and billing failures. Concurrent attempts meet here: a failure while its scope is
@@ -235,30 +235,3 @@ def clear_cooldown(stats: UsageStats, model: str | None = None) -> UsageStats:
     for name, pair in stats.models.items():
         models = _with_pair(models, name, ModelStats(extra=pair.extra))
     return _clear_profile(replace(stats, models=models))
-
-
-def remaining_ms(stats: UsageStats, now_ms: int, model: str | None = None) -> int:
-    """How long until the profile (for ``model``: also that pair) is usable again; 0 when it is usable now."""
-    until = stats.unavailable_until(now_ms, model)
-    return 0 if until is None else until - now_ms
-
-
-_UNITS = (("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1))
-
-
-def format_duration(ms: int) -> str:
-    """A short duration for people, at most two units: ``59s``, ``4m12s``, ``1h``, ``2h30m``, ``1d3h``."""
-    # Round up so a profile that is still cooling never shows "0s".
-    seconds = max(0, -(-ms // 1000))
-    if seconds == 0:
-        return "0s"
-    parts: list[str] = []
-    for unit, size in _UNITS:
-        value, seconds = divmod(seconds, size)
-        if parts:
-            if value:
-                parts.append(f"{value}{unit}")
-            break
-        if value:
-            parts.append(f"{value}{unit}")
-    return "".join(parts)

@@ -32,7 +32,7 @@ from bot.failover.reasons import Reason
 from bot.store.auth_types import AgentAuthRows, RowsEdit, UsageEdit, UsageRow
 from bot.store.lease import LeaseStore, LeaseTiming, Sleep
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("modelbot.auth")
 
 KEY_CHECK_TEXT: Final = "modelbot key check"
 
@@ -262,7 +262,7 @@ class DbAuthStore:
         retry_after_ms: int | None = None,
     ) -> UsageStats:
         """The cooldown arithmetic on the profile's row under its lock: a burst of failures from several
-        hosts escalates once, and none is lost (spec §11.2)."""
+        hosts escalates once, and none is lost (docs/failover.md §6)."""
 
         def fail(stats: UsageStats) -> UsageStats:
             return cooldowns.record_failure(

@@ -137,7 +137,7 @@ def code_from_query(query: str) -> PastedCode:
 
 def code_grant(pasted: PastedCode, login: LoginStart, settings: OAuthClientSettings) -> dict[str, str]:
     """RFC 6749 §4.1.3 with the PKCE verifier; ``state`` goes along because Anthropic's endpoint wants it
-    (servers must ignore parameters they do not know, §3.2)."""
+    (servers must ignore parameters they do not know, RFC 6749 §3.2)."""
     if pasted.state is not None and pasted.state != login.state:
         raise OAuthError(
             "input", "The code belongs to another login attempt (state mismatch); nothing was stored."

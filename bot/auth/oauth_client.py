@@ -24,7 +24,7 @@ from bot.auth.oauth import (
 from bot.auth.resolver import OAuthTokens
 from bot.errors import OAuthError
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("modelbot.auth")
 
 CONNECT_TIMEOUT_S = 10.0
 MAX_ANSWER_BYTES = 1 << 20  # a token answer is a few hundred bytes; anything huge is not one

@@ -1,7 +1,7 @@
 """The lock held across one OAuth refresh, so that a single-use refresh token is spent once, by one holder.
 
 ``RefreshLock`` is the seam: a lock file beside auth-profiles.json (one host, any number of processes), or a
-lease row in the database for ``auth.store: "database"`` (every host, spec §11.6).
+lease row in the database for ``auth.store: "database"`` (every host, docs/failover.md §9–§10).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from bot.failover.reasons import Reason
 from bot.providers.base import ResolvedAuth
 from bot.providers.registry import provider_config
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("modelbot.auth")
 
 REFRESH_MARGIN_MS = 5 * MINUTE_MS  # refresh this long before expiry so a call never starts with a dying token
 
@@ -88,7 +88,7 @@ class OAuthRefresher(Protocol):
 
 
 class CredentialResolver:
-    """Knows every credential of every provider: stored profiles plus the implicit fallbacks of spec §4."""
+    """Knows every credential of every provider: stored profiles plus the implicit fallbacks of docs/failover.md §3."""
 
     def __init__(
         self,
@@ -269,7 +269,7 @@ class CredentialResolver:
 async def _call_refresher(
     refresher: OAuthRefresher, profile_id: str, cred: Credential, now_ms: int
 ) -> OAuthTokens:
-    """The refresh, with any failure of it made the credential's ``auth`` failure (spec §4)."""
+    """The refresh, with any failure of it made the credential's ``auth`` failure (docs/failover.md §9)."""
     assert cred.refresh is not None
     try:
         return await refresher.refresh(cred.provider, cred.refresh, now_ms=now_ms)

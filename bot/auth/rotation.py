@@ -1,4 +1,4 @@
-"""The order in which a provider's profiles are tried for a model (spec §5, §11.1); pure, ``now_ms`` passed in."""
+"""The order in which a provider's profiles are tried for a model (docs/failover.md §4, §6); pure, ``now_ms`` passed in."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def order_profiles(
 ) -> list[str]:
     """The usable profile ids of ``provider``, best first; profiles cooling down come last.
 
-    With ``model``, a profile rests while the profile or its pair with that model does (§11.1); without,
+    With ``model``, a profile rests while the profile or its pair with that model does (docs/failover.md §6); without,
     only profile-wide state counts.
 
     ``config_order`` is ``auth.order[provider]``; ``config_profile_ids`` the ids of ``auth.profiles`` whose

@@ -87,7 +87,7 @@ class Sealer:
             usage[pid] = base if same and base is not None else UsageRow(codec.encode_stats(stats))
         return AgentAuthRows(
             credentials=credentials,
-            # Provider ids are case-insensitive (spec §11.5); the tables hold them lower-case.
+            # Provider ids are case-insensitive (docs/failover.md §3); the tables hold them lower-case.
             order={provider.strip().lower(): list(ids) for provider, ids in doc.order.items()},
             last_good={provider.strip().lower(): pid for provider, pid in doc.last_good.items()},
             usage=usage,

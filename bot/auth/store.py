@@ -23,7 +23,7 @@ from bot.clock import Clock, SystemClock
 from bot.errors import AuthError, AuthStoreCorrupt
 from bot.failover.reasons import Reason
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("modelbot.auth")
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700

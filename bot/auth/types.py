@@ -1,4 +1,4 @@
-"""The data of auth-profiles.json (spec §4), as typed values that round-trip the file faithfully.
+"""The data of auth-profiles.json (docs/failover.md §3), as typed values that round-trip the file faithfully.
 
 Unknown keys are kept in ``extra`` so that a file written by a newer version (or by hand) loses nothing
 when this version rewrites it. Timestamps are milliseconds since the epoch.
@@ -39,7 +39,7 @@ class Credential:
 
 @dataclass(frozen=True)
 class ModelStats:
-    """The cooldown state of one (profile, model) pair (spec §11.1): ``usageStats[id].models[modelId]``."""
+    """The cooldown state of one (profile, model) pair (docs/failover.md §6): ``usageStats[id].models[modelId]``."""
 
     cooldown_until: int | None = None
     error_count: int = 0

@@ -1,4 +1,4 @@
-"""The built-in default config (spec §9): the offline demo, or the providers whose keys are in the env."""
+"""The built-in default config (docs/configuration.md §6): the offline demo, or the providers whose keys are in the env."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The typed, validated configuration (spec §1). Keys are camelCase in the file, snake_case here."""
+"""The typed, validated configuration (docs/configuration.md §3–§4). Keys are camelCase in the file, snake_case here."""
 
 from __future__ import annotations
 
@@ -123,7 +123,7 @@ class Cooldowns(_Model):
     billing_backoff_hours_by_provider: dict[str, Annotated[float, Field(gt=0)]] = {}
     billing_max_hours: Annotated[float, Field(gt=0)] = 24.0
     failure_window_hours: Annotated[float, Field(gt=0)] = 24.0
-    # What rate_limit, timeout and empty cool: the (profile, model) pair, or the whole profile (spec §11.1).
+    # What rate_limit, timeout and empty cool: the (profile, model) pair, or the whole profile (docs/failover.md §6).
     scope: Literal["model", "profile"] = "model"
     # The cooldown ladder: the nth failure in a row cools for the nth step; the last step repeats.
     backoff_minutes: tuple[StrictMinutes, ...] = (1.0, 5.0, 25.0, 60.0)
@@ -145,14 +145,15 @@ class Cooldowns(_Model):
 
 
 class Auth(_Model):
-    store: Literal["file", "database"] = "file"  # database: shared by every host on storage.url (spec §11.6)
+    # database: shared by every host on storage.url (docs/failover.md §10)
+    store: Literal["file", "database"] = "file"
     profiles: dict[str, AuthProfileMeta] = {}
     order: dict[str, tuple[str, ...]] = {}
     cooldowns: Cooldowns = Cooldowns()
-    # A turn whose every candidate is cooling waits this long at most for the first to come back (§11.4).
+    # A turn whose every candidate is cooling waits this long at most for the first to come back (docs/failover.md §8).
     wait_seconds: Annotated[float, Field(ge=0, le=600)] = 20.0
 
-    # Provider ids are case-insensitive everywhere (spec §11.5); the file keeps the operator's spelling.
+    # Provider ids are case-insensitive everywhere (docs/configuration.md §2); the file keeps the operator's spelling.
     def order_for(self, provider: str) -> tuple[str, ...] | None:
         """``auth.order[provider]``, whatever the case of the key."""
         provider = provider.strip().lower()
@@ -236,7 +237,7 @@ class ProviderConfig(_Model):
     api_key: str | None = None  # only as ${ENV}; literal secrets are rejected by the loader
     headers: dict[str, str] = {}
     models: tuple[ProviderModel, ...] = ()
-    oauth: ProviderOAuth | None = None  # OAuth login and refresh endpoints (spec §11.7)
+    oauth: ProviderOAuth | None = None  # OAuth login and refresh endpoints (docs/failover.md §9)
 
 
 class ModelsSection(_Model):
@@ -327,7 +328,7 @@ class SessionSettings(_Model):
     max_message_chars: Annotated[int, Field(gt=0, le=100_000)] = 16_000
     history_limit: Annotated[int, Field(gt=0, le=10_000)] = 200
     # Processes sharing the store order a session's messages with a lease, renewed every third of this; a
-    # process that dies mid-turn blocks its session this long at most (spec §11.6).
+    # process that dies mid-turn blocks its session this long at most (docs/failover.md §10).
     lease_seconds: Annotated[float, Field(ge=3, le=3_600)] = 30.0
 
 

@@ -1,4 +1,4 @@
-"""What each chat command does: replies and session changes, with the texts users see (spec §3, §7, §8)."""
+"""What each chat command does: replies and session changes, with the texts users see (docs/commands.md §1, docs/failover.md §8 and §11)."""
 
 from __future__ import annotations
 

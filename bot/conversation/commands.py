@@ -1,4 +1,4 @@
-"""The chat command parser: a pure function from message text to a typed command (spec §3, §7, §8)."""
+"""The chat command parser: a pure function from message text to a typed command (docs/commands.md §1)."""
 
 from __future__ import annotations
 

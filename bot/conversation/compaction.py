@@ -1,4 +1,4 @@
-"""Compaction (spec §7): when history nears the model's context window, older turns become one summary."""
+"""Compaction (docs/failover.md §8): when history nears the model's context window, older turns become one summary."""
 
 from __future__ import annotations
 
@@ -51,10 +51,6 @@ def message_tokens(message: StoredMessage) -> int:
     return message.token_estimate or estimate_tokens(message.content)
 
 
-def history_tokens(history: Sequence[StoredMessage]) -> int:
-    return sum(message_tokens(m) for m in history)
-
-
 def kept_count(history: Sequence[StoredMessage], *, window: int, threshold: float) -> int:
     """How many of the newest messages a compaction keeps verbatim: up to ``KEEP_LAST``, as long as together
     they fit in ``KEPT_SHARE`` of the threshold (none, if the newest alone does not)."""
@@ -77,16 +73,6 @@ def compactable(history: Sequence[StoredMessage], kept: int) -> bool:
 def over_threshold(tokens: int, pending: str, *, window: int, threshold: float) -> bool:
     """``tokens``, the history's total estimate, plus the pending message reach the threshold."""
     return tokens + estimate_tokens(pending) >= threshold * window
-
-
-def needs_compaction(
-    history: Sequence[StoredMessage], pending: str, *, window: int, threshold: float
-) -> bool:
-    """Over the threshold, with something a compaction could fold into its summary."""
-    tokens = history_tokens(history)
-    return over_threshold(tokens, pending, window=window, threshold=threshold) and compactable(
-        history, kept_count(history, window=window, threshold=threshold)
-    )
 
 
 class Compactor:

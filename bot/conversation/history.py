@@ -101,6 +101,3 @@ class HistoryCache:
         entry.extend(stored)
         entry.trim(self._limit)
         entry.version = (session.message_count + len(stored), session.compaction_count, now_ms)
-
-    def forget(self, key: str) -> None:
-        self._entries.pop(key, None)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from bot.clock import format_wait
@@ -10,7 +9,7 @@ from bot.clock import format_wait
 
 @dataclass(frozen=True)
 class PairLine:
-    """The cooldown state of one (profile, model) pair (spec §11.1)."""
+    """The cooldown state of one (profile, model) pair (docs/failover.md §6)."""
 
     model: str
     cooldown_until: int | None = None
@@ -68,7 +67,7 @@ class ModelStatusView:
 def profile_flags(
     line: ProfileLine, *, now_ms: int, pin: str | None, pin_source: str | None, is_next: bool
 ) -> list[str]:
-    """The flags of spec §3: pinned/user-pinned, next, cooldown 4m12s, disabled: billing 4h, expired."""
+    """The flags of docs/commands.md §1 (``/model status``): pinned/user-pinned, next, cooldown 4m12s, disabled: billing 4h, expired."""
     flags: list[str] = []
     if pin == line.profile_id:
         flags.append("user-pinned" if pin_source == "user" else "pinned")
@@ -91,7 +90,7 @@ def profile_flags(
 
 
 def login_flag(line: ProfileLine, now_ms: int) -> str | None:
-    """When an OAuth login expires and whether it renews itself (spec §11.7)."""
+    """When an OAuth login expires and whether it renews itself (docs/failover.md §9)."""
     if line.type != "oauth" or line.expires is None:
         return None
     if line.expires <= now_ms:  # only a refreshable login is still listed after its expiry (not "expired")
@@ -164,17 +163,3 @@ def render_model_status(view: ModelStatusView, *, now_ms: int) -> str:
             suffix = f" — {', '.join(flags)}" if flags else ""
             lines.append(f"  {number}. {line.profile_id} ({line.type}) {line.masked}{suffix}")
     return "\n".join(lines)
-
-
-def render_provider_table(providers: Sequence[ProviderStatus], *, now_ms: int) -> list[list[str]]:
-    """Rows for the CLI's auth overview: provider, profile, type, secret, state."""
-    rows: list[list[str]] = []
-    for provider in providers:
-        for line in provider.profiles:
-            flags = profile_flags(line, now_ms=now_ms, pin=None, pin_source=None, is_next=False)
-            rows.append(
-                [provider.provider, line.profile_id, line.type, line.masked, ", ".join(flags) or "ok"]
-            )
-        if not provider.profiles:
-            rows.append([provider.provider, "-", "-", "-", "missing auth"])
-    return rows

@@ -1,4 +1,4 @@
-"""Which models a turn may try, in order (spec §7): the session's model, the fallbacks, the primary last."""
+"""Which models a turn may try, in order (docs/failover.md §8): the session's model, the fallbacks, the primary last."""
 
 from __future__ import annotations
 

@@ -102,7 +102,7 @@ _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
 
 
 def classify(signal: FailureSignal, *, now_ms: int | None = None) -> ProviderError:
-    """The classified error for one failed call (spec §6); ``now_ms`` only matters for HTTP-date Retry-After."""
+    """The classified error for one failed call (docs/failover.md §5); ``now_ms`` only matters for HTTP-date Retry-After."""
     if now_ms is None:
         now_ms = time.time_ns() // 1_000_000
     retry_after_ms = _retry_after_ms(signal, now_ms)

@@ -1,9 +1,9 @@
-"""The failover engine: runs one turn across (model, profile) candidates and streams the answer (spec §6–7).
+"""The failover engine: runs one turn across (model, profile) candidates and streams the answer (docs/failover.md §5–§8).
 
 The decisions are pure (``profiles_to_try``, ``skip_record``, ``wait_ms``, the policy table, ``summarize``,
 ``fallback_note``); the loop in ``Engine.run`` asks the auth backend one question per candidate model, performs
 the calls the decisions choose, persists failure state before the next attempt, waits out a short cooldown
-instead of failing (§11.4), and streams text deltas to the caller.
+instead of failing (docs/failover.md §8), and streams text deltas to the caller.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ PinSource = Literal["auto", "user"]
 Sleep = Callable[[float], Awaitable[None]]
 
 # The quick retry after a server error waits for a Retry-After up to this long; a longer one means the
-# server is not coming back soon, so the next model is tried at once (spec §11.3).
+# server is not coming back soon, so the next model is tried at once (docs/failover.md §7).
 QUICK_RETRY_MAX_WAIT_MS = 2_000
 
 
@@ -56,7 +56,7 @@ class AuthBackend(Protocol):
     """What the engine needs from the auth state: one question per candidate model, credentials, bookkeeping.
 
     ``candidates`` reads the state once and answers for every profile; the engine decides from that answer
-    alone. Failures and successes name the model, which is what a rate limit is scoped to (spec §11.1).
+    alone. Failures and successes name the model, which is what a rate limit is scoped to (docs/failover.md §6).
     """
 
     async def candidates(self, provider: str, model: str, *, now_ms: int) -> Candidates:
@@ -72,7 +72,7 @@ class AuthBackend(Protocol):
         ...
 
     async def record_success(self, profile_id: str, model: str, *, started_ms: int, now_ms: int) -> None:
-        """Book an answer of a call that started at ``started_ms``: only older failures are cleared (§11.2)."""
+        """Book an answer of a call that started at ``started_ms``: only older failures are cleared (docs/failover.md §6)."""
         ...
 
 
@@ -120,7 +120,7 @@ class TurnDone:
 
 @dataclass(frozen=True)
 class Waiting:
-    """Every candidate rests and the first is back within ``auth.waitSeconds``: the turn waits (§11.4)."""
+    """Every candidate rests and the first is back within ``auth.waitSeconds``: the turn waits (docs/failover.md §8)."""
 
     until_ms: int
     text: str  # the status line: "waiting 12s for a rate limit…"
@@ -269,7 +269,7 @@ class Engine:
         self._clock = clock
         self._wait_ms = wait_ms  # auth.waitSeconds: the longest a turn waits for a resting profile
         self._sleep: Sleep = clock.sleep if sleep is None else sleep
-        # Every provider text passes through this before it is recorded, shown or logged (spec §8).
+        # Every provider text passes through this before it is recorded, shown or logged (docs/failover.md §5).
         self._redact: Callable[[str], str] = mask_key_shaped if redact is None else redact
 
     async def run(self, turn: TurnInput) -> AsyncIterator[TurnEvent]:
@@ -393,7 +393,7 @@ class Engine:
                     if outcome.shown:
                         yield TextDelta(text)
                     elif visible(text):
-                        # Only visible text counts as shown: leading whitespace waits for it (spec §6).
+                        # Only visible text counts as shown: leading whitespace waits for it (docs/failover.md §5).
                         outcome.shown = True
                         yield TextDelta("".join(parts))
         except ProviderError:

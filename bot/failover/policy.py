@@ -1,4 +1,4 @@
-"""The failover policy: a table from failure reason to what the engine does next (spec §6)."""
+"""The failover policy: a table from failure reason to what the engine does next (docs/failover.md §5)."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ from enum import StrEnum
 
 
 class Reason(StrEnum):
-    """What went wrong in one attempt (spec §6)."""
+    """What went wrong in one attempt (docs/failover.md §5)."""
 
     AUTH = "auth"  # 401, 403, invalid/expired key, failed OAuth refresh
     RATE_LIMIT = "rate_limit"  # 429, overloaded, quota/usage limits, 529

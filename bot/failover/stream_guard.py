@@ -1,4 +1,4 @@
-"""Time limits on one provider stream (spec §11.3): the first token, each gap between chunks, the whole answer.
+"""Time limits on one provider stream (docs/failover.md §7): the first token, each gap between chunks, the whole answer.
 
 They wrap the client's iterator, so every client (the SDK ones, the demo, an embedder's own) obeys the same
 bounds; the SDKs' own HTTP timeout (``Endpoint.timeout_s``, the same number) only guards the sockets.

@@ -1,4 +1,4 @@
-"""The model catalog: which models exist, what they accept, their aliases and the allowlist (spec §2–3)."""
+"""The model catalog: which models exist, what they accept, their aliases and the allowlist (docs/failover.md §1–§2)."""
 
 from __future__ import annotations
 

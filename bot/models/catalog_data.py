@@ -47,7 +47,7 @@ BUILTIN_MODELS: Final[tuple[BuiltinRow, ...]] = (
     ("deepseek", "deepseek-chat", "DeepSeek V3", TEXT, 128_000, 8_192),
     ("deepseek", "deepseek-reasoner", "DeepSeek R1", TEXT, 128_000, 64_000),
     ("xai", "grok-4", "Grok 4", VISION, 256_000, None),
-    # The offline demo provider (spec §9): scripted models that need no key and no network.
+    # The offline demo provider (docs/configuration.md §6): scripted models that need no key and no network.
     ("demo", "echo", "Demo echo", TEXT, 8_192, 1_024),
     ("demo", "story", "Demo story", TEXT, 8_192, 1_024),
     ("demo", "vision", "Demo vision", VISION, 8_192, 1_024),

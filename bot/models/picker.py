@@ -1,4 +1,4 @@
-"""The numbered ``/model`` picker (spec §3): families, rendering, choosing, button tokens and autocomplete."""
+"""The numbered ``/model`` picker (docs/failover.md §2, docs/commands.md §1): families, rendering, choosing, button tokens and autocomplete."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Model references: ``provider/model[@profile]``, aliases and the default provider (spec §2)."""
+"""Model references: ``provider/model[@profile]``, aliases and the default provider (docs/failover.md §1)."""
 
 from __future__ import annotations
 

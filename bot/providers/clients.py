@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator, Mapping
 from bot.providers.base import ProviderClient
 from bot.providers.demo import DemoClient
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("modelbot.providers")
 
 
 class ProviderClients(Mapping[str, ProviderClient]):

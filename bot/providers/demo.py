@@ -1,4 +1,4 @@
-"""The built-in offline demo provider (spec §9): deterministic, clearly labelled answers that need no keys."""
+"""The built-in offline demo provider (docs/configuration.md §6): deterministic, clearly labelled answers that need no keys."""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from bot.clock import Clock
 from bot.errors import LeaseTimeout, StoreError
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("modelbot.store")
 
 Sleep = Callable[[float], Awaitable[None]]
 

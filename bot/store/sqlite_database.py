@@ -25,7 +25,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from bot.store.engine import WRITE
 
 T = TypeVar("T")
-log = logging.getLogger(__name__)
+log = logging.getLogger("modelbot.store")
 
 # Writes on the loop between checkpoints: SQLite's own autocheckpoint size (1000 pages) at the ~4 pages a
 # saved turn dirties.

@@ -54,7 +54,7 @@ class SessionRecord:
     thread_id: str | None
     model_override: str | None  # "provider/model" chosen for this session, None: the agent's primary
     model_source: ModelSource | None
-    pin_profile: str | None  # the auth profile kept warm for this session (spec §7)
+    pin_profile: str | None  # the auth profile kept warm for this session (docs/failover.md §8)
     pin_source: PinSource | None
     pin_compaction: int | None  # compaction_count when the pin was set: a later compaction re-picks it
     compaction_count: int

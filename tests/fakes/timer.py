@@ -7,7 +7,7 @@ import heapq
 import itertools
 import math
 
-from bot.clock import FakeClock
+from tests.fakes.clock import FakeClock
 
 
 async def settle(rounds: int = 50) -> None:
