@@ -17,6 +17,7 @@ from bot.auth.port import AuthStateStore
 from bot.auth.resolver import CredentialResolver
 from bot.auth.secret_box import SecretBox
 from bot.auth.store import AuthStore
+from bot.channels import NO_CHANNELS, ChannelRegistry
 from bot.clock import Clock, SystemClock
 from bot.config.loader import LoadedConfig, load_config
 from bot.config.paths import auth_profiles_path, config_path, default_database_url, state_dir
@@ -49,10 +50,12 @@ def resolve_paths(cli_config: str | None, env: Mapping[str, str]) -> Paths:
     return Paths(state_dir=state_dir(env), config=config_path(cli_config, env))
 
 
-def load(cli_config: str | None, env: Mapping[str, str]) -> tuple[Paths, LoadedConfig]:
+def load(
+    cli_config: str | None, env: Mapping[str, str], channels: ChannelRegistry = NO_CHANNELS
+) -> tuple[Paths, LoadedConfig]:
     """The config in use: ``--config`` must exist; the default location may be absent (built-in default)."""
     paths = resolve_paths(cli_config, env)
-    return paths, load_config(paths.config, env=env, must_exist=cli_config is not None)
+    return paths, load_config(paths.config, env=env, must_exist=cli_config is not None, channels=channels)
 
 
 @dataclass
@@ -204,8 +207,10 @@ def build_app(
     demo_delay_s: float = 0.0,
     store: SessionStore | None = None,
     observer: TurnObserver | None = None,
+    channels: ChannelRegistry = NO_CHANNELS,
 ) -> App:
-    """Wire the bot from its config. Raises ``ConfigError`` for a bad config; starts nothing."""
+    """Wire the bot from its config (whose ``channels`` sections are those of ``channels``). Raises
+    ``ConfigError`` for a bad config; starts nothing and builds no channel (``modelbot run`` does)."""
     # Here rather than at the top: `modelbot models …`, `auth …` and `config …` import this module for the
     # helpers above and never need the engine, the pipeline or SQLAlchemy (half a second of start-up).
     from bot.conversation.pipeline import ChatPipeline  # noqa: PLC0415
@@ -215,7 +220,7 @@ def build_app(
 
     env = dict(os.environ) if env is None else env
     clock = SystemClock() if clock is None else clock
-    paths, loaded = load(cli_config, env)
+    paths, loaded = load(cli_config, env, channels)
     config = loaded.config
     catalog = Catalog.from_config(config)
     url = config.storage.url or default_database_url(paths.state_dir)

@@ -25,7 +25,7 @@ __all__ = [
 # The one line a user gets when the chat platform broke off the delivery of an answer.
 UNDELIVERED = "⚠ This answer could not be shown completely. Send /retry to get it again."
 
-Platform = Literal["console", "telegram", "discord"]
+Platform = str  # the channel plug-in's name (bot.channels), or "console" for the terminal
 ReplyKind = Literal["answer", "command", "error", "interrupted"]
 
 

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
+from bot.config.loader import value_at
 from bot.errors import AuthError
 
 if TYPE_CHECKING:
@@ -73,10 +74,10 @@ def process_secrets(
 ) -> Iterator[str]:
     """Every credential a bot process holds: channel tokens, provider keys and headers, env keys, profiles."""
     config = loaded.config
-    telegram, discord = config.channels.telegram, config.channels.discord
-    yield from (s for s in (telegram.bot_token, discord.token) if s)
-    if telegram.webhook is not None and telegram.webhook.secret_token:
-        yield telegram.webhook.secret_token
+    # The channels' secret keys (bot tokens, webhook secrets), as their plug-ins declared them.
+    yield from (
+        s for s in (value_at(loaded.raw, path) for path in loaded.secret_paths) if isinstance(s, str) and s
+    )
     for key, provider in config.models.providers.items():
         if provider.api_key:
             yield provider.api_key

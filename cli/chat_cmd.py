@@ -11,6 +11,7 @@ from adapters.console import ConsoleAdapter
 from bot.app import App, build_app
 from bot.config.defaults import DEMO_PROVIDER
 from bot.models.agents import agent_models, default_agent_id
+from cli.channels import BUILTIN_CHANNELS
 
 DEMO_DELAY_S = 0.02  # a visible stream in a terminal; pipes get the answer at once
 
@@ -32,7 +33,8 @@ def run_chat(args: argparse.Namespace) -> int:
 
 async def _chat(args: argparse.Namespace) -> int:
     interactive = sys.stdin.isatty() and sys.stdout.isatty() and not args.json
-    app = build_app(cli_config=args.config, demo_delay_s=DEMO_DELAY_S if interactive else 0.0)
+    delay = DEMO_DELAY_S if interactive else 0.0
+    app = build_app(cli_config=args.config, demo_delay_s=delay, channels=BUILTIN_CHANNELS)
     for warning in app.loaded.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if args.agent is not None and args.agent not in app.engines:

@@ -26,6 +26,7 @@ from bot.config.schema import Config
 from bot.errors import CommandError, ConfigError
 from bot.models.agents import agent_ids, default_agent_id
 from bot.providers.registry import endpoint_for
+from cli.channels import BUILTIN_CHANNELS as CHANNELS
 from cli.output import warn
 
 if TYPE_CHECKING:
@@ -71,7 +72,10 @@ def load_context(args: argparse.Namespace, *, quiet: bool = False) -> Context:
     cli_config = getattr(args, "config", None)
     paths = resolve_paths(cli_config, env)
     if not paths.config.exists():
-        return Context(paths, load_config(paths.config, env=env, must_exist=cli_config is not None), env)
+        must_exist = cli_config is not None
+        return Context(
+            paths, load_config(paths.config, env=env, must_exist=must_exist, channels=CHANNELS), env
+        )
     file = str(paths.config)
     try:
         text = paths.config.read_text(encoding="utf-8-sig")
@@ -80,12 +84,14 @@ def load_context(args: argparse.Namespace, *, quiet: bool = False) -> Context:
     missing = sorted(env_names(loads(text, file)) - set(env))
     try:
         loaded = parse_config_text(
-            text, file=file, path=paths.config, env={**env, **dict.fromkeys(missing, "")}
+            text, file=file, path=paths.config, env={**env, **dict.fromkeys(missing, "")}, channels=CHANNELS
         )
     except ConfigError:
         if not missing:
             raise
-        parse_config_text(text, file=file, path=paths.config, env=env)  # names the missing variable
+        parse_config_text(
+            text, file=file, path=paths.config, env=env, channels=CHANNELS
+        )  # names what is unset
         raise
     if not quiet:
         for warning in loaded.warnings:
@@ -180,7 +186,7 @@ def edit_config(ctx: Context, edit: Edit) -> int:
     if not changes:
         print("Nothing changed.")
         return 0
-    loaded, backup = save_config(config, ctx.env)
+    loaded, backup = save_config(config, ctx.env, CHANNELS)
     for change in changes:
         print(change)
     where = f"backup: {backup}" if backup is not None else "new file"

@@ -15,6 +15,7 @@ from bot.config.config_file import check_text, env_names
 from bot.config.edit import Change, Json5Document
 from bot.config.json5_cst import loads
 from bot.errors import ConfigError
+from cli.channels import BUILTIN_CHANNELS
 from cli.common import add_common_options, edit_config, load_context
 from cli.output import error, warn
 
@@ -45,7 +46,7 @@ def run_validate(args: argparse.Namespace) -> int:
         return 0
     try:
         text = path.read_text(encoding="utf-8-sig")
-        loaded = check_text(text, file=str(path), path=path, env=env)
+        loaded = check_text(text, file=str(path), path=path, env=env, channels=BUILTIN_CHANNELS)
         missing = sorted(env_names(loads(text, str(path))) - set(env))
     except (OSError, UnicodeDecodeError) as exc:
         error(f"{path}: cannot read the file ({exc})")

@@ -1,7 +1,8 @@
 """``modelbot run``: start every enabled channel, serve until SIGINT/SIGTERM, then shut down in order.
 
-Adapters are built by ``adapters.<channel>.build_adapter(app)``, imported only when that channel is
-enabled (so a bot with Telegram alone never loads discord.py). Tests inject their own factories.
+The channels are plug-ins (``bot.channels``): ``cli/channels.py`` lists them, and a plug-in imports its
+platform library only when its channel is enabled and built (a bot with Telegram alone never loads
+discord.py). Tests pass their own registry, or factories that build an adapter from the whole app.
 """
 
 from __future__ import annotations
@@ -9,24 +10,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import importlib
 import logging
 import os
 import signal
 from collections.abc import Callable, Mapping
 
-from adapters.base import ChannelAdapter
 from bot.app import App, build_app, load
+from bot.channels import ChannelAdapter, ChannelRegistry
 from bot.errors import ModelbotError
 from bot.logging_setup import LEVELS, configure_logging
 from bot.metrics import Metrics, MetricsServer
+from cli.channels import BUILTIN_CHANNELS
 from cli.common import add_common_options
 from cli.output import error
 
 log = logging.getLogger("modelbot.run")
 
 AdapterFactory = Callable[[App], ChannelAdapter]
-CHANNELS = ("telegram", "discord")
 STOP_TIMEOUT_S = 30.0  # per channel: in-flight turns get this long to finish before being cancelled
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -51,24 +51,26 @@ def run(args: argparse.Namespace, factories: Mapping[str, AdapterFactory] | None
     return asyncio.run(serve(args.config, log_level=args.log_level, factories=factories))
 
 
-def adapter_factory(channel: str, module: str | None = None) -> AdapterFactory:
-    """``adapters.<channel>.build_adapter``, imported when first called."""
-    name = module or f"adapters.{channel}"
-
-    def build(app: App) -> ChannelAdapter:
+def build_adapters(
+    app: App, channels: ChannelRegistry, enabled: list[str], factories: Mapping[str, AdapterFactory]
+) -> list[ChannelAdapter]:
+    """The adapters of the enabled channels; a plug-in whose platform library is missing is a clean error."""
+    plugins = {plugin.name: plugin for plugin in channels}
+    adapters: list[ChannelAdapter] = []
+    for name in enabled:
         try:
-            factory = getattr(importlib.import_module(name), "build_adapter", None)
+            factory = factories.get(name)
+            if factory is not None:
+                adapters.append(factory(app))
+            else:
+                settings = app.loaded.config.channels.section(name)
+                adapters.append(plugins[name].adapter(settings, app.chat()))
         except ImportError as exc:
             raise ChannelUnavailable(
-                f"The {channel} channel is enabled but its adapter cannot be loaded ({exc}). "
+                f"The {name} channel is enabled but its adapter cannot be loaded ({exc}). "
                 "Reinstall modelbot (pip install -e .), or disable the channel."
             ) from None
-        if not callable(factory):
-            raise ChannelUnavailable(f"The {channel} adapter ({name}) has no build_adapter(app).")
-        adapter: ChannelAdapter = factory(app)
-        return adapter
-
-    return build
+    return adapters
 
 
 async def serve(
@@ -78,26 +80,27 @@ async def serve(
     factories: Mapping[str, AdapterFactory] | None = None,
     stop: asyncio.Event | None = None,
     env: Mapping[str, str] | None = None,
+    channels: ChannelRegistry = BUILTIN_CHANNELS,
 ) -> int:
     """Run until ``stop`` is set (when not given: until SIGINT/SIGTERM); returns the exit code."""
     env = dict(os.environ) if env is None else env
-    _, loaded = load(cli_config, env)  # refuse a bot without channels before loading the whole bot
-    enabled = [c for c in CHANNELS if getattr(loaded.config.channels, c).enabled]
+    _, loaded = load(cli_config, env, channels)  # refuse a bot without channels before loading the whole bot
+    enabled = [name for name in channels.names if loaded.config.channels.section(name).enabled]
     if not enabled:
         where = loaded.path or "the config (none found; the built-in default enables no channel)"
+        keys = " or ".join(f"channels.{name}.enabled" for name in channels.names) or "a channel plug-in"
         error(
-            f"no channel is enabled in {where}: set channels.telegram.enabled or channels.discord.enabled "
+            f"no channel is enabled in {where}: set {keys} "
             "to true, or use `modelbot chat` to talk to the bot in this terminal."
         )
         return EXIT_USAGE
     metrics = Metrics()
-    app = build_app(cli_config=cli_config, env=env, observer=metrics.observe)
+    app = build_app(cli_config=cli_config, env=env, observer=metrics.observe, channels=channels)
     configure_logging(log_level or app.loaded.config.logging.level, redactor=app.redactor)
     for warning in app.loaded.warnings:
         log.warning("%s", warning)
-    factories = factories or {}
     try:
-        adapters = [(factories.get(c) or adapter_factory(c))(app) for c in enabled]
+        adapters = build_adapters(app, channels, enabled, factories or {})
     except ModelbotError as exc:
         error(app.redactor.known(str(exc)))
         await app.stop()  # closes the provider clients it made

@@ -86,6 +86,39 @@ def test_the_core_imports_neither_adapters_nor_the_cli() -> None:
     assert offenders == []
 
 
+def test_the_core_names_no_channel() -> None:
+    """Channels are plug-ins behind the port in bot/channels.py: no code in bot/ spells a platform's name (only
+    the terminal's "console"), so a channel is added without touching the core."""
+    offenders = [
+        f"{_rel(path)}:{node.lineno}: {node.value!r}"
+        for path in _modules("bot")
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and node.value.lower() in PLATFORM_SDKS
+    ]
+    assert offenders == []
+
+
+def test_channel_settings_live_with_their_adapters() -> None:
+    """The core's schema has no channel section of its own: each plug-in brings its settings model."""
+    from bot.config.schema import Channels, ChannelSettings, Config  # noqa: PLC0415
+
+    assert Channels.model_fields == {}
+    assert Config().channels == Channels()
+    assert set(ChannelSettings.model_fields) == {"enabled"}
+
+
+def test_the_channel_list_loads_no_platform_library() -> None:
+    """cli/channels.py (every plug-in with its settings) is imported by each command: it must stay cheap."""
+    script = "import sys, cli.channels; print(sorted({m.split('.')[0] for m in sys.modules}))"
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120, check=True
+    )
+    loaded = set(ast.literal_eval(done.stdout.strip()))
+    assert loaded & (PLATFORM_SDKS | PROVIDER_SDKS | SQL) == set()
+
+
 def test_adapters_do_not_reach_into_engine_internals() -> None:
     """Adapters talk to the chat pipeline, not to the engine, the auth store or provider clients."""
     forbidden = ("bot.failover", "bot.auth", "bot.providers", "bot.store")

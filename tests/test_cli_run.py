@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import importlib
 import io
 import logging
 import os
@@ -21,7 +22,7 @@ import pytest
 from bot.app import App
 from bot.logging_setup import configure_logging
 from bot.redaction import Redactor
-from cli.run_cmd import AdapterFactory, adapter_factory, serve
+from cli.run_cmd import AdapterFactory, serve
 from tests.cli_helpers import ROOT, run_cli, write_config
 from tests.fakes.fake_channel import MARKER_ENV, FakeChannel
 
@@ -75,9 +76,13 @@ def test_run_refuses_to_start_without_an_enabled_channel(capsys: pytest.CaptureF
 async def test_an_adapter_that_cannot_be_imported_is_a_clean_error(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    """An enabled channel whose module is missing: one sentence, exit 1, nothing started."""
+    """An enabled channel whose platform library is missing: one sentence, exit 1, nothing started."""
     config = write_config(tmp_path / "c.json5", BOTH % "")
-    factory = adapter_factory("telegram", module="tests.fakes.no_such_adapter")
+
+    def factory(app: App) -> FakeChannel:
+        importlib.import_module("tests.fakes.no_such_adapter")  # as a plug-in's builder imports its library
+        return FakeChannel(app)
+
     code = await serve(config, factories={"telegram": factory}, stop=asyncio.Event(), env=env())
     assert code == 1
     err = capsys.readouterr().err

@@ -10,12 +10,14 @@ from typing import Annotated, Any, Union, get_args, get_origin
 import pytest
 from pydantic import BaseModel
 
+from bot.channels import CONSOLE
 from bot.config import defaults
 from bot.config.defaults import builtin_default, with_default_model
 from bot.config.loader import LoadedConfig, format_key_path, load_config, migrate_legacy
 from bot.config.paths import auth_profiles_path, config_path, default_database_url, state_dir
-from bot.config.schema import Config
+from bot.config.schema import Config, config_model
 from bot.errors import ConfigError
+from cli.channels import BUILTIN_CHANNELS as CHANNELS
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.json5"
 EXAMPLE_ENV = {"TELEGRAM_BOT_TOKEN": "123:abc", "DISCORD_BOT_TOKEN": "d1", "TOGETHER_API_KEY": "t1"}
@@ -24,7 +26,7 @@ EXAMPLE_ENV = {"TELEGRAM_BOT_TOKEN": "123:abc", "DISCORD_BOT_TOKEN": "d1", "TOGE
 def _load(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> LoadedConfig:
     path = tmp_path / "config.json5"
     path.write_text(text, encoding="utf-8")
-    return load_config(path, env=env or {}, must_exist=True)
+    return load_config(path, env=env or {}, must_exist=True, channels=CHANNELS)
 
 
 def _error(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> ConfigError:
@@ -83,7 +85,10 @@ def test_auth_profiles_path_rejects_path_like_agent_ids(agent_id: str) -> None:
 
 def test_no_path_or_missing_file_gives_the_builtin_default(tmp_path: Path) -> None:
     """No file is not an error unless the caller insists; the default has no path."""
-    for loaded in (load_config(None, env={}), load_config(tmp_path / "nope.json5", env={})):
+    for loaded in (
+        load_config(None, env={}, channels=CHANNELS),
+        load_config(tmp_path / "nope.json5", env={}, channels=CHANNELS),
+    ):
         assert loaded.path is None
         assert loaded.config.agents.defaults.model.primary == "demo/echo"
         assert loaded.warnings == ()
@@ -92,18 +97,18 @@ def test_no_path_or_missing_file_gives_the_builtin_default(tmp_path: Path) -> No
 def test_missing_file_is_an_error_when_it_must_exist(tmp_path: Path) -> None:
     """--config pointing nowhere names the file."""
     with pytest.raises(ConfigError, match="file not found") as info:
-        load_config(tmp_path / "nope.json5", env={}, must_exist=True)
+        load_config(tmp_path / "nope.json5", env={}, must_exist=True, channels=CHANNELS)
     assert info.value.file == str(tmp_path / "nope.json5")
 
 
 def test_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
     """A directory or non-UTF-8 bytes end as ConfigError, not a traceback."""
     with pytest.raises(ConfigError, match="cannot read"):
-        load_config(tmp_path, env={}, must_exist=True)
+        load_config(tmp_path, env={}, must_exist=True, channels=CHANNELS)
     bad = tmp_path / "bad.json5"
     bad.write_bytes(b"{a: '\xff'}")
     with pytest.raises(ConfigError, match="UTF-8"):
-        load_config(bad, env={})
+        load_config(bad, env={}, channels=CHANNELS)
 
 
 @pytest.mark.parametrize(
@@ -428,7 +433,7 @@ def test_answer_bounds_reach_every_endpoint(tmp_path: Path) -> None:
 
 def test_example_config_loads_without_warnings() -> None:
     """config.example.json5 is valid, complete documentation: it loads cleanly with its env vars set."""
-    loaded = load_config(EXAMPLE, env=EXAMPLE_ENV, must_exist=True)
+    loaded = load_config(EXAMPLE, env=EXAMPLE_ENV, must_exist=True, channels=CHANNELS)
     assert loaded.warnings == ()
     config = loaded.config
     assert config.agents.defaults.model.primary == "anthropic/claude-sonnet-4-5"
@@ -456,7 +461,9 @@ def _schema_keys(model: type[BaseModel]) -> set[str]:
 def test_example_config_documents_every_schema_key() -> None:
     """Each camelCase key of the schema occurs in the example, so a new key must be documented."""
     text = EXAMPLE.read_text(encoding="utf-8")
-    keys = _schema_keys(Config)
+    keys = _schema_keys(
+        config_model(CHANNELS.sections, (CONSOLE,))
+    )  # the schema with this modelbot's channels
     assert {"agentId", "billingBackoffHoursByProvider", "secretToken", "shardCount"} <= keys
     missing = sorted(key for key in keys if not re.search(rf'(?<![\w-])"?{re.escape(key)}"?\s*:', text))
     assert missing == []
@@ -465,7 +472,7 @@ def test_example_config_documents_every_schema_key() -> None:
 def test_example_config_needs_its_env_vars() -> None:
     """The example's tokens are env references: without the variables it says which one is missing."""
     with pytest.raises(ConfigError) as info:
-        load_config(EXAMPLE, env={}, must_exist=True)
+        load_config(EXAMPLE, env={}, must_exist=True, channels=CHANNELS)
     assert info.value.key_path == "models.providers.together.apiKey"
     assert info.value.expected == "environment variable `TOGETHER_API_KEY` is not set"
 

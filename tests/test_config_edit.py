@@ -24,6 +24,7 @@ from bot.config.config_file import (
 from bot.config.edit import Json5Document
 from bot.config.loader import KeyPath
 from bot.errors import ConfigError
+from cli.channels import BUILTIN_CHANNELS as CHANNELS
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = (ROOT / "config.example.json5").read_text(encoding="utf-8")
@@ -286,7 +287,7 @@ def test_env_names_come_from_values_not_comments() -> None:
 
 def test_check_text_accepts_unset_env_refs_but_rejects_bad_structure() -> None:
     """Validation before writing fills unset ``${VAR}``s with a placeholder; a bad value is still an error."""
-    loaded = check_text(EXAMPLE, file="x", path=None, env={})
+    loaded = check_text(EXAMPLE, file="x", path=None, env={}, channels=CHANNELS)
     assert loaded.config.channels.telegram.bot_token == "modelbot-placeholder"
     with pytest.raises(ConfigError, match=r"x: agents.defaults.timeoutSeconds: expected a number"):
         check_text("{ agents: { defaults: { timeoutSeconds: 0 } } }", file="x", path=None, env={})
@@ -299,7 +300,7 @@ def test_save_writes_atomically_with_a_backup_and_keeps_the_mode(tmp_path: Path)
     path.chmod(0o640)
     config = open_config(path)
     config.doc.set(("metrics", "port"), 9999)
-    loaded, backup = save_config(config, env={})
+    loaded, backup = save_config(config, env={}, channels=CHANNELS)
     assert backup == tmp_path / ("config.json5" + BACKUP_SUFFIX)
     assert backup.read_text(encoding="utf-8") == EXAMPLE
     assert path.read_text(encoding="utf-8") == EXAMPLE.replace("port: 9464,", "port: 9999,")
@@ -313,7 +314,7 @@ def test_save_creates_a_missing_file_from_the_template(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "config.json5"
     config = open_config(path)
     config.doc.set(("logging", "level"), "DEBUG")
-    _, backup = save_config(config, env={})
+    _, backup = save_config(config, env={}, channels=CHANNELS)
     assert backup is None
     text = path.read_text(encoding="utf-8")
     assert text.startswith("// modelbot config")
@@ -327,7 +328,7 @@ def test_save_refuses_an_invalid_result_and_leaves_the_file(tmp_path: Path) -> N
     config = open_config(path)
     config.doc.set(("session", "scope"), "galaxy")
     with pytest.raises(ConfigError, match=r"session.scope: expected one of: chat, user"):
-        save_config(config, env={})
+        save_config(config, env={}, channels=CHANNELS)
     assert path.read_text(encoding="utf-8") == EXAMPLE
     assert not (tmp_path / ("config.json5" + BACKUP_SUFFIX)).exists()
 
@@ -340,7 +341,7 @@ def test_save_refuses_when_the_file_changed_meanwhile(tmp_path: Path) -> None:
     config.doc.set(("logging",), {"level": "INFO"})
     path.write_text("{ session: { scope: 'user' } }", encoding="utf-8")
     with pytest.raises(ConfigError, match="changed while it was being edited"):
-        save_config(config, env={})
+        save_config(config, env={}, channels=CHANNELS)
     assert path.read_text(encoding="utf-8") == "{ session: { scope: 'user' } }"
 
 
@@ -352,7 +353,7 @@ def test_save_through_a_symlink_updates_the_target(tmp_path: Path) -> None:
     os.symlink(real, link)
     config = open_config(link)
     config.doc.set(("logging", "level"), "ERROR")
-    save_config(config, env={})
+    save_config(config, env={}, channels=CHANNELS)
     assert link.is_symlink()
     assert "level: 'ERROR'" in real.read_text(encoding="utf-8")
 
@@ -363,7 +364,7 @@ def test_a_byte_order_mark_survives(tmp_path: Path) -> None:
     path.write_text("\ufeff{ logging: { level: 'INFO' } }", encoding="utf-8")
     config = open_config(path)
     config.doc.set(("logging", "level"), "DEBUG")
-    save_config(config, env={})
+    save_config(config, env={}, channels=CHANNELS)
     assert path.read_text(encoding="utf-8") == "\ufeff{ logging: { level: 'DEBUG' } }"
 
 
@@ -375,6 +376,6 @@ def test_a_failed_write_is_a_config_error_and_leaves_the_file(tmp_path: Path) ->
     config = open_config(path)
     config.doc.set(("logging", "level"), "DEBUG")
     with pytest.raises(ConfigError, match="cannot write the file"):
-        save_config(config, env={})
+        save_config(config, env={}, channels=CHANNELS)
     assert path.read_text(encoding="utf-8") == "{ logging: { level: 'INFO' } }"
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from adapters.discord import DiscordAdapter
-from adapters.telegram import TelegramAdapter
+from adapters.discord.adapter import DiscordAdapter
+from adapters.telegram.adapter import TelegramAdapter
 from bot.app import App, build_app
 from bot.chat import UNDELIVERED
 from bot.metrics import Metrics

@@ -13,10 +13,11 @@ import pytest
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
-from adapters.base import ChannelAdapter
-from adapters.discord import DiscordAdapter, DiscordSetupError, Timings, build_adapter
+from adapters.discord.adapter import DiscordAdapter
+from adapters.discord.client import DiscordSetupError, Timings
+from adapters.discord.settings import DiscordChannel
 from bot.app import App, build_app
-from bot.config.schema import DiscordChannel
+from bot.channels import ChannelAdapter
 from bot.failover.reasons import Reason
 from bot.store.memory import InMemorySessionStore
 from tests import log_guard
@@ -292,7 +293,8 @@ async def test_modelbot_run_serves_discord_from_the_config_until_stopped(
     built: list[ChannelAdapter] = []
 
     def factory(app: App) -> ChannelAdapter:
-        built.append(build_adapter(app, timings=_timings()))
+        settings = app.loaded.config.channels.discord
+        built.append(DiscordAdapter(app.chat(), settings, timings=_timings()))
         return built[-1]
 
     stop = asyncio.Event()

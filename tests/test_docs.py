@@ -5,17 +5,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 SOURCES = sorted(
     path for package in ("bot", "adapters", "cli", "tests") for path in (ROOT / package).rglob("*.py")
 )
-
-# Cited before it is written: the lead adds docs/architecture.md (with its 'Import rules' section) before this
-# branch merges; then remove it from here so its citations are checked like every other page's.
-ALLOWED_MISSING = {"architecture.md"}
 
 # "docs/failover.md §6", "docs/failover.md §4, §6", "docs/failover.md §5–§8", "RFC 6749 §4.1.3": a page or an
 # RFC, then one or more section numbers. Every "§" in the sources must belong to one of these.
@@ -61,14 +55,8 @@ def test_every_section_sign_is_a_citation_of_a_page_or_an_rfc() -> None:
 def test_every_cited_page_exists() -> None:
     cited = {m["page"] for _, text in _texts() for m in _PAGE.finditer(text)}
     assert cited, "the sources cite no docs page at all: the pattern is wrong"
-    missing = {page for page in cited if not (DOCS / page).is_file()} - ALLOWED_MISSING
+    missing = {page for page in cited if not (DOCS / page).is_file()}
     assert missing == set()
-
-
-@pytest.mark.parametrize("page", sorted(ALLOWED_MISSING))
-def test_allowed_missing_pages_are_still_missing(page: str) -> None:
-    """Once written, a page leaves ALLOWED_MISSING so its citations are checked."""
-    assert not (DOCS / page).is_file(), f"docs/{page} exists now: remove it from ALLOWED_MISSING"
 
 
 def test_every_cited_section_exists() -> None:
@@ -76,7 +64,7 @@ def test_every_cited_section_exists() -> None:
     for name, text in _texts():
         for m in _NUMBERED.finditer(text):
             page = m["page"]
-            if page is None or page in ALLOWED_MISSING or not (DOCS / page).is_file():
+            if page is None or not (DOCS / page).is_file():
                 continue
             numbers, _ = _headings(page)
             bad += [
@@ -86,7 +74,7 @@ def test_every_cited_section_exists() -> None:
             ]
         for m in _NAMED.finditer(text):
             page = m["page"]
-            if page in ALLOWED_MISSING or not (DOCS / page).is_file():
+            if not (DOCS / page).is_file():
                 continue
             if m["heading"] not in _headings(page)[1]:
                 bad.append(f"{name}: docs/{page}, '{m['heading']}'")

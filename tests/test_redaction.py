@@ -19,6 +19,7 @@ from bot.failover.reasons import Reason
 from bot.models.refs import ModelRef
 from bot.providers.base import ChatMessage, ChatRequest, Endpoint, ResolvedAuth
 from bot.redaction import REDACTED, Redactor, process_secrets, redact_known
+from cli.channels import BUILTIN_CHANNELS as CHANNELS
 from cli.main import main
 from tests.app_helpers import running_app
 from tests.cli_helpers import write_config
@@ -72,7 +73,7 @@ def test_process_secrets_collects_every_credential(tmp_path: Path) -> None:
         ' models: {providers: {proxy: {baseUrl: "http://127.0.0.1:9/v1", api: "openai-completions",'
         ' apiKey: "${PROXY_KEY}", headers: {"x-gateway-key": "${HDR}", "x-plain": "visible"}}}}}',
     )
-    loaded = load_config(Path(path), env=env, must_exist=True)
+    loaded = load_config(Path(path), env=env, must_exist=True, channels=CHANNELS)
     store = AuthStore(tmp_path / "auth-profiles.json")
     store.upsert_profile("openai:a", Credential("api_key", "openai", "stored-1"))
     store.upsert_profile("x:o", Credential("oauth", "x", "access-1", refresh="refresh-1", expires=1))

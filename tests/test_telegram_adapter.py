@@ -16,16 +16,19 @@ from typing import Any
 import aiohttp
 import pytest
 
-from adapters.telegram import TelegramAdapter, TelegramSetupError, Timings, build_adapter
 from adapters.telegram.access import REFUSAL
+from adapters.telegram.adapter import TelegramAdapter
+from adapters.telegram.client import TelegramSetupError, Timings
+from adapters.telegram.plugin import PLUGIN
 from adapters.telegram.render import UNSUPPORTED
+from adapters.telegram.settings import TelegramChannel, TelegramWebhook
 from bot.app import App, build_app
 from bot.chat import Incoming
-from bot.config.schema import TelegramChannel, TelegramWebhook
 from bot.conversation.help import COMMAND_DESCRIPTIONS
 from bot.failover.reasons import Reason
 from bot.providers.base import ChatRequest, Endpoint, ResolvedAuth
 from bot.store.memory import InMemorySessionStore
+from cli.channels import BUILTIN_CHANNELS
 from cli.run_cmd import serve
 from tests import log_guard
 from tests.fakes.clock import FakeClock
@@ -76,6 +79,7 @@ def _make_app(state_dir: Path, config: str | None = None) -> App:
         env={"MODELBOT_STATE_DIR": str(state_dir), "TELEGRAM_BOT_TOKEN": TOKEN},
         clock=FakeClock(),
         store=InMemorySessionStore(),
+        channels=BUILTIN_CHANNELS,
     )
 
 
@@ -214,13 +218,15 @@ async def test_modelbot_run_serves_telegram_until_stopped(state_dir: Path, tg: F
         assert await asyncio.wait_for(running, 20) == 0
 
 
-def test_build_adapter_reads_channels_telegram(state_dir: Path) -> None:
-    """build_adapter(app) is what `modelbot run` imports: it takes the pipeline and the channel settings."""
+def test_the_plugin_builds_the_adapter_from_channels_telegram(state_dir: Path) -> None:
+    """The plug-in's builder is what `modelbot run` calls: it takes the pipeline and the channel settings."""
     app = _make_app(
         state_dir,
         "{channels: {telegram: {enabled: true, botToken: '${TELEGRAM_BOT_TOKEN}', requireMention: false}}}",
     )
-    adapter = build_adapter(app)
+    settings = app.loaded.config.channels.telegram
+    assert isinstance(settings, TelegramChannel) and settings.require_mention is False
+    adapter = PLUGIN.adapter(settings, app.chat())
     assert isinstance(adapter, TelegramAdapter) and adapter.name == "telegram" and not adapter.running
 
 

@@ -18,7 +18,7 @@ def _config(scope: str = "chat", **raw: Any) -> Config:
 
 def _msg(platform: str = "telegram", **kw: Any) -> Incoming:
     fields: dict[str, Any] = {"chat_id": "c1", "user_id": "u1", "text": "hi", **kw}
-    return Incoming(platform=platform, **fields)  # type: ignore[arg-type]
+    return Incoming(platform=platform, **fields)
 
 
 @dataclass(frozen=True)

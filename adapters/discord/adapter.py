@@ -15,8 +15,8 @@ from adapters.discord import commands, incoming
 from adapters.discord.access import REFUSAL, AccessPolicy
 from adapters.discord.client import DiscordSetupError, DiscordUrls, Timings, make_client, setup_error
 from adapters.discord.render import chunks, parse_custom_id, picker_view, reply_text
+from adapters.discord.settings import DiscordChannel
 from adapters.discord.stream import InteractionReplies, channel_stream, reply_to
-from bot.config.schema import DiscordChannel
 from bot.conversation.commands import Stop, parse_command
 from bot.conversation.pipeline import ChatPipeline
 from bot.errors import CommandError

@@ -11,7 +11,7 @@ from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
 from adapters.common.jobs import STOP_GRACE_S
-from bot.config.schema import DiscordChannel
+from adapters.discord.settings import DiscordChannel
 from bot.errors import ModelbotError
 
 PORTAL = "https://discord.com/developers/applications"

@@ -22,9 +22,9 @@ from adapters.telegram.client import (
 )
 from adapters.telegram.render import BAD_IMAGE, FAILED, UNSUPPORTED, plain_pieces
 from adapters.telegram.sender import ChatUnavailable, Sender, Target
+from adapters.telegram.settings import TelegramChannel
 from adapters.telegram.stream import reply_stream, send_pieces
 from bot.chat import ImagePart, Incoming
-from bot.config.schema import TelegramChannel
 from bot.conversation.help import COMMAND_DESCRIPTIONS
 from bot.conversation.pipeline import ChatPipeline
 

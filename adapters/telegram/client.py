@@ -10,7 +10,7 @@ from telegram.error import InvalidToken, NetworkError, TelegramError
 from telegram.ext import Application
 
 from adapters.common.jobs import STOP_GRACE_S
-from bot.config.schema import TelegramChannel
+from adapters.telegram.settings import TelegramChannel
 from bot.errors import ModelbotError
 
 PTBApplication = Application[Any, Any, Any, Any, Any, Any]

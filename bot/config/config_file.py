@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bot.channels import NO_CHANNELS, ChannelRegistry
 from bot.config import json5_cst as cst
 from bot.config.edit import Json5Document
 from bot.config.loader import LoadedConfig, parse_config_text
@@ -57,16 +58,26 @@ def env_names(value: Any) -> set[str]:
     return set(_ENV_REF_RE.findall(value)) if isinstance(value, str) else set()
 
 
-def check_text(text: str, *, file: str, path: Path | None, env: Mapping[str, str]) -> LoadedConfig:
+def check_text(
+    text: str,
+    *,
+    file: str,
+    path: Path | None,
+    env: Mapping[str, str],
+    channels: ChannelRegistry = NO_CHANNELS,
+) -> LoadedConfig:
     """Validate as the bot loads it; ``${VAR}``s missing here get a placeholder (``config validate`` checks them)."""
     missing = env_names(cst.loads(text, file)) - set(env)
-    return parse_config_text(text, file=file, path=path, env={**env, **dict.fromkeys(missing, _PLACEHOLDER)})
+    placeheld = {**env, **dict.fromkeys(missing, _PLACEHOLDER)}
+    return parse_config_text(text, file=file, path=path, env=placeheld, channels=channels)
 
 
-def save_config(config: ConfigFile, env: Mapping[str, str]) -> tuple[LoadedConfig, Path | None]:
+def save_config(
+    config: ConfigFile, env: Mapping[str, str], channels: ChannelRegistry = NO_CHANNELS
+) -> tuple[LoadedConfig, Path | None]:
     """Validate, back the old file up to ``<name>.bak``, write atomically; returns the result and the backup."""
     path = config.path
-    loaded = check_text(config.doc.text, file=str(path), path=path, env=env)
+    loaded = check_text(config.doc.text, file=str(path), path=path, env=env, channels=channels)
     target = path.resolve()  # a symlinked config is updated where it lives, and stays a symlink
     try:
         current: str | None = target.read_text(encoding="utf-8")

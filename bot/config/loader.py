@@ -14,9 +14,10 @@ import json5
 from pydantic import ValidationError
 
 from bot.auth.oauth_presets import oauth_config_problem
+from bot.channels import CONSOLE, NO_CHANNELS, ChannelRegistry
 from bot.config.defaults import builtin_default, with_default_model
 from bot.config.pydantic_errors import describe
-from bot.config.schema import Config, ModelChain
+from bot.config.schema import Config, ModelChain, config_model
 from bot.errors import ConfigError, InvalidRef
 from bot.models.refs import ModelRef, parse_model_ref
 
@@ -42,6 +43,7 @@ class LoadedConfig:
     warnings: tuple[str, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict)  # the file after env substitution and legacy mapping
     env_refs: Mapping[KeyPath, str] = field(default_factory=dict)  # key path in `raw` ⇒ the text as written
+    secret_paths: tuple[KeyPath, ...] = ()  # the channels' secret keys, where `raw` holds their values
 
 
 def format_key_path(path: KeyPath) -> str:
@@ -58,12 +60,19 @@ def format_key_path(path: KeyPath) -> str:
 
 
 def load_config(
-    path: Path | None, *, env: Mapping[str, str] | None = None, must_exist: bool = False
+    path: Path | None,
+    *,
+    env: Mapping[str, str] | None = None,
+    must_exist: bool = False,
+    channels: ChannelRegistry = NO_CHANNELS,
 ) -> LoadedConfig:
-    """Load ``path``; with no path, or a missing file when ``must_exist`` is False, the built-in default."""
+    """Load ``path``; with no path, or a missing file when ``must_exist`` is False, the built-in default.
+
+    ``channels`` are the channel plug-ins whose ``channels.<name>`` sections the file may hold.
+    """
     env = os.environ if env is None else env
     if path is None or (not path.exists() and not must_exist):
-        return _build(builtin_default(env), {}, env, file=BUILTIN_NAME, path=None)
+        return _build(builtin_default(env), {}, env, file=BUILTIN_NAME, path=None, channels=channels)
     file = str(path)
     try:
         text = path.read_text(encoding="utf-8-sig")  # -sig: tolerate the BOM some editors add
@@ -73,16 +82,21 @@ def load_config(
         raise ConfigError(file, "", "expected UTF-8 text") from None
     except OSError as exc:
         raise ConfigError(file, "", f"cannot read the file ({exc.strerror or exc})") from None
-    return parse_config_text(text, file=file, path=path, env=env)
+    return parse_config_text(text, file=file, path=path, env=env, channels=channels)
 
 
 def parse_config_text(
-    text: str, *, file: str = "<config>", path: Path | None = None, env: Mapping[str, str] | None = None
+    text: str,
+    *,
+    file: str = "<config>",
+    path: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    channels: ChannelRegistry = NO_CHANNELS,
 ) -> LoadedConfig:
     """The whole pipeline on a file's text: parse, reject secrets, substitute env refs, migrate, validate."""
     env = os.environ if env is None else env
     data = _parse_json5(text, file)
-    _reject_literal_secrets(data, file)
+    _reject_literal_secrets(data, file, channels)
     env_refs: dict[KeyPath, str] = {}
     # A channel that is not enabled needs none of its values: an unset ${VAR} there (its token, typically)
     # reads as empty instead of stopping `modelbot chat` on a machine that does not hold the bot's secrets.
@@ -99,7 +113,7 @@ def parse_config_text(
         env_refs,
         optional=lambda p: len(p) > 1 and p[0] == "channels" and p[1] in disabled,
     )
-    return _build(substituted, env_refs, env, file=file, path=path)
+    return _build(substituted, env_refs, env, file=file, path=path, channels=channels)
 
 
 def migrate_legacy(raw: dict[str, Any], *, file: str = "<config>") -> tuple[dict[str, Any], list[str]]:
@@ -128,17 +142,20 @@ def _build(
     *,
     file: str,
     path: Path | None,
+    channels: ChannelRegistry,
 ) -> LoadedConfig:
     legacy = "agent" in data
     migrated, warnings = migrate_legacy(data, file=file)
     if legacy:
         env_refs = {_to_new_form(key): text for key, text in env_refs.items()}
+    model = config_model(channels.sections, (CONSOLE,))
     try:
-        config = Config.model_validate(with_default_model(migrated, env))
+        config = model.model_validate(with_default_model(migrated, env))
     except ValidationError as exc:
-        raise _translate(exc, file, legacy) from None
+        raise _translate(exc, file, legacy, model, channels) from None
     warnings += _semantic_checks(config, migrated, file, legacy)
-    return LoadedConfig(config, path, tuple(warnings), migrated, env_refs)
+    secret_paths = tuple(path for path, _ in channels.secret_fields())
+    return LoadedConfig(config, path, tuple(warnings), migrated, env_refs, secret_paths)
 
 
 def _parse_json5(text: str, file: str) -> dict[str, Any]:
@@ -199,15 +216,10 @@ def _substitute(
     return _ENV_RE.sub(replace, value)
 
 
-def _reject_literal_secrets(data: dict[str, Any], file: str) -> None:
+def _reject_literal_secrets(data: dict[str, Any], file: str, channels: ChannelRegistry) -> None:
     """Secrets may only come from the environment, so a config file can be shared and committed."""
-    channels = _dict(data.get("channels"))
-    telegram, discord = _dict(channels.get("telegram")), _dict(channels.get("discord"))
-    _env_only(file, ("channels", "telegram", "botToken"), telegram.get("botToken"), "TELEGRAM_BOT_TOKEN")
-    webhook = _dict(telegram.get("webhook"))
-    secret_path = ("channels", "telegram", "webhook", "secretToken")
-    _env_only(file, secret_path, webhook.get("secretToken"), "TELEGRAM_WEBHOOK_SECRET")
-    _env_only(file, ("channels", "discord", "token"), discord.get("token"), "DISCORD_BOT_TOKEN")
+    for secret_path, variable in channels.secret_fields():
+        _env_only(file, secret_path, value_at(data, secret_path), variable)
     for provider, provider_entry in _dict(_dict(data.get("models")).get("providers")).items():
         entry = _dict(provider_entry)
         variable = re.sub(r"[^A-Z0-9]+", "_", provider.upper()).strip("_") + "_API_KEY"
@@ -246,6 +258,18 @@ def _secret_advice(example: str, what: str = "a secret") -> str:
 
 def _dict(value: object) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
+
+
+def value_at(data: object, path: KeyPath) -> object:
+    """The value at ``path`` in parsed config data, or None where the path does not lead."""
+    for key in path:
+        if isinstance(key, str) and isinstance(data, dict):
+            data = data.get(key)
+        elif isinstance(key, int) and isinstance(data, list) and -len(data) <= key < len(data):
+            data = data[key]
+        else:
+            return None
+    return data
 
 
 def _to_new_form(path: KeyPath) -> KeyPath:
@@ -352,11 +376,17 @@ def _parse_ref(text: str, path: KeyPath, file: str, legacy: bool) -> ModelRef:
         ) from None
 
 
-def _translate(exc: ValidationError, file: str, legacy: bool) -> ConfigError:
+def _translate(
+    exc: ValidationError, file: str, legacy: bool, model: type[Config], channels: ChannelRegistry
+) -> ConfigError:
     """The first pydantic error in plain words, with the file's key path and a count of the rest."""
     errors = exc.errors(include_url=False)
     first = errors[0]
-    expected = describe(first)
+    if first["type"] == "extra_forbidden" and len(first["loc"]) == 2 and first["loc"][0] == "channels":
+        known = ", ".join(channels.names) or "none"
+        expected = f"unknown channel `{first['loc'][1]}` (channels of this modelbot: {known})"
+    else:
+        expected = describe(first, model)
     if len(errors) > 1:
         more = len(errors) - 1
         expected += f" (and {more} more problem{'s' if more > 1 else ''})"

@@ -34,8 +34,9 @@ _PATTERNS: dict[str, str] = {
 }
 
 
-def describe(error: ErrorDetails) -> str:
-    """One pydantic error in plain words: what the config should have held at that key."""
+def describe(error: ErrorDetails, root: type[BaseModel] = Config) -> str:
+    """One pydantic error in plain words: what the config should have held at that key (``root``: the schema
+    that was validated, whose keys the hint for an unknown key suggests)."""
     kind, ctx, loc = error["type"], error.get("ctx", {}), tuple(error["loc"])
     bounds = {
         "greater_than": "greater than {gt}",
@@ -50,7 +51,7 @@ def describe(error: ErrorDetails) -> str:
     if kind == "literal_error":
         return "expected one of: " + ", ".join(re.findall(r"'([^']*)'", str(ctx.get("expected", ""))))
     if kind == "extra_forbidden":
-        return _unknown_key(loc)
+        return _unknown_key(loc, root)
     if kind == "missing":
         return f"missing required key `{loc[-1]}`"
     if kind == "model_type":
@@ -72,9 +73,9 @@ def describe(error: ErrorDetails) -> str:
     return str(error["msg"])
 
 
-def _unknown_key(loc: KeyPath) -> str:
+def _unknown_key(loc: KeyPath, root: type[BaseModel]) -> str:
     key = str(loc[-1])
-    model = _model_at(loc[:-1])
+    model = _model_at(loc[:-1], root)
     if model is None:
         return f"unknown key `{key}`"
     names = [info.alias or name for name, info in model.model_fields.items()]
@@ -83,9 +84,9 @@ def _unknown_key(loc: KeyPath) -> str:
     return f"unknown key `{key}` ({hint})"
 
 
-def _model_at(loc: KeyPath) -> type[BaseModel] | None:
+def _model_at(loc: KeyPath, root: type[BaseModel]) -> type[BaseModel] | None:
     """The schema class that validates the object at ``loc`` (used to suggest the key that was meant)."""
-    current: Any = Config
+    current: Any = root
     for part in loc:
         current = _unwrap(current)
         if isinstance(current, type) and issubclass(current, BaseModel):

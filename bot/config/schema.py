@@ -3,23 +3,24 @@
 from __future__ import annotations
 
 import itertools
-from typing import Annotated, Literal
+from functools import lru_cache
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 ApiMode = Literal["openai-completions", "anthropic-messages", "demo"]
 InputKind = Literal["text", "image"]
 
 
-class _Model(BaseModel):
+class ConfigSection(BaseModel):
     """Base for every config section: camelCase aliases, unknown keys rejected, immutable."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
 
 
-class ModelChain(_Model):
+class ModelChain(ConfigSection):
     """A primary model and its fallbacks, as ``provider/model`` strings."""
 
     primary: str | None = None
@@ -30,13 +31,13 @@ def _chain_from_string(value: object) -> object:
     return {"primary": value} if isinstance(value, str) else value
 
 
-class ModelEntry(_Model):
+class ModelEntry(ConfigSection):
     """An entry of ``agents.defaults.models``: the catalog/allowlist, with an optional alias."""
 
     alias: str | None = None
 
 
-class AgentDefaults(_Model):
+class AgentDefaults(ConfigSection):
     model: ModelChain = ModelChain()
     models: dict[str, ModelEntry] | None = None  # None: no allowlist; {} would allow nothing
     image_model: ModelChain = ModelChain()
@@ -62,7 +63,7 @@ class AgentDefaults(_Model):
         return self
 
 
-class AgentEntry(_Model):
+class AgentEntry(ConfigSection):
     id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")]
     default: bool = False
     name: str | None = None
@@ -75,7 +76,7 @@ class AgentEntry(_Model):
         return _chain_from_string(value)
 
 
-class Agents(_Model):
+class Agents(ConfigSection):
     defaults: AgentDefaults = AgentDefaults()
     list: tuple[AgentEntry, ...] = ()
 
@@ -90,8 +91,8 @@ class Agents(_Model):
         return self
 
 
-class BindingMatch(_Model):
-    channel: Literal["telegram", "discord", "console"] | None = None
+class BindingMatch(ConfigSection):
+    channel: str | None = None  # a registered channel's name, or "console" (config_model checks it)
     chat_id: str | None = None
     guild_id: str | None = None
 
@@ -101,12 +102,12 @@ class BindingMatch(_Model):
         return str(value) if isinstance(value, int) else value
 
 
-class Binding(_Model):
+class Binding(ConfigSection):
     agent_id: str
     match: BindingMatch = BindingMatch()
 
 
-class AuthProfileMeta(_Model):
+class AuthProfileMeta(ConfigSection):
     """Routing metadata for a profile; the secret itself lives in auth-profiles.json."""
 
     provider: str
@@ -118,7 +119,7 @@ MAX_BACKOFF_MINUTES = 24 * 60
 StrictMinutes = Annotated[float, Field(strict=True)]  # true or "5" is a mistake, not a number
 
 
-class Cooldowns(_Model):
+class Cooldowns(ConfigSection):
     billing_backoff_hours: Annotated[float, Field(gt=0)] = 5.0
     billing_backoff_hours_by_provider: dict[str, Annotated[float, Field(gt=0)]] = {}
     billing_max_hours: Annotated[float, Field(gt=0)] = 24.0
@@ -144,7 +145,7 @@ class Cooldowns(_Model):
         return steps
 
 
-class Auth(_Model):
+class Auth(ConfigSection):
     # database: shared by every host on storage.url (docs/failover.md §10)
     store: Literal["file", "database"] = "file"
     profiles: dict[str, AuthProfileMeta] = {}
@@ -165,7 +166,7 @@ class Auth(_Model):
         return [pid for pid, meta in self.profiles.items() if meta.provider.strip().lower() == provider]
 
 
-class ProviderModel(_Model):
+class ProviderModel(ConfigSection):
     id: Annotated[str, Field(min_length=1)]
     name: str | None = None
     input: tuple[InputKind, ...] = ("text",)
@@ -194,7 +195,7 @@ def _endpoint_url(value: str | None, *, allow_custom_scheme: bool = False) -> st
     raise ValueError("expected an https:// URL (plain http only to 127.0.0.1 or localhost)")
 
 
-class ProviderOAuth(_Model):
+class ProviderOAuth(ConfigSection):
     """Where a provider's OAuth login lives; every key may override the built-in preset of the provider."""
 
     token_url: str | None = None  # required unless the provider has a built-in preset
@@ -231,7 +232,7 @@ class ProviderOAuth(_Model):
         return value
 
 
-class ProviderConfig(_Model):
+class ProviderConfig(ConfigSection):
     base_url: str | None = None  # None: the built-in provider's default
     api: ApiMode | None = None  # None: the built-in provider's default
     api_key: str | None = None  # only as ${ENV}; literal secrets are rejected by the loader
@@ -240,90 +241,36 @@ class ProviderConfig(_Model):
     oauth: ProviderOAuth | None = None  # OAuth login and refresh endpoints (docs/failover.md §9)
 
 
-class ModelsSection(_Model):
+class ModelsSection(ConfigSection):
     providers: dict[str, ProviderConfig] = {}
 
 
-class TelegramWebhook(_Model):
-    url: str
-    listen: str = "127.0.0.1"
-    port: Annotated[int, Field(gt=0, lt=65536)] = 8443
-    secret_token: str | None = None
+class ChannelSettings(ConfigSection):
+    """The base of a channel's ``channels.<name>`` section; each channel plug-in extends it with its own keys."""
 
-
-class TelegramChannel(_Model):
     enabled: bool = False
-    bot_token: str | None = None
-    api_base_url: str = "https://api.telegram.org"
-    allow_from: tuple[str, ...] | None = None  # None: everyone; ids or @usernames
-    admins: tuple[str, ...] = ()
-    require_mention: bool = True
-    silent_refusal_in_groups: bool = False
-    webhook: TelegramWebhook | None = None
 
-    @field_validator("allow_from", "admins", mode="before")
-    @classmethod
-    def _ids_as_strings(cls, value: object) -> object:
-        if isinstance(value, list | tuple):
-            return [str(item) for item in value]
+
+class Channels(ConfigSection):
+    """``channels``: one section per registered channel plug-in (``config_model`` adds them); none of its own."""
+
+    def section(self, name: str) -> ChannelSettings:
+        """The settings of channel ``name`` (a registered plug-in's section)."""
+        value = getattr(self, name, None)
+        if not isinstance(value, ChannelSettings):
+            raise KeyError(name)
         return value
 
-    @model_validator(mode="after")
-    def _token_when_enabled(self) -> TelegramChannel:
-        if self.enabled and not self.bot_token:
-            raise ValueError("botToken is required when the Telegram channel is enabled")
-        return self
+    if TYPE_CHECKING:  # the sections are fields made at run time from the plug-ins: `config.channels.<name>`
+
+        def __getattr__(self, name: str) -> Any: ...
 
 
-class DiscordChannel(_Model):
-    enabled: bool = False
-    token: str | None = None
-    api_base_url: str = "https://discord.com/api/v10"
-    gateway_url: str = "wss://gateway.discord.gg"
-    allow_from: tuple[str, ...] | None = None  # None: everyone; user ids, role:<id>, channel:<id>
-    admins: tuple[str, ...] = ()
-    guild_ids: tuple[str, ...] = ()  # sync slash commands per guild so they appear at once
-    require_mention: bool = True
-    shard_count: Annotated[int, Field(gt=0)] | None = None
-    # The shards this process runs, when the shardCount shards are split over processes (or hosts).
-    shard_ids: tuple[Annotated[int, Field(ge=0)], ...] | None = None
-
-    @field_validator("allow_from", "admins", "guild_ids", mode="before")
-    @classmethod
-    def _ids_as_strings(cls, value: object) -> object:
-        if isinstance(value, list | tuple):
-            return [str(item) for item in value]
-        return value
-
-    @model_validator(mode="after")
-    def _token_when_enabled(self) -> DiscordChannel:
-        if self.enabled and not self.token:
-            raise ValueError("token is required when the Discord channel is enabled")
-        return self
-
-    @model_validator(mode="after")
-    def _shards_of_the_count(self) -> DiscordChannel:
-        if self.shard_ids is None:
-            return self
-        if self.shard_count is None:
-            raise ValueError("shardIds needs shardCount (the number of shards of the whole bot)")
-        if not self.shard_ids or len(set(self.shard_ids)) != len(self.shard_ids):
-            raise ValueError("expected shardIds as a non-empty list of distinct shard numbers")
-        if max(self.shard_ids) >= self.shard_count:
-            raise ValueError(f"expected shardIds between 0 and {self.shard_count - 1} (shardCount - 1)")
-        return self
-
-
-class Channels(_Model):
-    telegram: TelegramChannel = TelegramChannel()
-    discord: DiscordChannel = DiscordChannel()
-
-
-class Storage(_Model):
+class Storage(ConfigSection):
     url: str | None = None  # None: sqlite+aiosqlite in the state dir
 
 
-class SessionSettings(_Model):
+class SessionSettings(ConfigSection):
     scope: Literal["chat", "user"] = "chat"  # groups: one shared session per chat, or one per member
     max_message_chars: Annotated[int, Field(gt=0, le=100_000)] = 16_000
     history_limit: Annotated[int, Field(gt=0, le=10_000)] = 200
@@ -332,17 +279,17 @@ class SessionSettings(_Model):
     lease_seconds: Annotated[float, Field(ge=3, le=3_600)] = 30.0
 
 
-class Logging(_Model):
+class Logging(ConfigSection):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
-class Metrics(_Model):
+class Metrics(ConfigSection):
     enabled: bool = False
     host: str = "127.0.0.1"
     port: Annotated[int, Field(gt=0, lt=65536)] = 9464
 
 
-class Config(_Model):
+class Config(ConfigSection):
     """The whole config file."""
 
     agents: Agents = Agents()
@@ -354,3 +301,28 @@ class Config(_Model):
     session: SessionSettings = SessionSettings()
     logging: Logging = Logging()
     metrics: Metrics = Metrics()
+
+
+ChannelSections = tuple[tuple[str, type[ChannelSettings]], ...]
+
+
+@lru_cache(maxsize=8)
+def config_model(sections: ChannelSections, also_bindable: tuple[str, ...] = ()) -> type[Config]:
+    """``Config`` with a ``channels.<name>`` section per registered channel, and bindings naming only those.
+
+    The sections are fields like any other, so their errors read and count exactly as the rest of the file's;
+    ``also_bindable`` are channels without a section that a binding may name (the terminal's "console").
+    """
+    fields: dict[str, Any] = {name: (model, Field(default_factory=model)) for name, model in sections}
+    channels: Any = create_model("Channels", __base__=Channels, **fields)
+    names = (*(name for name, _ in sections), *also_bindable)
+    channel: Any = Literal[names] | None if names else None
+    match: Any = create_model("BindingMatch", __base__=BindingMatch, channel=(channel, None))
+    binding: Any = create_model("Binding", __base__=Binding, match=(match, Field(default_factory=match)))
+    model: type[Config] = create_model(
+        "Config",
+        __base__=Config,
+        channels=(channels, Field(default_factory=channels)),
+        bindings=(tuple[binding, ...], ()),
+    )
+    return model
