@@ -10,12 +10,10 @@ from typing import TYPE_CHECKING
 
 from bot.auth.backend import StoreAuthBackend
 from bot.auth.cooldowns import CooldownPolicy
-from bot.auth.db_store import DbAuthStore
 from bot.auth.oauth_client import TokenRefresher
 from bot.auth.oauth_presets import oauth_settings
 from bot.auth.port import AuthStateStore
 from bot.auth.resolver import CredentialResolver
-from bot.auth.secret_box import SecretBox
 from bot.auth.store import AuthStore
 from bot.channels import NO_CHANNELS, ChannelRegistry
 from bot.clock import Clock, SystemClock
@@ -32,6 +30,7 @@ from bot.providers.registry import BUILTIN_PROVIDERS, endpoint_for, known_provid
 from bot.redaction import Redactor, process_secrets
 
 if TYPE_CHECKING:  # imported by build_app: the CLI's management commands use this module without them
+    from bot.auth.db_store import DbAuthStore
     from bot.conversation.pipeline import ChatPipeline
     from bot.conversation.turn_log import TurnObserver
     from bot.failover.engine import Engine
@@ -169,7 +168,10 @@ def database_auth_stores(
 ) -> tuple[dict[str, DbAuthStore], SqlSessionStore | None]:
     """auth.store "database": each agent's store on the session store's database (one engine per process),
     or on a database of their own at ``url`` when the session store is not SQL. Refuses without the key."""
-    from bot.store.auth_state import SqlAuthState  # noqa: PLC0415 - SQLAlchemy only when it is used
+    # Only when it is used: SQLAlchemy, and the sealing of secrets (cryptography).
+    from bot.auth.db_store import DbAuthStore  # noqa: PLC0415
+    from bot.auth.secret_box import SecretBox  # noqa: PLC0415
+    from bot.store.auth_state import SqlAuthState  # noqa: PLC0415
     from bot.store.engine import parse_url  # noqa: PLC0415
     from bot.store.sql import SqlSessionStore  # noqa: PLC0415
 

@@ -13,10 +13,8 @@ from typing import TYPE_CHECKING, TypeVar
 from bot.app import Paths, auth_store_for, build_resolver, resolve_paths
 from bot.auth.backend import StoreAuthBackend
 from bot.auth.cooldowns import CooldownPolicy
-from bot.auth.db_store import DbAuthStore
 from bot.auth.port import AuthStateStore
 from bot.auth.resolver import CredentialResolver
-from bot.auth.secret_box import SecretBox
 from bot.config.config_file import env_names, open_config, save_config
 from bot.config.edit import Change, Json5Document
 from bot.config.json5_cst import loads
@@ -119,7 +117,10 @@ async def opened_auth(ctx: Context, agent: str) -> AsyncIterator[AuthStateStore]
     if ctx.config.auth.store == "file":
         yield auth_store_for(ctx.paths, agent)
         return
-    from bot.store.auth_state import SqlAuthState  # noqa: PLC0415 - SQLAlchemy only for the database store
+    # Only for the database store: SQLAlchemy, and the sealing of secrets (cryptography, ~10 ms of start-up).
+    from bot.auth.db_store import DbAuthStore  # noqa: PLC0415
+    from bot.auth.secret_box import SecretBox  # noqa: PLC0415
+    from bot.store.auth_state import SqlAuthState  # noqa: PLC0415
     from bot.store.engine import parse_url  # noqa: PLC0415
 
     box = SecretBox.from_env(ctx.env)

@@ -72,12 +72,15 @@ def test_the_top_level_imports_nothing_heavy(argv: list[str]) -> None:
 
 def test_models_list_needs_no_database_http_or_platform(state_dir: Path) -> None:
     """``models list`` reads the config and the auth profiles: no SQLAlchemy, no HTTP stack, no platform, and
-    into a pipe its table needs no rich."""
+    into a pipe its table needs no rich; with auth-profiles.json, no database auth store and no cryptography
+    (which seals that store's secrets)."""
     modules = imported("models", "list")  # its table, into a pipe
     assert (
-        packages(modules) & {"sqlalchemy", "alembic", "aiohttp", "httpx2", "telegram", "discord", "rich"}
+        packages(modules)
+        & {"sqlalchemy", "alembic", "aiohttp", "httpx2", "telegram", "discord", "rich", "cryptography"}
         == set()
     )
+    assert {"bot.auth.db_store", "bot.auth.secret_box"} & modules == set()
     # Nor anything of a turn: the failover engine, the pipeline, the provider clients.
     assert {
         "bot.failover.engine",
@@ -96,7 +99,18 @@ def test_chat_imports_what_its_first_answer_needs(state_dir: Path) -> None:
     assert "sqlalchemy" in modules
     assert (
         packages(modules)
-        & {"alembic", "mako", "openai", "anthropic", "aiohttp", "httpx2", "telegram", "discord", "rich"}
+        & {
+            "alembic",
+            "mako",
+            "openai",
+            "anthropic",
+            "aiohttp",
+            "httpx2",
+            "telegram",
+            "discord",
+            "rich",
+            "cryptography",
+        }
         == set()
     )
     assert {"sqlalchemy.orm", "sqlalchemy.ext.asyncio", "sqlalchemy.dialects.postgresql"} & modules == set()
@@ -105,3 +119,32 @@ def test_chat_imports_what_its_first_answer_needs(state_dir: Path) -> None:
 def test_the_head_revision_constant_is_alembics_head() -> None:
     """The quick start-up check compares with ``HEAD_REVISION``: a new migration must move it."""
     assert head_revision() == HEAD_REVISION
+
+
+_PLUGINS_SCRIPT = """
+import contextlib, io, os, sys
+from cli.main import main
+with contextlib.redirect_stdout(io.StringIO()):
+    main(["models", "list"])
+print(os.environ.get("PYDANTIC_DISABLE_PLUGINS"))
+"""
+
+
+@pytest.mark.parametrize(("given", "seen"), [(None, "__all__"), ("some_plugin", "some_plugin")])
+def test_pydantic_plugins_are_not_looked_for_unless_asked(
+    state_dir: Path, given: str | None, seen: str
+) -> None:
+    """The command line spares pydantic's scan of every installed package for plugins; a setting given wins."""
+    env = {k: v for k, v in os.environ.items() if k != "PYDANTIC_DISABLE_PLUGINS"}
+    if given is not None:
+        env["PYDANTIC_DISABLE_PLUGINS"] = given
+    done = subprocess.run(
+        [sys.executable, "-c", _PLUGINS_SCRIPT],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=120,
+        check=True,
+    )
+    assert done.stdout.strip().splitlines()[-1] == seen

@@ -8,13 +8,14 @@ import contextlib
 import sqlite3
 import threading
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from bot.store import NewMessage
+from bot.store import NewMessage, rows, sqlite_turn
 from bot.store import sqlite_database as sqlite_db
 from bot.store.database import open_database
 from bot.store.sql import SqlSessionStore, sqlite_url
@@ -46,6 +47,11 @@ def _thread_of(conn: Connection) -> int:
     return threading.get_ident()
 
 
+def _thread_of_sql(conn: sqlite3.Connection) -> int:
+    conn.execute("SELECT 1")
+    return threading.get_ident()
+
+
 async def test_quick_transactions_run_on_the_loop_and_bulk_ones_in_a_thread(store: SqlSessionStore) -> None:
     """A turn's few-row reads and writes cost no thread hand-off; listing many rows never blocks the loop."""
     database = _database(store)
@@ -54,6 +60,8 @@ async def test_quick_transactions_run_on_the_loop_and_bulk_ones_in_a_thread(stor
     assert await database.run(_thread_of, write=True, quick=True) == loop_thread
     assert await database.run(_thread_of) != loop_thread
     assert await database.run(_thread_of, write=True) != loop_thread
+    assert await database.run_sql(_thread_of_sql) == loop_thread
+    assert await database.run_sql(_thread_of_sql, write=True) == loop_thread
 
 
 async def test_in_memory_database_never_runs_on_the_loop() -> None:
@@ -61,6 +69,8 @@ async def test_in_memory_database_never_runs_on_the_loop() -> None:
     database = open_database("sqlite+aiosqlite://")
     try:
         assert await database.run(_thread_of, quick=True) != threading.get_ident()
+        assert isinstance(database, SqliteDatabase)
+        assert await database.run_sql(_thread_of_sql, write=True) != threading.get_ident()
     finally:
         await database.dispose()
 
@@ -102,6 +112,66 @@ async def test_a_failed_quick_write_leaves_nothing_and_the_connection_usable(sto
     assert record is not None and record.last_model is None
     await store.append_messages(KEY, [NewMessage("user", "after")], now_ms=T0)
     assert [m.content for m in await store.history(KEY, limit=10)] == ["after"]
+
+
+async def test_a_failed_sql_text_write_leaves_nothing_and_the_connection_usable(
+    store: SqlSessionStore,
+) -> None:
+    """The same on the sqlite3 connection itself: rolled back, and the connection out of its transaction."""
+    database = _database(store)
+
+    def half_then_fail(conn: sqlite3.Connection) -> None:
+        conn.execute("UPDATE sessions SET last_model = 'x/y' WHERE key = ?", (KEY,))
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        await database.run_sql(half_then_fail, write=True)
+    assert await database.run_sql(lambda conn: conn.in_transaction) is True
+    record = await store.get(KEY)
+    assert record is not None and record.last_model is None
+    await store.append_messages(KEY, [NewMessage("user", "after")], now_ms=T0)
+    assert [m.content for m in await store.history(KEY, limit=10)] == ["after"]
+
+
+async def test_a_busy_sql_text_read_runs_again_in_a_thread(store: SqlSessionStore) -> None:
+    """SQLite refusing to wait on the loop's connection (WAL recovery, say) sends the read to a thread."""
+    database = _database(store)
+    threads: list[int] = []
+
+    def busy_on_the_loop(conn: sqlite3.Connection) -> int:
+        threads.append(threading.get_ident())
+        if len(threads) == 1:
+            busy = sqlite3.OperationalError("database is locked")
+            busy.sqlite_errorcode = sqlite3.SQLITE_BUSY
+            raise busy
+        return conn.execute("SELECT count(*) FROM sessions").fetchone()[0]  # type: ignore[no-any-return]
+
+    assert await database.run_sql(busy_on_the_loop) == 1
+    assert threads[0] == threading.get_ident() != threads[1]
+    assert await database.run_sql(_thread_of_sql) == threading.get_ident()
+
+
+async def test_the_sql_text_reads_columns_in_the_order_rows_unpacks_them(store: SqlSessionStore) -> None:
+    """``sqlite_turn``'s statements and ``rows``' converters agree on every column's place."""
+    await store.append_messages(KEY, [NewMessage("user", "hello")], now_ms=T0)
+
+    def names(conn: sqlite3.Connection, statement: str, params: tuple[object, ...]) -> list[str]:
+        return [column[0] for column in conn.execute(statement, params).description]
+
+    database = _database(store)
+    session_columns = [c.name for c in rows.SESSION_COLUMNS]
+    message_columns = [c.name for c in rows.MESSAGE_COLUMNS]
+    assert (
+        await database.run_sql(partial(names, statement=sqlite_turn._GET, params=(KEY,))) == session_columns
+    )
+    for statement, params in ((sqlite_turn._LAST_N, (KEY, 1)), (sqlite_turn._NEWEST_FIRST, (KEY,))):
+        assert await database.run_sql(partial(names, statement=statement, params=params)) == message_columns
+    bump = sqlite_turn._bump(("last_model",), appending=False)
+    assert await database.run_sql(partial(names, statement=bump, params=("a/b", T0, KEY)), write=True) == (
+        session_columns
+    )
+    inserted = partial(names, statement=sqlite_turn._INSERT_MESSAGE, params=(KEY, "user", "x", "[]", 1, T0))
+    assert await database.run_sql(inserted, write=True) == message_columns
 
 
 def _wal_frames(path: Path) -> int:

@@ -1,21 +1,24 @@
-"""The SQL ``SessionStore`` (SQLite or PostgreSQL): each method is one short transaction of ``sql_ops``."""
+"""The SQL ``SessionStore`` (SQLite or PostgreSQL): each method is one short transaction of ``sql_ops``
+(a turn's own ones on SQLite: of ``sqlite_turn``)."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.errors import StoreError
-from bot.store import lease_sql, rows, sql_ops
+from bot.store import lease_sql, rows, sql_ops, sqlite_turn
 from bot.store.database import Database, open_database
 from bot.store.engine import parse_url, sqlite_in_memory
 from bot.store.migrate import upgrade_database
+from bot.store.sqlite_database import SqliteDatabase
 from bot.store.types import FailoverEvent, NewMessage, SessionPatch, SessionRecord, StoredMessage
 
 T = TypeVar("T")
@@ -75,8 +78,26 @@ class SqlSessionStore:
         except (SQLAlchemyError, OSError) as exc:
             raise StoreError(f"The session store failed ({type(exc).__name__}).") from exc
 
+    async def _quick(
+        self,
+        on_sqlite: Callable[..., T],
+        on_sqlalchemy: Callable[..., T],
+        *,
+        write: bool = False,
+        **args: Any,
+    ) -> T:
+        """One of a turn's few-row transactions: ``on_sqlite`` as SQL text on the sqlite3 connection (see
+        ``sqlite_turn``), else ``on_sqlalchemy`` on a SQLAlchemy connection; both called with ``args``."""
+        database = self._database
+        if not isinstance(database, SqliteDatabase):
+            return await self._run(partial(on_sqlalchemy, **args), write=write, quick=True)
+        try:
+            return await database.run_sql(partial(on_sqlite, **args), write=write)
+        except (sqlite3.Error, SQLAlchemyError, OSError) as exc:  # SQLAlchemy's: opening a connection
+            raise StoreError(f"The session store failed ({type(exc).__name__}).") from exc
+
     async def get(self, key: str) -> SessionRecord | None:
-        return await self._run(partial(sql_ops.get, key=key), quick=True)
+        return await self._quick(sqlite_turn.get, sql_ops.get, key=key)
 
     async def get_or_create(
         self,
@@ -102,22 +123,32 @@ class SqlSessionStore:
             thread_id=thread_id,
             now_ms=now_ms,
         )
-        return await self._run(partial(sql_ops.create, values=values), write=True, quick=True)
+        return await self._quick(sqlite_turn.create, sql_ops.create, write=True, values=values)
 
     async def update(self, key: str, patch: SessionPatch, *, now_ms: int) -> SessionRecord:
-        body = partial(sql_ops.update, key=key, patch=patch, now_ms=now_ms)
-        return await self._run(body, write=True, quick=True)
+        return await self._quick(
+            sqlite_turn.update, sql_ops.update, write=True, key=key, patch=patch, now_ms=now_ms
+        )
 
     async def append_messages(
         self, key: str, messages_: Sequence[NewMessage], *, now_ms: int, patch: SessionPatch | None = None
     ) -> list[StoredMessage]:
-        body = partial(sql_ops.append_messages, key=key, new=list(messages_), now_ms=now_ms, patch=patch)
-        return await self._run(body, write=True, quick=True)
+        return await self._quick(
+            sqlite_turn.append_messages,
+            sql_ops.append_messages,
+            write=True,
+            key=key,
+            new=list(messages_),
+            now_ms=now_ms,
+            patch=patch,
+        )
 
     async def history(self, key: str, *, limit: int | None = None) -> list[StoredMessage]:
         if limit is not None and limit <= 0:
             return []
-        return await self._run(partial(sql_ops.history, key=key, limit=limit), quick=limit is not None)
+        if limit is None:  # the whole history: a bulk read, in a thread
+            return await self._run(partial(sql_ops.history, key=key, limit=None))
+        return await self._quick(sqlite_turn.history, sql_ops.history, key=key, limit=limit)
 
     async def replace_history(
         self,
@@ -167,7 +198,7 @@ class SqlSessionStore:
         return await self._run(partial(sql_ops.reset_all, older_than_ms=older_than_ms), write=True)
 
     async def record_event(self, event: FailoverEvent) -> None:
-        await self._run(partial(sql_ops.record_event, event=event), write=True, quick=True)
+        await self._quick(sqlite_turn.record_event, sql_ops.record_event, write=True, event=event)
 
     async def events(
         self, *, since_ms: int | None = None, profile_id: str | None = None, limit: int = 100
@@ -182,12 +213,28 @@ class SqlSessionStore:
         return await self._run(sql_ops.count_sessions)
 
     async def acquire_lease(self, key: str, holder: str, *, ttl_ms: int, now_ms: int) -> bool:
-        body = partial(lease_sql.acquire, key=key, holder=holder, ttl_ms=ttl_ms, now_ms=now_ms)
-        return await self._run(body, write=True, quick=True)
+        return await self._quick(
+            sqlite_turn.acquire_lease,
+            lease_sql.acquire,
+            write=True,
+            key=key,
+            holder=holder,
+            ttl_ms=ttl_ms,
+            now_ms=now_ms,
+        )
 
     async def renew_lease(self, key: str, holder: str, *, ttl_ms: int, now_ms: int) -> bool:
-        body = partial(lease_sql.renew, key=key, holder=holder, ttl_ms=ttl_ms, now_ms=now_ms)
-        return await self._run(body, write=True, quick=True)
+        return await self._quick(
+            sqlite_turn.renew_lease,
+            lease_sql.renew,
+            write=True,
+            key=key,
+            holder=holder,
+            ttl_ms=ttl_ms,
+            now_ms=now_ms,
+        )
 
     async def release_lease(self, key: str, holder: str) -> bool:
-        return await self._run(partial(lease_sql.release, key=key, holder=holder), write=True, quick=True)
+        return await self._quick(
+            sqlite_turn.release_lease, lease_sql.release, write=True, key=key, holder=holder
+        )

@@ -8,6 +8,9 @@ WAL recovery — is refused at once on the loop's connections (``busy_timeout=0`
 again, from the start, in a worker thread, where ``busy_timeout`` waits. Bulk transactions (listing, resetting
 or pruning many rows) always run in a thread. sqlite3 releases the GIL while SQLite works, so the loop keeps
 running meanwhile.
+
+A turn's own transactions (``run_sql``) are SQL text on the sqlite3 connection itself: SQLAlchemy's execution
+machinery (events, compiled-statement caches, result objects) cost three times what SQLite took to run them.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import logging
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any, Final, TypeVar
 
 from sqlalchemy.engine import Connection, Engine
@@ -56,7 +60,8 @@ class SqliteDatabase:
     async def run(self, body: Callable[[Connection], T], *, write: bool = False, quick: bool = False) -> T:
         on_loop = await self._loop_side() if quick else None
         if write:
-            return await self._write(body, None if on_loop is None else on_loop.writer)
+            now = None if on_loop is None else partial(_transaction_now, on_loop.writer, body)
+            return await self._write(now, partial(_transaction, self._writer, body))
         if on_loop is not None:
             try:
                 return _transaction_now(on_loop.reader, body)
@@ -66,7 +71,26 @@ class SqliteDatabase:
             self._threads, _transaction, self._engine, body
         )
 
-    async def _write(self, body: Callable[[Connection], T], on_loop: Connection | None) -> T:
+    async def run_sql(self, body: Callable[[sqlite3.Connection], T], *, write: bool = False) -> T:
+        """A quick transaction whose ``body`` runs SQL text on the sqlite3 connection itself: on the loop
+        when it can start at once, else in a thread, like ``run(…, quick=True)``."""
+        begin = _BEGIN_WRITE if write else _BEGIN_READ
+        on_loop = await self._loop_side()
+        if write:
+            now = (
+                None if on_loop is None else partial(_sql_transaction_now, on_loop.writer_driver, body, begin)
+            )
+            return await self._write(now, partial(_sql_transaction, self._engine, body, begin))
+        if on_loop is not None:
+            try:
+                return _sql_transaction_now(on_loop.reader_driver, body, begin)
+            except _Busy:
+                pass
+        return await asyncio.get_running_loop().run_in_executor(
+            self._threads, _sql_transaction, self._engine, body, begin
+        )
+
+    async def _write(self, now: Callable[[], T] | None, in_thread: Callable[[], T]) -> T:
         """This process's writes, one at a time: on the loop when possible, else one thread write at a time.
 
         SQLite allows one writer, and connections of one process that race for it wait in SQLite's sleeping
@@ -79,15 +103,15 @@ class SqliteDatabase:
         """
         while (current := self._thread_write) is not None and not current.done():
             await asyncio.wait([current])  # never raises, and leaves the thread write alone if cancelled
-        if on_loop is not None:
+        if now is not None:
             try:
-                result = _transaction_now(on_loop, body)
+                result = now()
             except _Busy:
                 pass  # another process is writing: wait for it in a thread
             else:
                 self._count_write()
                 return result
-        done = asyncio.get_running_loop().run_in_executor(self._threads, _transaction, self._writer, body)
+        done = asyncio.get_running_loop().run_in_executor(self._threads, in_thread)
         # Until its transaction has ended (a thread cannot be interrupted), even if our caller is cancelled.
         self._thread_write = done
         return await asyncio.shield(done)
@@ -163,6 +187,8 @@ class _LoopConnections:
     def __init__(self, reader: Connection, writer: Connection) -> None:
         self.reader = reader
         self.writer = writer
+        self.reader_driver = _driver(reader)
+        self.writer_driver = _driver(writer)
 
     @classmethod
     def open(cls, engine: Engine) -> _LoopConnections:
@@ -202,13 +228,57 @@ _BUSY_CODES: Final = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 
 
 def _is_busy(exc: OperationalError) -> bool:
-    code = getattr(exc.orig, "sqlite_errorcode", None)
-    return isinstance(exc.orig, sqlite3.OperationalError) and code is not None and code & 0xFF in _BUSY_CODES
+    return isinstance(exc.orig, sqlite3.OperationalError) and _is_busy_error(exc.orig)
+
+
+def _is_busy_error(exc: sqlite3.OperationalError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in _BUSY_CODES
 
 
 def _transaction(engine: Engine, body: Callable[[Connection], T]) -> T:
     with engine.connect() as conn, conn.begin():
         return body(conn)
+
+
+# What the engine's "begin" listener emits (bot.store.engine), for transactions that bypass SQLAlchemy.
+_BEGIN_READ: Final = "BEGIN"
+_BEGIN_WRITE: Final = "BEGIN IMMEDIATE"
+
+
+def _sql_transaction_now(
+    driver: sqlite3.Connection, body: Callable[[sqlite3.Connection], T], begin: str
+) -> T:
+    """``_sql_transaction_body`` on a loop connection; ``_Busy``, with nothing done, when SQLite would have
+    waited."""
+    try:
+        return _sql_transaction_body(driver, body, begin)
+    except sqlite3.OperationalError as exc:
+        if not _is_busy_error(exc):
+            raise
+        raise _Busy from exc
+
+
+def _sql_transaction(engine: Engine, body: Callable[[sqlite3.Connection], T], begin: str) -> T:
+    """``_sql_transaction_body`` on a pooled connection, in a worker thread (where busy_timeout waits)."""
+    with engine.connect() as conn:
+        return _sql_transaction_body(_driver(conn), body, begin)
+
+
+def _sql_transaction_body(
+    driver: sqlite3.Connection, body: Callable[[sqlite3.Connection], T], begin: str
+) -> T:
+    """Commit if ``body`` returns, roll back if it (or the commit) raises. The connection is in autocommit
+    mode (bot.store.engine): nothing is open before ``begin``, nothing after."""
+    driver.execute(begin)
+    try:
+        result = body(driver)
+        driver.execute("COMMIT")
+    except BaseException:
+        if driver.in_transaction:
+            driver.execute("ROLLBACK")
+        raise
+    return result
 
 
 def _checkpoint(engine: Engine) -> int:

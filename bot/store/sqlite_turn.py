@@ -1,0 +1,158 @@
+"""The SQLite store's quick transactions as SQL text on the sqlite3 connection: the bodies of a chat turn.
+
+Same statements, same rows and same locking as their SQLAlchemy twins in ``sql_ops`` and ``lease_sql``, which
+PostgreSQL and the bulk transactions keep using: a turn's four transactions (its lease, the session, the saved
+turn, the lease again) cost three times as much through SQLAlchemy's execution machinery as SQLite took to run
+them. The rows come back in ``rows``' column order for its converters (a test compares), and the store
+contract tests pin that both behave alike. Writes run inside BEGIN IMMEDIATE (``SqliteDatabase.run_sql(…, write=True)``), so a read-modify-write body
+holds SQLite's write lock from its first statement.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sqlite3
+from typing import Any, Final
+
+from bot.store import rows
+from bot.store.protocol import unknown_session
+from bot.store.tables import sessions
+from bot.store.types import FailoverEvent, NewMessage, SessionPatch, SessionRecord, StoredMessage
+
+# Written out, in the order of rows.SESSION_COLUMNS and rows.MESSAGE_COLUMNS.
+_SESSION: Final = (
+    '"key", agent_id, platform, chat_id, user_id, thread_id, model_override, model_source, pin_profile, '
+    "pin_source, pin_compaction, compaction_count, last_model, last_profile, last_fallback, created_at, "
+    "updated_at, message_count"
+)
+_MESSAGE: Final = "id, session_key, role, content, attachments, token_estimate, created_at"
+
+_GET: Final = (
+    'SELECT "key", agent_id, platform, chat_id, user_id, thread_id, model_override, model_source, '
+    "pin_profile, pin_source, pin_compaction, compaction_count, last_model, last_profile, last_fallback, "
+    'created_at, updated_at, message_count FROM sessions WHERE "key" = ?'
+)
+_CREATE: Final = (
+    'INSERT INTO sessions ("key", agent_id, platform, chat_id, user_id, thread_id, created_at, updated_at) '
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+)
+_NEWEST_FIRST: Final = (
+    "SELECT id, session_key, role, content, attachments, token_estimate, created_at FROM messages "
+    "WHERE session_key = ? ORDER BY id DESC"
+)
+_LAST_N: Final = (
+    "SELECT id, session_key, role, content, attachments, token_estimate, created_at FROM messages "
+    "WHERE session_key = ? ORDER BY id DESC LIMIT ?"
+)
+# One row at a time, so that ids follow the order of the list (a turn saves two).
+_INSERT_MESSAGE: Final = (
+    "INSERT INTO messages (session_key, role, content, attachments, token_estimate, created_at) "
+    "VALUES (?, ?, ?, ?, ?, ?) "
+    "RETURNING id, session_key, role, content, attachments, token_estimate, created_at"
+)
+_SESSION_CREATED: Final = (
+    "key", "agent_id", "platform", "chat_id", "user_id", "thread_id", "created_at", "updated_at"
+)  # fmt: skip
+_INSERT_EVENT: Final = (
+    "INSERT INTO events (at, session_key, ref, profile_id, reason, cooldown_until) VALUES (?, ?, ?, ?, ?, ?)"
+)
+_ACQUIRE: Final = (
+    'INSERT INTO leases ("key", holder, expires_at) VALUES (?, ?, ?) '
+    'ON CONFLICT ("key") DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at '
+    "WHERE leases.expires_at <= ? OR leases.holder = excluded.holder RETURNING holder"
+)
+_RENEW: Final = 'UPDATE leases SET expires_at = ? WHERE "key" = ? AND holder = ? RETURNING "key"'
+_RELEASE: Final = 'DELETE FROM leases WHERE "key" = ? AND holder = ? RETURNING "key"'
+
+
+def get(conn: sqlite3.Connection, *, key: str) -> SessionRecord | None:
+    row = conn.execute(_GET, (key,)).fetchone()
+    return None if row is None else rows.session(row)
+
+
+def create(conn: sqlite3.Connection, *, values: dict[str, Any]) -> SessionRecord:
+    # A racing creator's row wins quietly; both callers then read the same row.
+    conn.execute(_CREATE, [values[c] for c in _SESSION_CREATED])
+    row = conn.execute(_GET, (values["key"],)).fetchone()
+    if row is None:  # cannot happen inside this transaction; sql_ops' ``.one()`` would raise too
+        raise unknown_session(values["key"])
+    return rows.session(row)
+
+
+@functools.lru_cache(maxsize=256)
+def _bump(columns: tuple[str, ...], *, appending: bool) -> str:
+    """The UPDATE of one session's ``columns`` and bookkeeping (parameters: the columns' values in this
+    order, now, [the messages added,] the key), built once per set of columns."""
+    assigned = [f'"{sessions.c[c].name}" = ?' for c in columns]  # an unknown column raises KeyError here
+    assigned.append("updated_at = ?")
+    if appending:
+        assigned.append("message_count = message_count + ?")
+    returning = '"key"' if appending else _SESSION
+    # Column names from the table (never from input), every value bound.
+    return f'UPDATE sessions SET {", ".join(assigned)} WHERE "key" = ? RETURNING {returning}'  # noqa: S608
+
+
+def _changes(patch: SessionPatch | None) -> tuple[tuple[str, ...], list[Any]]:
+    changes = {} if patch is None else patch.changes()
+    columns = tuple(sorted(changes))
+    return columns, [changes[c] for c in columns]
+
+
+def update(conn: sqlite3.Connection, *, key: str, patch: SessionPatch, now_ms: int) -> SessionRecord:
+    columns, values = _changes(patch)
+    row = conn.execute(_bump(columns, appending=False), [*values, now_ms, key]).fetchone()
+    if row is None:
+        raise unknown_session(key)
+    return rows.session(row)
+
+
+def append_messages(
+    conn: sqlite3.Connection, *, key: str, new: list[NewMessage], now_ms: int, patch: SessionPatch | None
+) -> list[StoredMessage]:
+    # The UPDATE comes first, as in sql_ops: a missing session fails before any message is written.
+    columns, values = _changes(patch)
+    if conn.execute(_bump(columns, appending=True), [*values, now_ms, len(new), key]).fetchone() is None:
+        raise unknown_session(key)
+    return [
+        rows.message(conn.execute(_INSERT_MESSAGE, _message_params(key, m, now_ms)).fetchone()) for m in new
+    ]
+
+
+def _message_params(key: str, new: NewMessage, created_at: int) -> tuple[Any, ...]:
+    # The JSON text SQLAlchemy's JSON type writes for the same list (its default serializer, json.dumps).
+    attachments = (
+        json.dumps(rows.message_values(key, new, created_at)["attachments"]) if new.attachments else "[]"
+    )
+    return (key, new.role, new.content, attachments, new.token_estimate, created_at)
+
+
+def history(conn: sqlite3.Connection, *, key: str, limit: int | None) -> list[StoredMessage]:
+    """The newest ``limit`` messages (all when None), oldest first."""
+    if limit is None:
+        found = conn.execute(_NEWEST_FIRST, (key,)).fetchall()
+    else:
+        found = conn.execute(_LAST_N, (key, limit)).fetchall()
+    return [rows.message(row) for row in reversed(found)]
+
+
+def record_event(conn: sqlite3.Connection, *, event: FailoverEvent) -> None:
+    conn.execute(
+        _INSERT_EVENT,
+        (event.at, event.session_key, event.ref, event.profile_id, event.reason, event.cooldown_until),
+    )
+
+
+def acquire_lease(conn: sqlite3.Connection, *, key: str, holder: str, ttl_ms: int, now_ms: int) -> bool:
+    """Take the lease if it is free, expired, or already ours (then extended); True when we hold it."""
+    return conn.execute(_ACQUIRE, (key, holder, now_ms + ttl_ms, now_ms)).fetchone() is not None
+
+
+def renew_lease(conn: sqlite3.Connection, *, key: str, holder: str, ttl_ms: int, now_ms: int) -> bool:
+    """Extend our lease; False when another holder has taken it over (or it was released)."""
+    return conn.execute(_RENEW, (now_ms + ttl_ms, key, holder)).fetchone() is not None
+
+
+def release_lease(conn: sqlite3.Connection, *, key: str, holder: str) -> bool:
+    """Give the lease up if we still hold it; True when we did."""
+    return conn.execute(_RELEASE, (key, holder)).fetchone() is not None
