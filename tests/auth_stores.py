@@ -21,7 +21,7 @@ from bot.auth.cooldowns import CooldownPolicy
 from bot.auth.db_store import DbAuthStore
 from bot.auth.secret_box import SecretBox
 from bot.auth.store import AuthStore
-from bot.auth.types import AuthProfiles, Credential, UsageStats
+from bot.auth.types import AuthProfiles, UsageStats
 from bot.config.paths import auth_profiles_path, default_database_url
 from bot.failover.reasons import Reason
 from bot.store.auth_state import open_auth_state
@@ -37,7 +37,7 @@ class SyncAuth(Protocol):
 
     def reload(self) -> AuthProfiles: ...
 
-    def upsert_profile(self, profile_id: str, cred: Credential) -> None: ...
+    def update(self, fn: Callable[[AuthProfiles], AuthProfiles]) -> AuthProfiles: ...
 
     def set_order(self, provider: str, ids: Sequence[str]) -> None: ...
 
@@ -80,8 +80,8 @@ class DbAuth:
 
     reload = load
 
-    def upsert_profile(self, profile_id: str, cred: Credential) -> None:
-        self._run(lambda store: store.aupdate(doc_edits.with_profile(profile_id, cred)))
+    def update(self, fn: Callable[[AuthProfiles], AuthProfiles]) -> AuthProfiles:
+        return self._run(lambda store: store.aupdate(fn))
 
     def set_order(self, provider: str, ids: Sequence[str]) -> None:
         self._run(lambda store: store.aupdate(doc_edits.with_order(provider, ids)))

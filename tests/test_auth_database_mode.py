@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from bot.app import App, build_app
+from bot.auth import doc_edits
 from bot.auth.secret_box import SECRET_KEY_ENV
 from bot.auth.types import Credential
 from bot.chat import Incoming, Reply
@@ -139,7 +140,7 @@ async def test_a_wrong_key_is_a_clear_error_at_start(
     before any secret could reach a provider; the CLI says the same."""
     (state_dir / "config.json5").write_text(json.dumps(with_auth_store(None, "database")))
     db = DbAuth(sqlite_url(state_dir / "modelbot.sqlite"))
-    db.upsert_profile("openai:one", PROFILES["openai:one"])
+    db.update(doc_edits.with_profile("openai:one", PROFILES["openai:one"]))
     app = build_app(env={"MODELBOT_STATE_DIR": str(state_dir), SECRET_KEY_ENV: OTHER_KEY}, clock=clock)
     try:
         with pytest.raises(SecretKeyError, match="does not decrypt the stored credentials"):

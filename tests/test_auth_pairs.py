@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from bot.app import App
-from bot.auth import codec
+from bot.auth import codec, doc_edits
 from bot.auth.availability import ProfileAvailability
 from bot.auth.cooldowns import CooldownPolicy
 from bot.auth.store import AuthStore
@@ -74,7 +74,7 @@ def test_a_malformed_pair_names_its_place() -> None:
 def test_a_cleared_pair_leaves_nothing_behind(tmp_path: Path) -> None:
     """A pair's state disappears from the file once a success clears it (old readers see the seed format)."""
     store = AuthStore(tmp_path / "auth-profiles.json")
-    store.upsert_profile("openai:a", KEY)
+    store.update(doc_edits.with_profile("openai:a", KEY))
     store.record_failure(
         "openai:a", Reason.RATE_LIMIT, provider="openai", now_ms=NOW, policy=POLICY, model="m"
     )
@@ -86,7 +86,7 @@ def test_a_cleared_pair_leaves_nothing_behind(tmp_path: Path) -> None:
 def test_clear_cooldown_of_an_unknown_pair_says_which_exist(tmp_path: Path) -> None:
     """``clear_cooldown(id, model)`` for a model without state is refused and changes nothing."""
     store = AuthStore(tmp_path / "auth-profiles.json")
-    store.upsert_profile("openai:a", KEY)
+    store.update(doc_edits.with_profile("openai:a", KEY))
     store.record_failure(
         "openai:a", Reason.RATE_LIMIT, provider="openai", now_ms=NOW, policy=POLICY, model="m"
     )
@@ -100,7 +100,7 @@ def test_clear_cooldown_of_an_unknown_pair_says_which_exist(tmp_path: Path) -> N
 def test_threads_bursting_on_one_pair_escalate_once(tmp_path: Path) -> None:
     """Eight threads (eight chats) record a 429 on one key and model within the cooldown: one 1m step."""
     path = tmp_path / "auth-profiles.json"
-    AuthStore(path).upsert_profile("openai:a", KEY)
+    AuthStore(path).update(doc_edits.with_profile("openai:a", KEY))
 
     def hit(n: int) -> None:
         AuthStore(path).record_failure(

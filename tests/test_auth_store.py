@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from bot.auth import codec, lockfile
+from bot.auth import codec, doc_edits, lockfile
 from bot.auth.cooldowns import CooldownPolicy
 from bot.auth.store import AuthStore
 from bot.auth.types import AuthProfiles, Credential, UsageStats
@@ -170,7 +170,7 @@ def test_missing_file_is_an_empty_store_and_nothing_is_written(tmp_path: Path) -
 def test_first_write_creates_private_dirs_and_file(tmp_path: Path) -> None:
     """New directories are 0700 (parents too), the file 0600, and no temp file is left behind."""
     store = AuthStore(tmp_path / "state" / "agents" / "main" / "agent" / "auth-profiles.json")
-    store.upsert_profile("p:default", api_key())
+    store.update(doc_edits.with_profile("p:default", api_key()))
     assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
     for directory in (tmp_path / "state", tmp_path / "state" / "agents", store.path.parent):
         assert stat.S_IMODE(directory.stat().st_mode) == 0o700, directory
@@ -182,16 +182,16 @@ def test_first_write_creates_private_dirs_and_file(tmp_path: Path) -> None:
 def test_rewrite_keeps_mode_0600(tmp_path: Path) -> None:
     """A file loosened by hand is 0600 again after the next write."""
     store = store_at(tmp_path)
-    store.upsert_profile("p:default", api_key())
+    store.update(doc_edits.with_profile("p:default", api_key()))
     store.path.chmod(0o644)
-    store.upsert_profile("p:two", api_key())
+    store.update(doc_edits.with_profile("p:two", api_key()))
     assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
 
 
 def test_failed_write_leaves_the_old_file_intact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """If the rename fails, the previous file is untouched and the temp file is removed."""
     store = store_at(tmp_path)
-    store.upsert_profile("p:default", api_key())
+    store.update(doc_edits.with_profile("p:default", api_key()))
     before = store.path.read_bytes()
 
     def broken_replace(src: object, dst: object) -> None:
@@ -199,7 +199,7 @@ def test_failed_write_leaves_the_old_file_intact(tmp_path: Path, monkeypatch: py
 
     monkeypatch.setattr(os, "replace", broken_replace)
     with pytest.raises(OSError, match="disk full"):
-        store.upsert_profile("p:two", api_key())
+        store.update(doc_edits.with_profile("p:two", api_key()))
     monkeypatch.undo()
     assert store.path.read_bytes() == before
     assert [p.name for p in store.path.parent.iterdir() if p.name.endswith(".tmp")] == []
@@ -208,11 +208,11 @@ def test_failed_write_leaves_the_old_file_intact(tmp_path: Path, monkeypatch: py
 def test_load_is_cached_until_the_file_changes(tmp_path: Path) -> None:
     """Repeated loads reuse the parsed document; another writer's change is seen at once."""
     store = store_at(tmp_path)
-    store.upsert_profile("p:default", api_key())
+    store.update(doc_edits.with_profile("p:default", api_key()))
     reader = AuthStore(store.path)
     first = reader.load()
     assert reader.load() is first
-    store.upsert_profile("p:two", api_key())
+    store.update(doc_edits.with_profile("p:two", api_key()))
     assert set(reader.load().profiles) == {"p:default", "p:two"}
     fresh = reader.reload()
     assert fresh is not first
@@ -267,7 +267,7 @@ def test_corrupt_file_is_reported_backed_up_once_and_never_overwritten(
 
     clock.advance(seconds=5)
     for write in (
-        lambda: store.upsert_profile("p:new", api_key()),
+        lambda: store.update(doc_edits.with_profile("p:new", api_key())),
         lambda: store.record_failure("p:x", Reason.AUTH, provider="p", now_ms=clock.now_ms(), policy=POLICY),
         lambda: store.update(lambda doc: AuthProfiles()),
         store.load,
@@ -318,7 +318,7 @@ def test_legacy_files_are_imported_once(tmp_path: Path) -> None:
     assert store.path.exists()
     assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
 
-    store.remove_profile("openai:default")
+    store.update(doc_edits.without_profile("openai:default"))
     (store.path.parent / "auth.json").write_text(json.dumps({"mistral": "sk-3"}))
     for fresh in (store, AuthStore(store.path, legacy_oauth_path=tmp_path / "credentials" / "oauth.json")):
         assert "openai:default" not in fresh.load().profiles
@@ -356,7 +356,7 @@ def test_legacy_import_also_happens_on_first_update(tmp_path: Path) -> None:
     store = store_at(tmp_path)
     store.path.parent.mkdir(parents=True)
     (store.path.parent / "auth.json").write_text(json.dumps({"openai": "sk-1"}))
-    store.upsert_profile("anthropic:work", api_key("anthropic"))
+    store.update(doc_edits.with_profile("anthropic:work", api_key("anthropic")))
     assert set(store.load().profiles) == {"openai:default", "anthropic:work"}
 
 
@@ -366,7 +366,7 @@ def test_legacy_import_also_happens_on_first_update(tmp_path: Path) -> None:
 def test_record_failure_and_success_persist(tmp_path: Path, clock: FakeClock) -> None:
     """Failures are written before returning; success clears them and sets lastGood."""
     store = store_at(tmp_path)
-    store.upsert_profile("p:a", api_key())
+    store.update(doc_edits.with_profile("p:a", api_key()))
     now = clock.now_ms()
     stats = store.record_failure("p:a", Reason.RATE_LIMIT, provider="p", now_ms=now, policy=POLICY)
     assert stats.cooldown_until == now + MINUTE_MS
@@ -391,7 +391,7 @@ def test_failures_of_implicit_profiles_are_recorded(tmp_path: Path, clock: FakeC
 def test_clear_cooldown(tmp_path: Path, clock: FakeClock) -> None:
     """clear_cooldown lifts cooldown and disable, keeps lastUsed, and rejects unknown ids."""
     store = store_at(tmp_path)
-    store.upsert_profile("p:a", api_key())
+    store.update(doc_edits.with_profile("p:a", api_key()))
     store.record_success("p:a", provider="p", now_ms=5)
     store.record_failure("p:a", Reason.BILLING, provider="p", now_ms=clock.now_ms(), policy=POLICY)
     cleared = store.clear_cooldown("p:a")
@@ -403,30 +403,30 @@ def test_clear_cooldown(tmp_path: Path, clock: FakeClock) -> None:
 def test_remove_profile_removes_every_reference(tmp_path: Path, clock: FakeClock) -> None:
     """Removing a profile also drops it from order, lastGood and usageStats."""
     store = store_at(tmp_path)
-    store.upsert_profile("p:a", api_key())
-    store.upsert_profile("p:b", api_key())
-    store.upsert_profile("q:a", api_key("q"))
+    store.update(doc_edits.with_profile("p:a", api_key()))
+    store.update(doc_edits.with_profile("p:b", api_key()))
+    store.update(doc_edits.with_profile("q:a", api_key("q")))
     store.set_order("p", ["p:a", "p:b", "p:a"])
     store.set_order("q", ["q:a"])
     store.record_success("p:a", provider="p", now_ms=1)
     assert store.load().order == {"p": ["p:a", "p:b"], "q": ["q:a"]}
-    store.remove_profile("p:a")
-    store.remove_profile("q:a")
+    store.update(doc_edits.without_profile("p:a"))
+    store.update(doc_edits.without_profile("q:a"))
     doc = AuthStore(store.path).load()
     assert set(doc.profiles) == {"p:b"}
     assert doc.order == {"p": ["p:b"]}
     assert doc.last_good == {}
     assert doc.usage_stats == {}
     with pytest.raises(UnknownProfile):
-        store.remove_profile("p:a")
+        store.update(doc_edits.without_profile("p:a"))
 
 
 def test_set_and_clear_order(tmp_path: Path) -> None:
-    """set_order pins a provider's order; clear_order and an empty list remove it."""
+    """set_order pins a provider's order; without_order and an empty list remove it."""
     store = store_at(tmp_path)
     store.set_order("p", ["p:b", "p:a"])
     store.set_order("q", ["q:a"])
-    store.clear_order("p")
+    store.update(doc_edits.without_order("p"))
     assert store.load().order == {"q": ["q:a"]}
     store.set_order("q", [])
     assert store.load().order == {}
@@ -456,7 +456,7 @@ def test_threads_lose_no_update(tmp_path: Path) -> None:
     def work(name: str) -> None:
         store = AuthStore(path)
         for i in range(25):
-            store.upsert_profile(f"p:{name}-{i}", api_key())
+            store.update(doc_edits.with_profile(f"p:{name}-{i}", api_key()))
             # A pair of its own per write: concurrent failures on one pair are one burst (docs/failover.md §6).
             store.record_failure(
                 "p:shared", Reason.RATE_LIMIT, provider="p", now_ms=1_000, policy=POLICY, model=f"{name}-{i}"
@@ -475,6 +475,7 @@ def test_threads_lose_no_update(tmp_path: Path) -> None:
 WORKER = """
 import sys, time
 from pathlib import Path
+from bot.auth import doc_edits
 from bot.auth.cooldowns import CooldownPolicy
 from bot.auth.store import AuthStore
 from bot.auth.types import Credential
@@ -487,7 +488,7 @@ while not go.exists() and time.monotonic() < deadline:
 store = AuthStore(path)
 for i in range(n):
     pid = f"p:{name}-{i}"
-    store.upsert_profile(pid, Credential(type="api_key", provider="p", secret=f"sk-{name}-{i}"))
+    store.update(doc_edits.with_profile(pid, Credential(type="api_key", provider="p", secret=f"sk-{name}-{i}")))
     store.record_failure(
         "p:shared", Reason.RATE_LIMIT, provider="p", now_ms=1_000, policy=CooldownPolicy(), model=pid
     )
@@ -537,7 +538,9 @@ def test_credential_writes_sync_the_directory_stats_writes_do_not(
         real_fsync(fd)
 
     monkeypatch.setattr(os, "fsync", counting_fsync)
-    store.upsert_profile("openai:work", Credential("api_key", "openai", "sk-test-credential-0001"))
+    store.update(
+        doc_edits.with_profile("openai:work", Credential("api_key", "openai", "sk-test-credential-0001"))
+    )
     assert calls == [False, True]
     calls.clear()
     store.record_failure(
@@ -552,7 +555,7 @@ async def test_contended_failure_waits_in_a_thread_and_keeps_the_loop_running(
 ) -> None:
     """While another process holds the lock, the write waits off the event loop and lands after release."""
     store = store_at(tmp_path, lock_timeout_s=2)
-    store.upsert_profile("p:a", api_key())
+    store.update(doc_edits.with_profile("p:a", api_key()))
     holder = lockfile.lock(store.lock_path, 1)
     try:
         write = asyncio.create_task(
@@ -574,7 +577,7 @@ def test_a_success_that_lands_after_a_newer_failure_keeps_the_failure(
 ) -> None:
     """Success bookkeeping is written in the background: when it lands late, the newer cooldown stands."""
     store = store_at(tmp_path)
-    store.upsert_profile("p:a", api_key())
+    store.update(doc_edits.with_profile("p:a", api_key()))
     answered_at = clock.now_ms()
     clock.advance(ms=5)
     store.record_failure("p:a", Reason.RATE_LIMIT, provider="p", now_ms=clock.now_ms(), policy=POLICY)
@@ -626,7 +629,7 @@ async def test_an_async_write_syncs_in_a_thread_while_the_loop_runs_on(
 ) -> None:
     """Only the fsync leaves the loop, and the new file is in place only once it is synced."""
     store = store_at(tmp_path)
-    store.upsert_profile("p:a", api_key())
+    store.update(doc_edits.with_profile("p:a", api_key()))
     fsync = SlowFsync()
     monkeypatch.setattr(os, "fsync", fsync)
     write = await failure_in_its_fsync(store, fsync)
@@ -645,7 +648,7 @@ async def test_a_write_whose_caller_is_cancelled_still_lands_and_unlocks(
 ) -> None:
     """/stop during a failover cancels the turn mid-fsync: the failure is still persisted, the lock freed."""
     store = store_at(tmp_path, lock_timeout_s=2)
-    store.upsert_profile("p:a", api_key())
+    store.update(doc_edits.with_profile("p:a", api_key()))
     fsync = SlowFsync()
     monkeypatch.setattr(os, "fsync", fsync)
     write = await failure_in_its_fsync(store, fsync)
@@ -666,7 +669,7 @@ async def test_a_failed_async_fsync_keeps_the_old_file_and_frees_the_lock(
     tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = store_at(tmp_path)
-    store.upsert_profile("p:a", api_key())
+    store.update(doc_edits.with_profile("p:a", api_key()))
     before = store.path.read_bytes()
     fsync = SlowFsync(error=OSError(5, "Input/output error"))
     fsync.release.set()
@@ -686,7 +689,7 @@ async def test_a_synchronous_update_on_the_loop_during_an_async_one_fails_fast(
     """While the fsync runs, the loop holds the lock and only the loop can release it: a synchronous
     update on the loop's thread would wait for it forever, so it raises at once instead."""
     store = store_at(tmp_path, lock_timeout_s=2)
-    store.upsert_profile("p:a", api_key())
+    store.update(doc_edits.with_profile("p:a", api_key()))
     fsync = SlowFsync()
     monkeypatch.setattr(os, "fsync", fsync)
     write = await failure_in_its_fsync(store, fsync)
@@ -744,7 +747,7 @@ async def test_writers_waiting_in_every_default_worker_never_starve_the_fsync(
         return real_lock(path, timeout_s, **kw)
 
     store = store_at(tmp_path, lock_timeout_s=3)
-    store.upsert_profile("p:a", api_key())
+    store.update(doc_edits.with_profile("p:a", api_key()))
     monkeypatch.setattr(lockfile, "try_lock", try_lock)
     monkeypatch.setattr(lockfile, "lock", lock)
     loop = asyncio.get_running_loop()

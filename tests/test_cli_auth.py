@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.auth import doc_edits
 from bot.auth.cooldowns import CooldownPolicy
 from bot.auth.store import AuthStore
 from bot.auth.types import Credential
@@ -161,11 +162,15 @@ def test_paste_token_stores_a_static_token(
 def test_list_shows_type_expiry_and_state(capsys: pytest.CaptureFixture[str], auth: SyncAuth) -> None:
     """JSON rows carry masked secrets, expiry, cooldown and billing-disable state."""
     now = now_ms()
-    auth.upsert_profile("openai:a", Credential("api_key", "openai", SECRET))
-    auth.upsert_profile(
-        "openai:b", Credential("token", "openai", "tok-expired-0123456789", expires=now - 1000)
+    auth.update(doc_edits.with_profile("openai:a", Credential("api_key", "openai", SECRET)))
+    auth.update(
+        doc_edits.with_profile(
+            "openai:b", Credential("token", "openai", "tok-expired-0123456789", expires=now - 1000)
+        )
     )
-    auth.upsert_profile("openai:c", Credential("api_key", "openai", "sk-billing-0123456789abcdef"))
+    auth.update(
+        doc_edits.with_profile("openai:c", Credential("api_key", "openai", "sk-billing-0123456789abcdef"))
+    )
     auth.record_failure("openai:a", Reason.RATE_LIMIT, provider="openai", now_ms=now, policy=CooldownPolicy())
     auth.record_failure("openai:c", Reason.BILLING, provider="openai", now_ms=now, policy=CooldownPolicy())
     result = run_cli(capsys, "auth", "list", "--json")
@@ -196,7 +201,7 @@ def test_list_includes_keys_from_the_environment(
 def test_remove_and_clear_cooldown(capsys: pytest.CaptureFixture[str], auth: SyncAuth) -> None:
     """clear-cooldown ends both a cooldown and a billing disable; remove deletes; unknown ids are errors."""
     now = now_ms()
-    auth.upsert_profile("openai:a", Credential("api_key", "openai", SECRET))
+    auth.update(doc_edits.with_profile("openai:a", Credential("api_key", "openai", SECRET)))
     auth.record_failure("openai:a", Reason.RATE_LIMIT, provider="openai", now_ms=now, policy=CooldownPolicy())
     auth.record_failure("openai:a", Reason.BILLING, provider="openai", now_ms=now, policy=CooldownPolicy())
     assert run_cli(capsys, "auth", "clear-cooldown", "openai:a").code == 0
@@ -214,7 +219,9 @@ def test_remove_and_clear_cooldown(capsys: pytest.CaptureFixture[str], auth: Syn
 def test_order_get_set_clear(capsys: pytest.CaptureFixture[str], auth: SyncAuth) -> None:
     """The stored order is set, shown with the effective rotation, validated, and cleared."""
     for name in ("a", "b"):
-        auth.upsert_profile(f"openai:{name}", Credential("api_key", "openai", f"sk-{name}-0123456789"))
+        auth.update(
+            doc_edits.with_profile(f"openai:{name}", Credential("api_key", "openai", f"sk-{name}-0123456789"))
+        )
     assert run_cli(capsys, "auth", "order", "set", "--provider", "openai", "openai:b", "openai:a").code == 0
     assert auth.reload().order == {"openai": ["openai:b", "openai:a"]}
     shown = run_cli(capsys, "auth", "order", "get", "--provider", "openai").out
@@ -232,7 +239,7 @@ def test_adding_outside_an_explicit_order_warns(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, auth: SyncAuth
 ) -> None:
     """A new profile missing from the provider's explicit order would never be used: say so."""
-    auth.upsert_profile("openai:a", Credential("api_key", "openai", SECRET))
+    auth.update(doc_edits.with_profile("openai:a", Credential("api_key", "openai", SECRET)))
     auth.set_order("openai", ["openai:a"])
     stdin(monkeypatch, "sk-new-0123456789abcdef")
     result = run_cli(capsys, "auth", "add", "--provider", "openai", "--profile-id", "new")
@@ -264,7 +271,7 @@ def test_cooldowns_show_current_state_and_the_failover_log(
 ) -> None:
     """Resting profiles come from the auth store; recent failures with reasons from the session store."""
     now = now_ms()
-    auth.upsert_profile("openai:a", Credential("api_key", "openai", SECRET))
+    auth.update(doc_edits.with_profile("openai:a", Credential("api_key", "openai", SECRET)))
     auth.record_failure("openai:a", Reason.RATE_LIMIT, provider="openai", now_ms=now, policy=CooldownPolicy())
 
     async def log_events() -> None:
@@ -331,7 +338,7 @@ def test_cli_edits_while_another_process_records_failures_lose_nothing(
 ) -> None:
     """A bot process books failures while the CLI adds, orders and removes profiles: every change survives."""
     path = auth_profiles_path(state_dir)
-    store(state_dir).upsert_profile("openai:busy", Credential("api_key", "openai", SECRET))
+    store(state_dir).update(doc_edits.with_profile("openai:busy", Credential("api_key", "openai", SECRET)))
     stop = state_dir / "stop-recording"
     with subprocess.Popen(
         [sys.executable, "-c", _RECORDER, str(path), str(stop)],
@@ -372,7 +379,7 @@ def test_cooldowns_list_and_clear_pairs(capsys: pytest.CaptureFixture[str], auth
     --model`` clears one pair, without it the profile and every pair; an unknown pair changes nothing."""
     now = now_ms()
     for pid in ("openai:a", "openai:b"):
-        auth.upsert_profile(pid, Credential("api_key", "openai", SECRET))
+        auth.update(doc_edits.with_profile(pid, Credential("api_key", "openai", SECRET)))
     for model in ("gpt-5.2", "gpt-5-mini"):
         auth.record_failure(
             "openai:a", Reason.RATE_LIMIT, provider="openai", now_ms=now, policy=CooldownPolicy(), model=model

@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from bot.auth import doc_edits
 from bot.auth.cooldowns import CooldownPolicy
 from bot.auth.store import AuthStore
 from bot.auth.types import Credential
@@ -105,7 +106,7 @@ async def test_login_with_a_pasted_code(
         monkeypatch.setenv(name, value)
     auth = auth_of(state_dir, kind)
     dead = Credential("oauth", "acme", "dead-access-0123456789", refresh="dead-refresh", expires=1)
-    auth.upsert_profile("acme:me@example.com", dead)
+    auth.update(doc_edits.with_profile("acme:me@example.com", dead))
     auth.record_failure(
         "acme:me@example.com",
         Reason.AUTH,

@@ -13,6 +13,7 @@ from pathlib import Path
 import json5
 import pytest
 
+from bot.auth import doc_edits
 from bot.auth.cooldowns import CooldownPolicy
 from bot.auth.store import AuthStore
 from bot.auth.types import Credential
@@ -101,7 +102,7 @@ def test_list_shows_auth_per_provider_and_configured_tags(
     """The auth column names what a provider will use (a stored key: "api_key"); allowlist entries are
     "configured" with their alias."""
     example, auth = stored_example
-    auth.upsert_profile("openai:default", Credential("api_key", "openai", SECRET))
+    auth.update(doc_edits.with_profile("openai:default", Credential("api_key", "openai", SECRET)))
     rows = {
         r["model"]: r
         for r in json.loads(run_cli(capsys, "models", "list", "--json", "--config", str(example)).out)
@@ -139,7 +140,7 @@ def test_status_json_shape_with_masked_secrets(
 ) -> None:
     """Status shows the chain, aliases, allowlist and each provider's profiles masked; never a secret."""
     example, auth = stored_example
-    auth.upsert_profile("openai:default", Credential("api_key", "openai", SECRET))
+    auth.update(doc_edits.with_profile("openai:default", Credential("api_key", "openai", SECRET)))
     auth.record_failure(
         "openai:default", Reason.RATE_LIMIT, provider="openai", now_ms=now_ms(), policy=CooldownPolicy()
     )
@@ -208,7 +209,7 @@ def test_check_exit_codes(
     if cred is not None:
         if cred.expires == -1:
             cred = Credential("token", "openai", SECRET, expires=now_ms() + 2 * HOUR_MS)
-        store(state_dir).upsert_profile("openai:default", cred)
+        store(state_dir).update(doc_edits.with_profile("openai:default", cred))
     result = run_cli(capsys, "models", "status", "--check", "--json", "--config", config)
     assert result.code == code
     check = json.loads(result.out)["check"]
@@ -221,7 +222,9 @@ def test_check_ignores_providers_outside_the_chain(
 ) -> None:
     """An expired token of a provider the chain does not use is shown but does not fail the check."""
     config = write_config(tmp_path / "c.json5", '{ agents: { defaults: { model: "demo/echo" } } }')
-    store(state_dir).upsert_profile("openai:old", Credential("token", "openai", SECRET, expires=1))
+    store(state_dir).update(
+        doc_edits.with_profile("openai:old", Credential("token", "openai", SECRET, expires=1))
+    )
     result = run_cli(capsys, "models", "status", "--check", "--config", config)
     assert result.code == 0
     assert "openai:old" in result.out
@@ -241,8 +244,8 @@ async def test_probe_reports_each_profile_and_records_no_cooldown(
 ) -> None:
     """One request per profile through the client; a 429 is reported as rate_limit but never booked."""
     auth = store(state_dir)
-    auth.upsert_profile("openai:good", Credential("api_key", "openai", "good-key-0123456789"))
-    auth.upsert_profile("openai:busy", Credential("api_key", "openai", "busy-key-0123456789"))
+    auth.update(doc_edits.with_profile("openai:good", Credential("api_key", "openai", "good-key-0123456789")))
+    auth.update(doc_edits.with_profile("openai:busy", Credential("api_key", "openai", "busy-key-0123456789")))
     async with FakeProviderServer() as server:
         server.script("busy-key-0123456789", default=status(429))
         config = write_config(
@@ -499,7 +502,7 @@ def test_status_shows_pair_cooldowns_with_the_model(
     """docs/failover.md §6: a (profile, model) cooldown is shown with its model, in the table and in ``--json``; the
     provider's rotation is for the first chain model it serves."""
     example, auth = stored_example
-    auth.upsert_profile("openai:default", Credential("api_key", "openai", SECRET))
+    auth.update(doc_edits.with_profile("openai:default", Credential("api_key", "openai", SECRET)))
     now = now_ms()
     auth.record_failure(
         "openai:default",

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.store.migrate import HEAD_REVISION, head_revision
+from bot.store.migrate import HEAD_REVISION
 from tests.cli_helpers import ROOT
+from tests.migration_checks import head_revision
 
 # What `modelbot --help` must never wait for: provider SDKs and HTTP stacks, platform libraries, the table
 # renderer, the database layer, the config schema's validation library.

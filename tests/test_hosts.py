@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from bot.auth import doc_edits
 from bot.auth.secret_box import SECRET_KEY_ENV
 from bot.auth.types import Credential
 from bot.clock import MINUTE_MS
@@ -92,7 +93,11 @@ def openai(server: FakeProviderServer) -> dict[str, Any]:
 def seed_keys(database: str) -> None:
     db = DbAuth(database)
     for name, key in (("one", KEY_ONE), ("two", KEY_TWO)):
-        db.upsert_profile(f"openai:{name}", Credential(type="api_key", provider="openai", secret=key))
+        db.update(
+            doc_edits.with_profile(
+                f"openai:{name}", Credential(type="api_key", provider="openai", secret=key)
+            )
+        )
 
 
 async def start(
@@ -235,7 +240,7 @@ async def test_three_hosts_refresh_an_expiring_login_once(
             refresh=oauth.issue_refresh_token(),
             expires=now + MINUTE_MS,
         )
-        DbAuth(database).upsert_profile(profile, login)
+        DbAuth(database).update(doc_edits.with_profile(profile, login))
         acme: dict[str, Any] = {
             "acme": {
                 "baseUrl": "https://api.acme.test/v1",

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from bot.auth import doc_edits
 from bot.auth.store import AuthStore
 from bot.auth.types import Credential
 from bot.config.paths import auth_profiles_path
@@ -128,7 +129,7 @@ def config(llmock: LLMock, **defaults: Any) -> str:
 def store_keys(state_dir: Path) -> AuthStore:
     store = AuthStore(auth_profiles_path(state_dir, "main"))
     for profile_id, key in KEYS.items():
-        store.upsert_profile(profile_id, Credential("api_key", "openai", key))
+        store.update(doc_edits.with_profile(profile_id, Credential("api_key", "openai", key)))
     return store
 
 

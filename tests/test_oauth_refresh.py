@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from bot.app import auth_store_for, build_resolver, load
+from bot.auth import doc_edits
 from bot.auth.oauth_presets import ANTHROPIC
 from bot.auth.resolver import REFRESH_MARGIN_MS, CredentialResolver
 from bot.auth.store import AuthStore
@@ -66,7 +67,7 @@ async def test_a_login_is_refreshed_shortly_before_it_expires(state_dir: Path, c
         write_config(state_dir, oauth)
         resolver = production_resolver(state_dir)
         old = login(oauth, clock.now_ms() + 10 * MINUTE_MS)
-        file_store(resolver).upsert_profile(PROFILE, old)
+        file_store(resolver).update(doc_edits.with_profile(PROFILE, old))
         assert (await resolver.resolve(PROFILE, now_ms=clock.now_ms())).secret == old.secret
         assert oauth.grants == []
 
@@ -89,7 +90,7 @@ async def test_an_expired_login_is_refreshed_before_use(state_dir: Path, clock: 
     async with FakeOAuthServer() as oauth:
         write_config(state_dir, oauth)
         resolver = production_resolver(state_dir)
-        file_store(resolver).upsert_profile(PROFILE, login(oauth, clock.now_ms() - HOUR_MS))
+        file_store(resolver).update(doc_edits.with_profile(PROFILE, login(oauth, clock.now_ms() - HOUR_MS)))
         assert (await resolver.resolve(PROFILE, now_ms=clock.now_ms())).secret == oauth.issued.access[-1]
 
 
@@ -100,8 +101,8 @@ async def test_the_anthropic_preset_refreshes_with_json(state_dir: Path, clock: 
         config = {"models": {"providers": {"anthropic": {"oauth": {"tokenUrl": oauth.token_url}}}}}
         (state_dir / "config.json5").write_text(json.dumps(config), encoding="utf-8")
         resolver = production_resolver(state_dir)
-        file_store(resolver).upsert_profile(
-            "anthropic:me", login(oauth, clock.now_ms(), provider="anthropic")
+        file_store(resolver).update(
+            doc_edits.with_profile("anthropic:me", login(oauth, clock.now_ms(), provider="anthropic"))
         )
         auth = await resolver.resolve("anthropic:me", now_ms=clock.now_ms())
         assert (auth.type, auth.secret) == ("oauth", oauth.issued.access[-1])
@@ -120,7 +121,7 @@ async def test_a_refused_refresh_is_an_auth_failure(
         write_config(state_dir, oauth)
         resolver = production_resolver(state_dir)
         old = login(oauth, clock.now_ms() + MINUTE_MS)
-        file_store(resolver).upsert_profile(PROFILE, old)
+        file_store(resolver).update(doc_edits.with_profile(PROFILE, old))
         oauth.fail_next(failure)
         with pytest.raises(ProviderError) as info:
             await resolver.resolve(PROFILE, now_ms=clock.now_ms())
@@ -135,7 +136,7 @@ async def test_a_stalled_token_endpoint_times_out_as_auth(state_dir: Path, clock
     async with FakeOAuthServer() as oauth:
         write_config(state_dir, oauth, timeoutSeconds=0.3)
         resolver = production_resolver(state_dir)
-        file_store(resolver).upsert_profile(PROFILE, login(oauth, clock.now_ms() + MINUTE_MS))
+        file_store(resolver).update(doc_edits.with_profile(PROFILE, login(oauth, clock.now_ms() + MINUTE_MS)))
         oauth.stall_s = 30
         started = time.monotonic()
         with pytest.raises(ProviderError) as info:
@@ -157,7 +158,7 @@ async def test_no_token_reaches_a_log_line(
         write_config(state_dir, oauth)
         resolver = production_resolver(state_dir)
         old = login(oauth, clock.now_ms() + MINUTE_MS)
-        file_store(resolver).upsert_profile(PROFILE, old)
+        file_store(resolver).update(doc_edits.with_profile(PROFILE, old))
         await resolver.resolve(PROFILE, now_ms=clock.now_ms())
         clock.advance(hours=1)
         oauth.fail_next(Failure(400, "invalid_grant", f"token {oauth.issued.refresh[-1]} was revoked"))
@@ -194,7 +195,9 @@ async def test_three_processes_spend_the_refresh_token_once(state_dir: Path, tmp
         oauth.refresh_delay_s = 0.5  # the winner holds the lock long enough for the others to queue up
         write_config(state_dir, oauth)
         now = int(time.time() * 1000)
-        file_store(production_resolver(state_dir)).upsert_profile(PROFILE, login(oauth, now + MINUTE_MS))
+        file_store(production_resolver(state_dir)).update(
+            doc_edits.with_profile(PROFILE, login(oauth, now + MINUTE_MS))
+        )
         go = tmp_path / "go"
         env = {**os.environ, "MODELBOT_STATE_DIR": str(state_dir), "PYTHONPATH": str(REPO)}
         procs = [

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from bot.app import App
+from bot.auth import doc_edits
 from bot.auth.oauth_presets import ANTHROPIC
 from bot.auth.store import AuthStore
 from bot.auth.types import Credential
@@ -144,17 +145,22 @@ def test_auth_list_and_check_tell_renewing_logins_from_dying_ones(
     config = {"agents": {"defaults": {"model": {"primary": SONNET, "fallbacks": ["openai/gpt-5.2"]}}}}
     (state_dir / "config.json5").write_text(json.dumps(config))
     auth = AuthStore(state_dir / "agents/main/agent/auth-profiles.json")
-    auth.upsert_profile("openai:key", Credential("api_key", "openai", API_KEY))
-    auth.upsert_profile(
-        "anthropic:me", Credential("oauth", "anthropic", OLD_ACCESS, refresh="r", expires=now + 3 * HOUR_MS)
+    auth.update(doc_edits.with_profile("openai:key", Credential("api_key", "openai", API_KEY)))
+    auth.update(
+        doc_edits.with_profile(
+            "anthropic:me",
+            Credential("oauth", "anthropic", OLD_ACCESS, refresh="r", expires=now + 3 * HOUR_MS),
+        )
     )
     rows = {r["id"]: r for r in json.loads(run_cli(capsys, "auth", "list", "--json").out)}
     assert rows["anthropic:me"]["canRefresh"] is True
     assert rows["anthropic:me"]["state"] == "login expires in 3h, refreshes itself"
     assert run_cli(capsys, "models", "status", "--check").code == 0
 
-    auth.upsert_profile(
-        "openai:me", Credential("oauth", "openai", OLD_ACCESS, refresh="r", expires=now + 3 * HOUR_MS)
+    auth.update(
+        doc_edits.with_profile(
+            "openai:me", Credential("oauth", "openai", OLD_ACCESS, refresh="r", expires=now + 3 * HOUR_MS)
+        )
     )
     rows = {r["id"]: r for r in json.loads(run_cli(capsys, "auth", "list", "--json").out)}
     assert rows["openai:me"]["canRefresh"] is False
@@ -165,9 +171,13 @@ def test_auth_list_and_check_tell_renewing_logins_from_dying_ones(
         {"provider": "openai", "profile": "openai:me", "problem": "expiring", "expires": now + 3 * HOUR_MS}
     ]
 
-    auth.remove_profile("openai:me")  # no refresh token: the anthropic login cannot renew either
-    auth.upsert_profile(
-        "anthropic:me", Credential("oauth", "anthropic", OLD_ACCESS, expires=now + 30 * HOUR_MS)
+    auth.update(
+        doc_edits.without_profile("openai:me")
+    )  # no refresh token: the anthropic login cannot renew either
+    auth.update(
+        doc_edits.with_profile(
+            "anthropic:me", Credential("oauth", "anthropic", OLD_ACCESS, expires=now + 30 * HOUR_MS)
+        )
     )
     table = run_cli(capsys, "auth", "list").out
     assert "login expires in 30h, cannot refresh" in table

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.auth import doc_edits
 from bot.auth.cooldowns import CooldownPolicy
 from bot.auth.store import AuthStore
 from bot.auth.types import Credential
@@ -141,8 +142,8 @@ def test_models_list_names_the_auth_each_model_will_use(
         ' remote: {baseUrl: "https://gateway.example/v1", api: "openai-completions", apiKey: "${REMOTE_KEY}"}}}}',
     )
     store = AuthStore(auth_profiles_path(state_dir, "main"))
-    store.upsert_profile("mistral:a", Credential("api_key", "mistral", "m-key-1"))
-    store.upsert_profile("mistral:t", Credential("token", "mistral", "m-token-1"))
+    store.update(doc_edits.with_profile("mistral:a", Credential("api_key", "mistral", "m-key-1")))
+    store.update(doc_edits.with_profile("mistral:t", Credential("token", "mistral", "m-token-1")))
     rows = {
         r["model"]: r["auth"]
         for r in json.loads(run_cli(capsys, "models", "list", "--json", "--config", config).out)
@@ -167,8 +168,8 @@ def test_check_judges_a_local_provider_by_the_keys_it_has(
     )
     assert run_cli(capsys, "models", "status", "--check", "--config", config).code == 0
     expired = int(time.time() * 1000) - 1000
-    AuthStore(auth_profiles_path(state_dir, "main")).upsert_profile(
-        "local:old", Credential("token", "local", "local-token-1", expires=expired)
+    AuthStore(auth_profiles_path(state_dir, "main")).update(
+        doc_edits.with_profile("local:old", Credential("token", "local", "local-token-1", expires=expired))
     )
     result = run_cli(capsys, "models", "status", "--check", "--config", config)
     assert result.code == 1

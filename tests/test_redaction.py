@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.auth import doc_edits
 from bot.auth.store import AuthStore
 from bot.auth.types import Credential
 from bot.config.loader import load_config
@@ -75,8 +76,10 @@ def test_process_secrets_collects_every_credential(tmp_path: Path) -> None:
     )
     loaded = load_config(Path(path), env=env, must_exist=True, channels=CHANNELS)
     store = AuthStore(tmp_path / "auth-profiles.json")
-    store.upsert_profile("openai:a", Credential("api_key", "openai", "stored-1"))
-    store.upsert_profile("x:o", Credential("oauth", "x", "access-1", refresh="refresh-1", expires=1))
+    store.update(doc_edits.with_profile("openai:a", Credential("api_key", "openai", "stored-1")))
+    store.update(
+        doc_edits.with_profile("x:o", Credential("oauth", "x", "access-1", refresh="refresh-1", expires=1))
+    )
     broken = tmp_path / "broken" / "auth-profiles.json"
     broken.parent.mkdir()
     broken.write_text("{not json")
@@ -144,8 +147,8 @@ async def test_probe_never_prints_a_short_key_the_provider_echoes(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, state_dir: Path
 ) -> None:
     """`models status --probe`: a 401 quoting a short key without a known prefix shows [redacted]."""
-    AuthStore(auth_profiles_path(state_dir, "main")).upsert_profile(
-        "openai:work", Credential("api_key", "openai", SHORT_KEY)
+    AuthStore(auth_profiles_path(state_dir, "main")).update(
+        doc_edits.with_profile("openai:work", Credential("api_key", "openai", SHORT_KEY))
     )
     async with FakeProviderServer() as server:
         server.script(SHORT_KEY, default=echoing_401(SHORT_KEY))  # type: ignore[arg-type]

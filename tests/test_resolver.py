@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from bot.auth import lockfile
+from bot.auth import doc_edits, lockfile
 from bot.auth.cooldowns import CooldownPolicy
 from bot.auth.resolver import (
     PLACEHOLDER_SECRET,
@@ -113,8 +113,8 @@ def test_config_key_is_an_implicit_profile_unless_it_repeats_the_env_key(tmp_pat
 def test_stored_profiles_replace_the_implicit_ones(tmp_path: Path, clock: FakeClock) -> None:
     """Once the provider has a stored profile, env and config keys are not candidates."""
     resolver = make(tmp_path, env={"OPENAI_API_KEY": "sk-env"})
-    file_store(resolver).upsert_profile(
-        "openai:work", Credential(type="api_key", provider="openai", secret="sk-w")
+    file_store(resolver).update(
+        doc_edits.with_profile("openai:work", Credential(type="api_key", provider="openai", secret="sk-w"))
     )
     assert resolver.implicit_profiles("openai", file_store(resolver).load()) == {}
     assert resolver.candidates("openai", clock.now_ms()) == ["openai:work"]
@@ -150,7 +150,9 @@ def test_candidates_follow_the_config(tmp_path: Path, clock: FakeClock) -> None:
     """``auth.order`` is explicit; ``auth.profiles`` of this provider limit the round robin."""
     resolver = make(tmp_path, {"auth": {"order": {"p": ["p:b", "p:a"]}}})
     for pid in ("p:a", "p:b", "p:c"):
-        file_store(resolver).upsert_profile(pid, Credential(type="api_key", provider="p", secret="sk"))
+        file_store(resolver).update(
+            doc_edits.with_profile(pid, Credential(type="api_key", provider="p", secret="sk"))
+        )
     assert resolver.candidates("p", clock.now_ms()) == ["p:b", "p:a"]
     limited = make(
         tmp_path,
@@ -168,10 +170,12 @@ def test_all_profiles_lists_unusable_ones_last(tmp_path: Path, clock: FakeClock)
     resolver = make(tmp_path)
     now = clock.now_ms()
     store = file_store(resolver)
-    store.upsert_profile("p:old", Credential(type="token", provider="p", secret="t", expires=now - 1))
-    store.upsert_profile("p:key", Credential(type="api_key", provider="p", secret="sk"))
-    store.upsert_profile("p:empty", Credential(type="api_key", provider="p", secret=""))
-    store.upsert_profile("q:key", Credential(type="api_key", provider="q", secret="sk"))
+    store.update(
+        doc_edits.with_profile("p:old", Credential(type="token", provider="p", secret="t", expires=now - 1))
+    )
+    store.update(doc_edits.with_profile("p:key", Credential(type="api_key", provider="p", secret="sk")))
+    store.update(doc_edits.with_profile("p:empty", Credential(type="api_key", provider="p", secret="")))
+    store.update(doc_edits.with_profile("q:key", Credential(type="api_key", provider="q", secret="sk")))
     rows = resolver.all_profiles("p", now)
     assert [pid for pid, _, _ in rows] == ["p:key", "p:empty", "p:old"]
     assert rows[0][2] == UsageStats()
@@ -188,9 +192,13 @@ async def test_resolve_types(tmp_path: Path, clock: FakeClock) -> None:
         env={"OPENAI_API_KEY": "sk-env"},
     )
     now = clock.now_ms()
-    file_store(resolver).upsert_profile("x:key", Credential(type="api_key", provider="x", secret="sk-x"))
-    file_store(resolver).upsert_profile(
-        "x:tok", Credential(type="token", provider="x", secret="oat", expires=now + 10)
+    file_store(resolver).update(
+        doc_edits.with_profile("x:key", Credential(type="api_key", provider="x", secret="sk-x"))
+    )
+    file_store(resolver).update(
+        doc_edits.with_profile(
+            "x:tok", Credential(type="token", provider="x", secret="oat", expires=now + 10)
+        )
     )
     expected = {
         "x:key": ("api_key", "sk-x"),
@@ -212,7 +220,7 @@ async def test_oauth_far_from_expiry_is_not_refreshed(tmp_path: Path, clock: Fak
     """A token valid for more than five minutes is used as it is."""
     refresher = CountingRefresher(clock.now_ms())
     resolver = make(tmp_path, refresher=refresher)
-    file_store(resolver).upsert_profile("g:me", oauth(clock.now_ms() + 5 * MINUTE_MS + 1))
+    file_store(resolver).update(doc_edits.with_profile("g:me", oauth(clock.now_ms() + 5 * MINUTE_MS + 1)))
     auth = await resolver.resolve("g:me", now_ms=clock.now_ms())
     assert (auth.type, auth.secret) == ("oauth", "access-0")
     assert refresher.calls == []
@@ -222,7 +230,7 @@ async def test_oauth_near_expiry_is_refreshed_and_saved(tmp_path: Path, clock: F
     """Within five minutes of expiry the token is refreshed and the new pair is written to the store."""
     refresher = CountingRefresher(clock.now_ms())
     resolver = make(tmp_path, refresher=refresher)
-    file_store(resolver).upsert_profile("g:me", oauth(clock.now_ms() + 5 * MINUTE_MS))
+    file_store(resolver).update(doc_edits.with_profile("g:me", oauth(clock.now_ms() + 5 * MINUTE_MS)))
     auth = await resolver.resolve("g:me", now_ms=clock.now_ms())
     assert auth.secret == "access-1"
     assert refresher.calls == ["refresh-0"]
@@ -238,7 +246,7 @@ async def test_oauth_near_expiry_is_refreshed_and_saved(tmp_path: Path, clock: F
 async def test_failed_refresh_is_an_auth_failure(tmp_path: Path, clock: FakeClock) -> None:
     """A refresh that fails raises ProviderError(AUTH) and leaves the stored tokens alone."""
     resolver = make(tmp_path, refresher=CountingRefresher(clock.now_ms(), fail=True))
-    file_store(resolver).upsert_profile("g:me", oauth(clock.now_ms() + MINUTE_MS))
+    file_store(resolver).update(doc_edits.with_profile("g:me", oauth(clock.now_ms() + MINUTE_MS)))
     with pytest.raises(ProviderError) as info:
         await resolver.resolve("g:me", now_ms=clock.now_ms())
     assert info.value.reason is Reason.AUTH
@@ -249,7 +257,7 @@ async def test_failed_refresh_is_an_auth_failure(tmp_path: Path, clock: FakeCloc
 async def test_without_refresher_a_still_valid_token_is_used(tmp_path: Path, clock: FakeClock) -> None:
     """No refresher: the token is used until it expires, then it is an auth failure."""
     resolver = make(tmp_path)
-    file_store(resolver).upsert_profile("g:me", oauth(clock.now_ms() + MINUTE_MS))
+    file_store(resolver).update(doc_edits.with_profile("g:me", oauth(clock.now_ms() + MINUTE_MS)))
     assert (await resolver.resolve("g:me", now_ms=clock.now_ms())).secret == "access-0"
     with pytest.raises(ProviderError) as info:
         await resolver.resolve("g:me", now_ms=clock.now_ms() + MINUTE_MS)
@@ -260,7 +268,7 @@ async def test_concurrent_resolves_in_one_loop_refresh_once(tmp_path: Path, cloc
     """Three tasks resolving the same expiring profile share one refresh."""
     refresher = CountingRefresher(clock.now_ms(), delay_s=0.2)
     resolver = make(tmp_path, refresher=refresher)
-    file_store(resolver).upsert_profile("g:me", oauth(clock.now_ms() + MINUTE_MS))
+    file_store(resolver).update(doc_edits.with_profile("g:me", oauth(clock.now_ms() + MINUTE_MS)))
     results = await asyncio.gather(*(resolver.resolve("g:me", now_ms=clock.now_ms()) for _ in range(3)))
     assert {auth.secret for auth in results} == {"access-1"}
     assert refresher.calls == ["refresh-0"]
@@ -269,7 +277,7 @@ async def test_concurrent_resolves_in_one_loop_refresh_once(tmp_path: Path, cloc
 def test_concurrent_resolves_in_threads_refresh_once(tmp_path: Path, clock: FakeClock) -> None:
     """Threads with their own event loops and store objects share one refresh."""
     refresher = CountingRefresher(clock.now_ms(), delay_s=0.2)
-    file_store(make(tmp_path)).upsert_profile("g:me", oauth(clock.now_ms() + MINUTE_MS))
+    file_store(make(tmp_path)).update(doc_edits.with_profile("g:me", oauth(clock.now_ms() + MINUTE_MS)))
     secrets: list[str] = []
 
     def work() -> None:
@@ -289,7 +297,7 @@ async def test_cancelled_turn_still_saves_the_refreshed_tokens(tmp_path: Path, c
     """Cancelling a resolve mid-refresh must not lose the new tokens (the old refresh token is spent)."""
     refresher = CountingRefresher(clock.now_ms(), delay_s=0.2)
     resolver = make(tmp_path, refresher=refresher)
-    file_store(resolver).upsert_profile("g:me", oauth(clock.now_ms() + MINUTE_MS))
+    file_store(resolver).update(doc_edits.with_profile("g:me", oauth(clock.now_ms() + MINUTE_MS)))
     task = asyncio.create_task(resolver.resolve("g:me", now_ms=clock.now_ms()))
     assert await asyncio.to_thread(refresher.started.wait, 5)
     task.cancel()
@@ -308,14 +316,18 @@ async def test_waiter_takes_the_other_process_result(tmp_path: Path, clock: Fake
     """A resolve that waited for the refresh lock uses the tokens the holder wrote, without refreshing."""
     refresher = CountingRefresher(clock.now_ms())
     resolver = make(tmp_path, refresher=refresher)
-    file_store(resolver).upsert_profile("g:me", oauth(clock.now_ms() + MINUTE_MS))
+    file_store(resolver).update(doc_edits.with_profile("g:me", oauth(clock.now_ms() + MINUTE_MS)))
     holder = lockfile.lock(file_store(resolver).refresh_lock_path, 5)
     try:
         task = asyncio.create_task(resolver.resolve("g:me", now_ms=clock.now_ms()))
         await asyncio.sleep(0.2)
         assert not task.done()  # waiting for the lock, having seen the old tokens
         other = AuthStore(file_store(resolver).path)
-        other.upsert_profile("g:me", oauth(clock.now_ms() + HOUR_MS, refresh="refresh-x", access="access-x"))
+        other.update(
+            doc_edits.with_profile(
+                "g:me", oauth(clock.now_ms() + HOUR_MS, refresh="refresh-x", access="access-x")
+            )
+        )
     finally:
         lockfile.unlock(holder)
     assert (await task).secret == "access-x"
@@ -361,7 +373,7 @@ print(asyncio.run(resolver.resolve("g:me", now_ms=now)).secret)
 def test_processes_and_threads_refresh_once(tmp_path: Path, clock: FakeClock) -> None:
     """Two OS processes and two threads resolve one expiring login: one refresh, one shared result."""
     store = file_store(make(tmp_path))
-    store.upsert_profile("g:me", oauth(clock.now_ms() + MINUTE_MS))
+    store.update(doc_edits.with_profile("g:me", oauth(clock.now_ms() + MINUTE_MS)))
     log, go = tmp_path / "refresh.log", tmp_path / "go"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     args = [str(store.path), str(log), str(go), str(clock.now_ms())]
@@ -426,7 +438,7 @@ async def test_the_refresh_lock_is_a_seam(tmp_path: Path, clock: FakeClock) -> N
         refresher=refresher,
         refresh_lock=lock,
     )
-    file_store(resolver).upsert_profile("g:me", oauth(clock.now_ms() + MINUTE_MS))
+    file_store(resolver).update(doc_edits.with_profile("g:me", oauth(clock.now_ms() + MINUTE_MS)))
     results = await asyncio.gather(*(resolver.resolve("g:me", now_ms=clock.now_ms()) for _ in range(3)))
     assert {auth.secret for auth in results} == {"access-1"}
     assert refresher.calls == ["refresh-0"]
@@ -447,7 +459,9 @@ def test_availability_is_kept_while_the_store_and_the_clock_change_nothing(
     """Asked again with the store unchanged and no cooldown passed: the same answer, not worked out anew."""
     resolver = make(tmp_path)
     for pid in ("p:a", "p:b"):
-        file_store(resolver).upsert_profile(pid, Credential(type="api_key", provider="p", secret="sk"))
+        file_store(resolver).update(
+            doc_edits.with_profile(pid, Credential(type="api_key", provider="p", secret="sk"))
+        )
     first = resolver.availability("p", "m", clock.now_ms())
     clock.advance(seconds=5)
     assert resolver.availability("p", "m", clock.now_ms()) is first
@@ -459,7 +473,9 @@ def test_a_kept_availability_ends_when_a_cooldown_does(tmp_path: Path, clock: Fa
     in between; a write (here, a failure of the other profile) is seen at once."""
     resolver = make(tmp_path)
     for pid in ("p:a", "p:b"):
-        file_store(resolver).upsert_profile(pid, Credential(type="api_key", provider="p", secret="sk"))
+        file_store(resolver).update(
+            doc_edits.with_profile(pid, Credential(type="api_key", provider="p", secret="sk"))
+        )
     policy = CooldownPolicy()
     file_store(resolver).record_failure(
         "p:a", Reason.RATE_LIMIT, provider="p", now_ms=clock.now_ms(), policy=policy, model="m"
@@ -478,8 +494,10 @@ def test_a_kept_availability_ends_when_a_cooldown_does(tmp_path: Path, clock: Fa
 def test_a_kept_availability_ends_when_a_token_expires(tmp_path: Path, clock: FakeClock) -> None:
     """A static token past its expiry leaves the rotation at that moment."""
     resolver = make(tmp_path)
-    file_store(resolver).upsert_profile(
-        "p:t", Credential(type="token", provider="p", secret="tok", expires=clock.now_ms() + MINUTE_MS)
+    file_store(resolver).update(
+        doc_edits.with_profile(
+            "p:t", Credential(type="token", provider="p", secret="tok", expires=clock.now_ms() + MINUTE_MS)
+        )
     )
     assert _ready(resolver, "p", "m", clock.now_ms()) == ["p:t"]
     clock.advance(minutes=1)
@@ -489,7 +507,9 @@ def test_a_kept_availability_ends_when_a_token_expires(tmp_path: Path, clock: Fa
 def test_a_clock_set_back_is_not_served_a_later_answer(tmp_path: Path, clock: FakeClock) -> None:
     """An answer holds from the moment it was worked out: asked for an earlier moment, it is worked out again."""
     resolver = make(tmp_path)
-    file_store(resolver).upsert_profile("p:a", Credential(type="api_key", provider="p", secret="sk"))
+    file_store(resolver).update(
+        doc_edits.with_profile("p:a", Credential(type="api_key", provider="p", secret="sk"))
+    )
     file_store(resolver).record_failure(
         "p:a", Reason.RATE_LIMIT, provider="p", now_ms=clock.now_ms(), policy=CooldownPolicy(), model="m"
     )

@@ -19,8 +19,8 @@ import pytest
 
 from bot.store import NewMessage, SessionPatch
 from bot.store.engine import prepare_sqlite_file
-from bot.store.migrate import current_revision, head_revision, schema_drift, upgrade
 from bot.store.sql import SqlSessionStore, sqlite_url
+from tests.migration_checks import current_revision, head_revision, schema_drift, upgrade
 from tests.pg import pg_url, scratch_database, truncate_all  # noqa: F401
 
 REPO = Path(__file__).resolve().parent.parent

@@ -25,8 +25,8 @@ from bot.store import (
     session_key,
 )
 from bot.store.engine import parse_url
-from bot.store.migrate import current_revision, head_revision, schema_drift
 from bot.store.sql import SqlSessionStore, sqlite_url
+from tests.migration_checks import current_revision, head_revision, schema_drift
 from tests.pg import pg_url, truncate_all  # noqa: F401
 
 T0 = 1_700_000_000_000

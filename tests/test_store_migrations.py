@@ -12,9 +12,10 @@ from alembic import command
 from sqlalchemy.engine import Connection
 
 from bot.store.database import open_database
-from bot.store.migrate import alembic_config, current_revision, head_revision, schema_drift, upgrade
+from bot.store.migrate import alembic_config
 from bot.store.sql import sqlite_url
 from bot.store.tables import sessions
+from tests.migration_checks import current_revision, head_revision, schema_drift, upgrade
 from tests.pg import pg_url, scratch_database  # noqa: F401
 
 AUTH_TABLES = {"auth_agents", "auth_credentials", "auth_order", "auth_last_good", "auth_usage", "auth_meta"}

@@ -314,19 +314,9 @@ class AuthStore:
         """An operator's reset of the profile and all its pairs, or of its pair with ``model`` only."""
         return self.update(doc_edits.without_cooldown(profile_id, model)).stats(profile_id)
 
-    def upsert_profile(self, profile_id: str, cred: Credential) -> None:
-        self.update(doc_edits.with_profile(profile_id, cred))
-
-    def remove_profile(self, profile_id: str) -> None:
-        """Remove the credential and every reference to it (order, lastGood, usageStats)."""
-        self.update(doc_edits.without_profile(profile_id))
-
     def set_order(self, provider: str, ids: Sequence[str]) -> None:
         """Pin the rotation order of a provider; an empty list clears it."""
         self.update(doc_edits.with_order(provider, ids))
-
-    def clear_order(self, provider: str) -> None:
-        self.update(doc_edits.without_order(provider))
 
     # -- async wrappers: file I/O and the lock wait stay off the event loop ----------------------------
 

@@ -1,4 +1,4 @@
-"""Alembic, driven from code: schema upgrades at store start, and a drift check between tables and migrations.
+"""Alembic, driven from code: schema upgrades at store start (the drift check lives in tests/migration_checks.py).
 
 No alembic.ini exists on disk: the configuration is built here, pointing at the ``migrations`` folder of
 this package, so an installed modelbot migrates its database by itself. To write a new migration, call
@@ -12,17 +12,15 @@ Mako) took a third of ``modelbot chat``'s start-up.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Final
 
-from sqlalchemy import CheckConstraint, inspect, text
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.errors import StoreError
-from bot.store.database import Database, open_database
-from bot.store.tables import metadata
+from bot.store.database import Database
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -31,8 +29,6 @@ MIGRATIONS_DIR: Final = Path(__file__).resolve().with_name("migrations")
 HEAD_REVISION: Final = "0002"  # the newest migration in migrations/versions
 # Any constant shared by every modelbot process: b"modelbot" as a bigint.
 _PG_MIGRATION_LOCK: Final = int.from_bytes(b"modelbot", "big")
-
-T = TypeVar("T")
 
 
 def alembic_config(connection: Connection | None = None, *, url: str | None = None) -> Config:
@@ -46,13 +42,6 @@ def alembic_config(connection: Connection | None = None, *, url: str | None = No
         config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))  # ConfigParser interpolates %
     config.attributes["connection"] = connection
     return config
-
-
-def head_revision() -> str | None:
-    """The newest migration this code knows, as Alembic reads the migrations folder."""
-    from alembic.script import ScriptDirectory  # noqa: PLC0415
-
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 def _stored_revision(connection: Connection) -> str | None:
@@ -89,51 +78,3 @@ async def upgrade_database(database: Database, revision: str = "head") -> None:
         raise StoreError(f"Cannot migrate the session database: {exc}.") from exc
     except (SQLAlchemyError, OSError) as exc:
         raise StoreError(f"Cannot migrate the session database ({type(exc).__name__}).") from exc
-
-
-async def upgrade(url: str, revision: str = "head") -> None:
-    """Migrate the database at ``url`` with a short-lived engine of its own."""
-    database = open_database(url)
-    try:
-        await upgrade_database(database, revision)
-    finally:
-        await database.dispose()
-
-
-def _drift(connection: Connection) -> list[Any]:
-    from alembic.autogenerate import compare_metadata  # noqa: PLC0415
-    from alembic.runtime.migration import MigrationContext  # noqa: PLC0415
-
-    diffs: list[Any] = list(compare_metadata(MigrationContext.configure(connection), metadata))
-    # Autogenerate ignores CHECK constraints; compare their names so that they cannot drift either.
-    inspector = inspect(connection)
-    for table in metadata.tables.values():
-        wanted = {c.name for c in table.constraints if isinstance(c, CheckConstraint)}
-        found = {c["name"] for c in inspector.get_check_constraints(table.name)}
-        if wanted != found:
-            diffs.append(("check_constraints", table.name, sorted(map(str, wanted)), sorted(map(str, found))))
-    return diffs
-
-
-def _revision(connection: Connection) -> str | None:
-    from alembic.runtime.migration import MigrationContext  # noqa: PLC0415
-
-    return MigrationContext.configure(connection).get_current_revision()
-
-
-async def _read(url: str, body: Callable[[Connection], T]) -> T:
-    database = open_database(url)
-    try:
-        return await database.run(body)
-    finally:
-        await database.dispose()
-
-
-async def schema_drift(url: str) -> list[Any]:
-    """Alembic's autogenerate differences between the database and ``tables.py``: [] when in step."""
-    return await _read(url, _drift)
-
-
-async def current_revision(url: str) -> str | None:
-    """The revision the database at ``url`` is at; None before the first migration."""
-    return await _read(url, _revision)
