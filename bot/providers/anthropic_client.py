@@ -1,9 +1,9 @@
 """The ``anthropic-messages`` client: ``POST {baseUrl}/v1/messages`` with ``stream: true``, via the ``anthropic`` SDK.
 
 The body is built once from our own types (``request_body``), one JSON encoding of the history per call, and
-sent through the SDK's low-level ``post`` (its URL, ``anthropic-version``, headers, timeouts, proxies and typed
-errors; its retries off: the engine decides); ``tests/test_provider_clients.py`` pins it to the API's wire
-format. The raw response's events are decoded by ``bot/providers/http.py``.
+sent as the SDK's low-level ``post`` sends it (its URL, ``anthropic-version``, headers, timeouts, proxies and
+typed errors; its retries off: the engine decides) by ``SdkPost``; ``tests/test_provider_clients.py`` pins it
+to the API's wire format. The raw response's events are decoded by ``bot/providers/http.py``.
 """
 
 from __future__ import annotations
@@ -16,15 +16,17 @@ from typing import Any
 
 import anthropic
 import httpx2
-from anthropic import AsyncAnthropic, omit
+from anthropic import NOT_GIVEN, AsyncAnthropic, omit
 
 from bot.failover.classify import FailureSignal, classify
 from bot.providers.base import ChatMessage, ChatRequest, Endpoint, ResolvedAuth
 from bot.providers.http import (
     SdkClientPool,
+    SdkPost,
     events_of,
     json_body,
     json_text,
+    read_timeout,
     response_text,
     secret_digest,
     text_message,
@@ -49,7 +51,7 @@ class AnthropicMessagesClient:
 
     def __init__(self, *, ssl_context: ssl.SSLContext | None = None) -> None:
         verify: ssl.SSLContext | bool = True if ssl_context is None else ssl_context  # True: the SDK's store
-        self._pool: SdkClientPool[AsyncAnthropic] = SdkClientPool(
+        self._pool: SdkClientPool[SdkPost[AsyncAnthropic]] = SdkClientPool(
             lambda: anthropic.DefaultAioHttpClient(verify=verify)
         )
 
@@ -59,16 +61,8 @@ class AnthropicMessagesClient:
         body = request_body(request)
         secret = auth.secret or PLACEHOLDER_KEY
         bearer = auth.type in _BEARER_TYPES
-        headers = _BEARER_HEADERS if bearer else {**_KEY_HEADERS, "x-api-key": secret}
         try:
-            client = self._client_for(endpoint, secret, bearer=bearer)
-            response = await client.post(
-                "/v1/messages",
-                cast_to=httpx2.Response,
-                content=body,
-                options={"headers": headers},
-                stream=True,
-            )
+            response = await self._client_for(endpoint, secret, bearer=bearer).send(body)
         # InvalidURL, ValueError: a base URL the SDK cannot send to.
         except (anthropic.AnthropicError, httpx2.HTTPError, httpx2.InvalidURL, ValueError) as exc:
             raise classify(_signal(exc)) from exc
@@ -105,7 +99,7 @@ class AnthropicMessagesClient:
     async def aclose(self) -> None:
         await self._pool.aclose()
 
-    def _client_for(self, endpoint: Endpoint, secret: str, *, bearer: bool) -> AsyncAnthropic:
+    def _client_for(self, endpoint: Endpoint, secret: str, *, bearer: bool) -> SdkPost[AsyncAnthropic]:
         headers = dict(endpoint.headers)
         if not any(name.lower() == "anthropic-version" for name in headers):
             headers["anthropic-version"] = API_VERSION
@@ -121,19 +115,41 @@ class AnthropicMessagesClient:
             tuple(sorted(headers.items())),
             endpoint.timeout_s,
         )
-        # A credential argument is always given, so the SDK never falls back to env vars or config files.
-        return self._pool.get(
-            key,
-            lambda http: AsyncAnthropic(
-                api_key=None if bearer else secret,
-                auth_token=secret if bearer else None,
-                base_url=_root(endpoint.base_url),
-                default_headers=headers,
-                timeout=endpoint.timeout_s,  # connecting and each read: the wait for the headers and every gap
-                max_retries=0,  # the engine decides about retries, never the SDK
-                http_client=http,
-            ),
-        )
+        return self._pool.get(key, lambda http: _sdk_client(endpoint, secret, headers, http, bearer=bearer))
+
+
+def _sdk_client(
+    endpoint: Endpoint, secret: str, headers: dict[str, str], http: httpx2.AsyncClient, *, bearer: bool
+) -> SdkPost[AsyncAnthropic]:
+    # A credential argument is always given, so the SDK never falls back to env vars or config files.
+    sdk = AsyncAnthropic(
+        api_key=None if bearer else secret,
+        auth_token=secret if bearer else None,
+        base_url=_root(endpoint.base_url),
+        default_headers=headers,
+        timeout=endpoint.timeout_s,  # connecting and each read: the wait for the headers and every gap
+        max_retries=0,  # the engine decides about retries, never the SDK
+        http_client=http,
+    )
+    # The layers of the SDK's _build_headers with no retries and no per-call timeout (it sends that one as
+    # "NOT_GIVEN"; the configured headers again, as a layer of their own, so that they win over the SDK's own
+    # anthropic-version whatever their spelling), then what this client's post passed as the request's own.
+    stainless = {
+        "x-stainless-timeout": str(NOT_GIVEN),
+        "x-stainless-retry-count": "0",
+        **read_timeout(sdk.timeout),
+    }
+    own = _BEARER_HEADERS if bearer else {**_KEY_HEADERS, "x-api-key": secret}
+    return SdkPost(
+        sdk,
+        http,
+        "/v1/messages",
+        [stainless, sdk.default_headers, headers, own],
+        sdk.timeout,
+        sdk.default_query,
+        anthropic.APITimeoutError,
+        anthropic.APIConnectionError,
+    )
 
 
 def _root(base_url: str) -> str:

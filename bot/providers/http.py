@@ -1,10 +1,13 @@
-"""What both SDK clients share: SDK clients over one connection pool, the SSE events of a raw streamed response.
+"""What both SDK clients share: SDK clients over one connection pool, their requests, the SSE events of a response.
 
-The official SDKs send the request (URL, auth and default headers, timeouts, proxies from the environment, their
-typed errors for a non-2xx answer or a failed connection) through their documented low-level ``post`` with a
-body we built once, and hand back the raw ``httpx2.Response``; its body is decoded here with our own SSE decoder.
-Why not the SDKs' ``create`` methods or their ``AsyncStream``: ``docs/benchmarks.md`` (``bench.conversation``)
-— their per-message request transformation and per-chunk model objects cost many times the request itself.
+The official SDKs give each request its URL, auth and default headers, timeouts, proxies from the environment
+and their typed errors for a non-2xx answer or a failed connection: ``SdkPost`` takes the URL, headers and
+timeout from the SDK client once (what its low-level ``post`` would send, byte for byte:
+``tests/test_sdk_post.py``) and sends each body we built once on the HTTP client the SDK client is given,
+raising the SDK's own errors as ``post`` does; the raw ``httpx2.Response``'s body is decoded here with our own
+SSE decoder. Why not ``post`` itself, the SDKs' ``create`` methods or their ``AsyncStream``:
+``docs/benchmarks.md`` (``bench.conversation``) — per call, ``post`` copies its pydantic request options and
+merges the headers six times, and ``create`` transforms every message of the history.
 """
 
 from __future__ import annotations
@@ -12,11 +15,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import ssl
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Hashable, Mapping
 from contextlib import asynccontextmanager
 from functools import lru_cache
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import httpx2
 
@@ -63,6 +67,93 @@ class SdkClientPool(Generic[C]):
         http, self._http = self._http, None
         if http is not None:
             await http.aclose()
+
+
+class _SdkClient(_Closable, Protocol):
+    @property
+    def base_url(self) -> httpx2.URL: ...
+
+    def _make_status_error_from_response(self, response: httpx2.Response) -> Exception: ...
+
+
+S = TypeVar("S", bound=_SdkClient)
+
+
+class SdkPost(Generic[S]):
+    """One SDK client's streamed ``POST`` to one path, as its ``post(path, cast_to=httpx2.Response,
+    content=body, stream=True)`` sends it with retries off, less the per-call work.
+
+    ``headers`` are the SDK's header layers (case-insensitive, later layers win, its ``Omit`` removes one), fixed
+    for the client's life; nothing in them varies per request with retries off. A failed send raises the SDK's
+    ``timeout_error`` or ``connection_error`` from the transport's exception, a non-2xx answer the SDK's own
+    status error, read first, as ``post`` does.
+    """
+
+    def __init__(  # noqa: PLR0917 (what post takes from the SDK client, each once)
+        self,
+        sdk: S,
+        http: httpx2.AsyncClient,
+        path: str,
+        headers: list[Mapping[str, object]],
+        timeout: float | httpx2.Timeout | None,
+        query: Mapping[str, Any],  # the SDK's default_query
+        timeout_error: Callable[..., Exception],
+        connection_error: Callable[..., Exception],
+    ) -> None:
+        self.sdk = sdk
+        self._http = http
+        base = (
+            sdk.base_url
+        )  # the SDK's, with its trailing slash: the path is appended as its _prepare_url does
+        url = base.copy_with(raw_path=base.raw_path + path.lstrip("/").encode("ascii"))
+        self._url = url.copy_merge_params(query) if query else url
+        self._headers = merged_headers(*headers)
+        self._timeout = httpx2.Timeout(timeout)
+        self._timeout_error = timeout_error
+        self._connection_error = connection_error
+
+    async def send(self, body: bytes) -> httpx2.Response:
+        http = self._http
+        request = http.build_request(
+            "POST", self._url, headers=self._headers, content=body, timeout=self._timeout
+        )
+        try:
+            response = await http.send(request, stream=True)
+        except httpx2.TimeoutException as exc:
+            raise self._timeout_error(request=request) from exc
+        # What the SDK reads as a failed connection, less its shim for httpx2's anyio transport (anyio's
+        # EndOfStream): the HTTP client here is the SDKs' aiohttp one.
+        except (httpx2.RequestError, ssl.SSLError) as exc:
+            raise self._connection_error(request=request) from exc
+        if not response.is_success:
+            if not response.is_closed:
+                await response.aread()
+            # The SDK's own mapping of status and body to its error classes (no public helper; anthropic's has
+            # sixty classes keyed by status and error code): the same error post raises.
+            raise self.sdk._make_status_error_from_response(response) from None
+        return response
+
+    async def close(self) -> None:
+        await self.sdk.close()
+
+
+def merged_headers(*layers: Mapping[str, object]) -> list[tuple[str, str]]:
+    """Header layers merged as the SDKs merge them: by lower-cased name, a later layer's value in the earlier
+    one's place, a value that is not a string (the SDKs' ``Omit``) removing the header."""
+    merged: dict[str, tuple[str, str]] = {}
+    for layer in layers:
+        for name, value in layer.items():
+            if isinstance(value, str):
+                merged[name.lower()] = (name, value)
+            else:
+                merged.pop(name.lower(), None)
+    return list(merged.values())
+
+
+def read_timeout(timeout: float | httpx2.Timeout | None) -> dict[str, str]:
+    """The ``x-stainless-read-timeout`` header both SDKs add to each request."""
+    read = timeout.read if isinstance(timeout, httpx2.Timeout) else timeout
+    return {} if read is None else {"x-stainless-read-timeout": str(read)}
 
 
 def secret_digest(secret: str) -> str:

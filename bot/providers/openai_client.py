@@ -1,9 +1,9 @@
 """The ``openai-completions`` client: ``POST {baseUrl}/chat/completions`` with ``stream: true``, via the ``openai`` SDK.
 
 The body is built once from our own types (``request_body``), one JSON encoding of the history per call, and
-sent through the SDK's low-level ``post`` (its URL, Bearer auth, headers, timeouts, proxies and typed errors;
-its retries off: the engine decides); ``tests/test_provider_clients.py`` pins it to the API's wire format. The
-raw response's events are decoded by ``bot/providers/http.py``.
+sent as the SDK's low-level ``post`` sends it (its URL, Bearer auth, headers, timeouts, proxies and typed
+errors; its retries off: the engine decides) by ``SdkPost``; ``tests/test_provider_clients.py`` pins it to the
+API's wire format. The raw response's events are decoded by ``bot/providers/http.py``.
 """
 
 from __future__ import annotations
@@ -23,9 +23,11 @@ from bot.failover.classify import FailureSignal, classify
 from bot.providers.base import ChatMessage, ChatRequest, Endpoint, ResolvedAuth
 from bot.providers.http import (
     SdkClientPool,
+    SdkPost,
     events_of,
     json_body,
     json_text,
+    read_timeout,
     response_text,
     secret_digest,
     text_message,
@@ -47,7 +49,7 @@ class OpenAICompletionsClient:
 
     def __init__(self, *, ssl_context: ssl.SSLContext | None = None) -> None:
         verify: ssl.SSLContext | bool = True if ssl_context is None else ssl_context  # True: the SDK's store
-        self._pool: SdkClientPool[AsyncOpenAI] = SdkClientPool(
+        self._pool: SdkClientPool[SdkPost[AsyncOpenAI]] = SdkClientPool(
             lambda: openai.DefaultAioHttpClient(verify=verify)
         )
 
@@ -56,10 +58,7 @@ class OpenAICompletionsClient:
     ) -> AsyncIterator[str]:
         body = request_body(request, max_completion_tokens=_uses_max_completion_tokens(endpoint))
         try:
-            client = self._client_for(endpoint, auth)
-            response = await client.post(
-                "/chat/completions", cast_to=httpx2.Response, content=body, stream=True
-            )
+            response = await self._client_for(endpoint, auth).send(body)
         # InvalidURL, ValueError: a base URL the SDK cannot send to.
         except (openai.OpenAIError, httpx2.HTTPError, httpx2.InvalidURL, ValueError) as exc:
             raise classify(_signal(exc)) from exc
@@ -96,17 +95,17 @@ class OpenAICompletionsClient:
     async def aclose(self) -> None:
         await self._pool.aclose()
 
-    def _client_for(self, endpoint: Endpoint, auth: ResolvedAuth) -> AsyncOpenAI:
+    def _client_for(self, endpoint: Endpoint, auth: ResolvedAuth) -> SdkPost[AsyncOpenAI]:
         secret = auth.secret if auth.type != "none" and auth.secret else PLACEHOLDER_KEY
         headers = tuple(sorted(endpoint.headers.items()))
         key = (endpoint.base_url, secret_digest(secret), headers, endpoint.timeout_s)
         return self._pool.get(key, lambda http: _sdk_client(endpoint, secret, http))
 
 
-def _sdk_client(endpoint: Endpoint, secret: str, http: httpx2.AsyncClient) -> AsyncOpenAI:
+def _sdk_client(endpoint: Endpoint, secret: str, http: httpx2.AsyncClient) -> SdkPost[AsyncOpenAI]:
     # A query string in the base URL (Azure's api-version) goes with every request, after the path.
     parts = urlsplit(endpoint.base_url)
-    return AsyncOpenAI(
+    sdk = AsyncOpenAI(
         api_key=secret,
         base_url=urlunsplit(parts._replace(query="")),
         default_query=dict(parse_qsl(parts.query)) or None,
@@ -115,6 +114,18 @@ def _sdk_client(endpoint: Endpoint, secret: str, http: httpx2.AsyncClient) -> As
         timeout=endpoint.timeout_s,  # connecting and each read: the wait for the headers and every gap
         max_retries=0,  # the engine decides about retries, never the SDK
         http_client=http,
+    )
+    # What post adds to the client's headers, with no retries: the retry count (0) and the read timeout.
+    extra = {"x-stainless-retry-count": "0", **read_timeout(sdk.timeout)}
+    return SdkPost(
+        sdk,
+        http,
+        "/chat/completions",
+        [sdk.auth_headers, sdk.default_headers, extra],
+        sdk.timeout,
+        sdk.default_query,
+        openai.APITimeoutError,
+        openai.APIConnectionError,
     )
 
 
