@@ -102,9 +102,8 @@ class SdkPost(Generic[S]):
     ) -> None:
         self.sdk = sdk
         self._http = http
-        base = (
-            sdk.base_url
-        )  # the SDK's, with its trailing slash: the path is appended as its _prepare_url does
+        # The SDK's base URL, with its trailing slash: the path is appended as its _prepare_url does.
+        base = sdk.base_url
         url = base.copy_with(raw_path=base.raw_path + path.lstrip("/").encode("ascii"))
         self._url = url.copy_merge_params(query) if query else url
         self._headers = merged_headers(*headers)
