@@ -2,7 +2,7 @@
 
 The channels are plug-ins (``bot.channels``): ``cli/channels.py`` lists them, and a plug-in imports its
 platform library only when its channel is enabled and built (a bot with Telegram alone never loads
-discord.py). Tests pass their own registry, or factories that build an adapter from the whole app.
+discord.py). Tests pass their own registry.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import gc
 import logging
 import os
 import signal
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 from bot.app import App, build_app, load
 from bot.channels import ChannelAdapter, ChannelRegistry
@@ -26,7 +26,6 @@ from cli.output import error
 
 log = logging.getLogger("modelbot.run")
 
-AdapterFactory = Callable[[App], ChannelAdapter]
 STOP_TIMEOUT_S = 30.0  # per channel: in-flight turns get this long to finish before being cancelled
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -47,24 +46,18 @@ def register(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace, factories: Mapping[str, AdapterFactory] | None = None) -> int:
-    return asyncio.run(serve(args.config, log_level=args.log_level, factories=factories))
+def run(args: argparse.Namespace, channels: ChannelRegistry = BUILTIN_CHANNELS) -> int:
+    return asyncio.run(serve(args.config, log_level=args.log_level, channels=channels))
 
 
-def build_adapters(
-    app: App, channels: ChannelRegistry, enabled: list[str], factories: Mapping[str, AdapterFactory]
-) -> list[ChannelAdapter]:
+def build_adapters(app: App, channels: ChannelRegistry, enabled: list[str]) -> list[ChannelAdapter]:
     """The adapters of the enabled channels; a plug-in whose platform library is missing is a clean error."""
     plugins = {plugin.name: plugin for plugin in channels}
     adapters: list[ChannelAdapter] = []
     for name in enabled:
         try:
-            factory = factories.get(name)
-            if factory is not None:
-                adapters.append(factory(app))
-            else:
-                settings = app.loaded.config.channels.section(name)
-                adapters.append(plugins[name].adapter(settings, app.chat()))
+            settings = app.loaded.config.channels.section(name)
+            adapters.append(plugins[name].adapter(settings, app.chat()))
         except ImportError as exc:
             raise ChannelUnavailable(
                 f"The {name} channel is enabled but its adapter cannot be loaded ({exc}). "
@@ -77,7 +70,6 @@ async def serve(
     cli_config: str | None,
     *,
     log_level: str | None = None,
-    factories: Mapping[str, AdapterFactory] | None = None,
     stop: asyncio.Event | None = None,
     env: Mapping[str, str] | None = None,
     channels: ChannelRegistry = BUILTIN_CHANNELS,
@@ -100,7 +92,7 @@ async def serve(
     for warning in app.loaded.warnings:
         log.warning("%s", warning)
     try:
-        adapters = build_adapters(app, channels, enabled, factories or {})
+        adapters = build_adapters(app, channels, enabled)
     except ModelbotError as exc:
         error(app.redactor.known(str(exc)))
         await app.stop()  # closes the provider clients it made

@@ -16,15 +16,18 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from bot.app import App
+from bot.app import App, build_app
+from bot.conversation.pipeline import ChatPipeline
 from bot.logging_setup import configure_logging
 from bot.redaction import Redactor
-from cli.run_cmd import AdapterFactory, serve
+from cli import run_cmd
+from cli.run_cmd import serve
 from tests.cli_helpers import ROOT, run_cli, write_config
-from tests.fakes.fake_channel import MARKER_ENV, FakeChannel
+from tests.fakes.fake_channel import MARKER_ENV, Builder, FakeChannel, channels_with
 
 TOKEN = "123456:SECRET-telegram-token-abcdef"
 BOTH = (
@@ -79,11 +82,11 @@ async def test_an_adapter_that_cannot_be_imported_is_a_clean_error(
     """An enabled channel whose platform library is missing: one sentence, exit 1, nothing started."""
     config = write_config(tmp_path / "c.json5", BOTH % "")
 
-    def factory(app: App) -> FakeChannel:
+    def build(settings: Any, chat: ChatPipeline) -> FakeChannel:
         importlib.import_module("tests.fakes.no_such_adapter")  # as a plug-in's builder imports its library
-        return FakeChannel(app)
+        return FakeChannel(chat, settings)
 
-    code = await serve(config, factories={"telegram": factory}, stop=asyncio.Event(), env=env())
+    code = await serve(config, channels=channels_with(telegram=build), stop=asyncio.Event(), env=env())
     assert code == 1
     err = capsys.readouterr().err
     assert "The telegram channel is enabled but its adapter cannot be loaded" in err
@@ -99,9 +102,9 @@ async def test_channels_run_until_stopped_with_turns_logged_and_counted(
     events: list[str] = []
     channels: list[FakeChannel] = []
 
-    def factory(name: str) -> AdapterFactory:
-        def build(app: App) -> FakeChannel:
-            channels.append(FakeChannel(app, name=name, events=events))
+    def factory(name: str) -> Builder:
+        def build(settings: Any, chat: ChatPipeline) -> FakeChannel:
+            channels.append(FakeChannel(chat, settings, name=name, events=events))
             return channels[-1]
 
         return build
@@ -110,7 +113,7 @@ async def test_channels_run_until_stopped_with_turns_logged_and_counted(
     task = asyncio.create_task(
         serve(
             config,
-            factories={"telegram": factory("telegram"), "discord": factory("discord")},
+            channels=channels_with(telegram=factory("telegram"), discord=factory("discord")),
             stop=stop,
             env=env(),
         )
@@ -147,11 +150,11 @@ async def test_a_channel_that_fails_to_start_stops_the_others(
     """Discord fails at start: Telegram, already running, is stopped; exit 1."""
     config = write_config(tmp_path / "c.json5", BOTH % "")
     events: list[str] = []
-    factories = {
-        "telegram": lambda app: FakeChannel(app, events=events),
-        "discord": lambda app: FakeChannel(app, name="discord", events=events, fail=True),
-    }
-    code = await serve(config, factories=factories, stop=asyncio.Event(), env=env())
+    channels = channels_with(
+        telegram=lambda settings, chat: FakeChannel(chat, settings, events=events),
+        discord=lambda settings, chat: FakeChannel(chat, settings, name="discord", events=events, fail=True),
+    )
+    code = await serve(config, channels=channels, stop=asyncio.Event(), env=env())
     assert code == 1
     assert events == ["telegram:start", "telegram:ready", "discord:start", "telegram:stop"]
     assert "the fake platform refused the connection" in capsys.readouterr().err
@@ -168,8 +171,8 @@ async def test_the_log_level_comes_from_the_config_or_the_flag(
     )
     stop = asyncio.Event()
     events: list[str] = []
-    factories = {"telegram": lambda app: FakeChannel(app, events=events)}
-    task = asyncio.create_task(serve(config, log_level=flag, factories=factories, stop=stop, env=env()))
+    channels = channels_with(telegram=lambda settings, chat: FakeChannel(chat, settings, events=events))
+    task = asyncio.create_task(serve(config, log_level=flag, channels=channels, stop=stop, env=env()))
     await wait_for(lambda: "telegram:ready" in events)
     stop.set()
     assert await task == 0
@@ -184,10 +187,10 @@ async def test_running_bot_freezes_its_start_up_heap(tmp_path: Path) -> None:
     )
     stop = asyncio.Event()
     events: list[str] = []
-    factories = {"telegram": lambda app: FakeChannel(app, events=events)}
+    channels = channels_with(telegram=lambda settings, chat: FakeChannel(chat, settings, events=events))
     gc.unfreeze()
     try:
-        task = asyncio.create_task(serve(config, factories=factories, stop=stop, env=env()))
+        task = asyncio.create_task(serve(config, channels=channels, stop=stop, env=env()))
         await wait_for(lambda: gc.get_freeze_count() > 0)
         assert "telegram:ready" in events
         stop.set()
@@ -196,7 +199,9 @@ async def test_running_bot_freezes_its_start_up_heap(tmp_path: Path) -> None:
         gc.unfreeze()
 
 
-async def test_the_configured_providers_clients_are_made_before_the_channels_start(tmp_path: Path) -> None:
+async def test_the_configured_providers_clients_are_made_before_the_channels_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The SDKs of the API modes the config uses (chains, image models, the allowlist) are imported at start-up,
     before any chat is served, and no other: the first turn never waits seconds for an import."""
     config = write_config(
@@ -207,17 +212,22 @@ async def test_the_configured_providers_clients_are_made_before_the_channels_sta
         " models: { 'demo/echo': {}, 'local/m': {}, 'anthropic/claude-sonnet-4-5': {} } } } }",
     )
     seen: list[list[str]] = []
+    apps: list[App] = []
 
-    def build(app: App) -> FakeChannel:
-        class Recording(FakeChannel):
-            async def start(self) -> None:
-                seen.append(sorted(app.clients.created()))  # what exists when the channel starts
-                await super().start()
+    def recording_build_app(*args: Any, **kwargs: Any) -> App:  # the app serve builds, kept for a look inside
+        apps.append(build_app(*args, **kwargs))
+        return apps[-1]
 
-        return Recording(app, events=[])
+    monkeypatch.setattr(run_cmd, "build_app", recording_build_app)
+
+    class Recording(FakeChannel):
+        async def start(self) -> None:
+            seen.append(sorted(apps[0].clients.created()))  # what exists when the channel starts
+            await super().start()
 
     stop = asyncio.Event()
-    task = asyncio.create_task(serve(config, factories={"telegram": build}, stop=stop, env=env()))
+    channels = channels_with(telegram=lambda settings, chat: Recording(chat, settings, events=[]))
+    task = asyncio.create_task(serve(config, channels=channels, stop=stop, env=env()))
     await wait_for(lambda: bool(seen))
     stop.set()
     assert await task == 0
@@ -228,10 +238,10 @@ _RUNNER = """
 import sys
 from cli import run_cmd
 from cli.main import build_parser
-from tests.fakes.fake_channel import build_adapter
+from tests.fakes.fake_channel import build_adapter, channels_with
 
 args = build_parser().parse_args(["run", "--config", sys.argv[1]])
-sys.exit(run_cmd.run(args, factories={"telegram": build_adapter}))
+sys.exit(run_cmd.run(args, channels_with(telegram=build_adapter)))
 """
 
 

@@ -18,11 +18,13 @@ from adapters.discord.client import DiscordSetupError, Timings
 from adapters.discord.settings import DiscordChannel
 from bot.app import App, build_app
 from bot.channels import ChannelAdapter
+from bot.conversation.pipeline import ChatPipeline
 from bot.failover.reasons import Reason
 from bot.store.memory import InMemorySessionStore
 from tests import log_guard
 from tests.fakes.clock import FakeClock
 from tests.fakes.discord_server import FakeDiscordServer
+from tests.fakes.fake_channel import channels_with
 from tests.fakes.scripted import Fail, ScriptedClient, ok
 from tests.test_telegram_adapter import _Gate
 
@@ -292,13 +294,13 @@ async def test_modelbot_run_serves_discord_from_the_config_until_stopped(
     env = {"MODELBOT_STATE_DIR": str(state_dir), "DISCORD_BOT_TOKEN": TOKEN}
     built: list[ChannelAdapter] = []
 
-    def factory(app: App) -> ChannelAdapter:
-        settings = app.loaded.config.channels.discord
-        built.append(DiscordAdapter(app.chat(), settings, timings=_timings()))
+    def build(settings: DiscordChannel, chat: ChatPipeline) -> ChannelAdapter:
+        built.append(DiscordAdapter(chat, settings, timings=_timings()))
         return built[-1]
 
     stop = asyncio.Event()
-    running = asyncio.create_task(serve(str(config), env=env, stop=stop, factories={"discord": factory}))
+    channels = channels_with(discord=build)
+    running = asyncio.create_task(serve(str(config), env=env, stop=stop, channels=channels))
     await dc.wait_for(lambda: dc.synced_commands(GUILD) or running.done())
     answer = await _ask(dc, DM_ALICE, "ping from the config")
     stop.set()

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
-from bot.app import App
+from bot.channels import ChannelAdapter, ChannelRegistry
 from bot.chat import Incoming
+from bot.conversation.pipeline import ChatPipeline
+from cli.channels import BUILTIN_CHANNELS
 
 MARKER_ENV = "FAKE_CHANNEL_MARKER"  # a file the subprocess tests read the lifecycle from
 log = logging.getLogger("tests.fake_channel")
@@ -17,10 +22,17 @@ class FakeChannel:
     """Starts by handling one chat message (a full turn through the pipeline), then waits to be stopped."""
 
     def __init__(
-        self, app: App, *, name: str = "telegram", events: list[str] | None = None, fail: bool = False
+        self,
+        chat: ChatPipeline,
+        settings: Any,  # the channel's section of the config: TelegramChannel, DiscordChannel
+        *,
+        name: str = "telegram",
+        events: list[str] | None = None,
+        fail: bool = False,
     ) -> None:
         self.name = name
-        self.app = app
+        self.chat = chat
+        self.settings = settings
         self.events = [] if events is None else events
         self.fail = fail
         self.replies: list[str] = []
@@ -36,9 +48,9 @@ class FakeChannel:
         self._record("start")
         if self.fail:
             raise RuntimeError("the fake platform refused the connection")
-        token = self.app.loaded.config.channels.telegram.bot_token
+        token = getattr(self.settings, "bot_token", None) or getattr(self.settings, "token", None)
         log.info("connecting with token %s", token)  # the run's log formatter must redact this
-        replies = await self.app.chat().handle(
+        replies = await self.chat.handle(
             Incoming(platform="telegram", chat_id="42", user_id="7", text="hello")
         )
         self.replies = [reply.text for reply in replies]
@@ -48,5 +60,15 @@ class FakeChannel:
         self._record("stop")
 
 
-def build_adapter(app: App) -> FakeChannel:
-    return FakeChannel(app)
+Builder = Callable[[Any, ChatPipeline], ChannelAdapter]
+
+
+def channels_with(**builders: Builder) -> ChannelRegistry:
+    """The built-in channels, with a test's builder in place of the plug-in's for each channel named."""
+    return ChannelRegistry(
+        tuple(replace(p, build=builders[p.name]) if p.name in builders else p for p in BUILTIN_CHANNELS)
+    )
+
+
+def build_adapter(settings: Any, chat: ChatPipeline) -> FakeChannel:
+    return FakeChannel(chat, settings)
