@@ -10,6 +10,8 @@ from typing import Annotated, Any, Union, get_args, get_origin
 import pytest
 from pydantic import BaseModel
 
+from adapters.discord.settings import DiscordChannel
+from adapters.telegram.settings import TelegramChannel
 from bot.channels import CONSOLE
 from bot.config import defaults
 from bot.config.defaults import builtin_default, with_default_model
@@ -551,3 +553,20 @@ def test_unset_variables_of_a_disabled_channel_read_as_empty(tmp_path: Path) -> 
         tmp_path, '{models: {providers: {x: {baseUrl: "${X_URL}", api: "openai-completions"}}}}'
     )
     assert "X_URL" in str(elsewhere)
+
+
+def test_platform_ids_written_as_numbers_read_as_strings(tmp_path: Path) -> None:
+    """Ids in allowFrom, admins and guildIds may be numbers in the file; the adapters compare strings."""
+    channels = _load(
+        tmp_path,
+        "{ channels: { telegram: { allowFrom: [12345, '@alice'], admins: [7] },"
+        " discord: { allowFrom: [11, 'role:21'], admins: [99], guildIds: [42] } } }",
+    ).config.channels
+    telegram, discord = channels.section("telegram"), channels.section("discord")
+    assert isinstance(telegram, TelegramChannel)
+    assert isinstance(discord, DiscordChannel)
+    assert (telegram.allow_from, telegram.admins) == (("12345", "@alice"), ("7",))
+    assert (discord.allow_from, discord.admins, discord.guild_ids) == (("11", "role:21"), ("99",), ("42",))
+    unset = _load(tmp_path, "{ channels: { telegram: {} } }").config.channels.section("telegram")
+    assert isinstance(unset, TelegramChannel)
+    assert unset.allow_from is None  # everyone, unlike an empty list

@@ -4,29 +4,23 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from bot.channels import ChannelSettings
+from bot.config.schema import Ids
 
 
 class DiscordChannel(ChannelSettings):
     token: str | None = None
     api_base_url: str = "https://discord.com/api/v10"
     gateway_url: str = "wss://gateway.discord.gg"
-    allow_from: tuple[str, ...] | None = None  # None: everyone; user ids, role:<id>, channel:<id>
-    admins: tuple[str, ...] = ()
-    guild_ids: tuple[str, ...] = ()  # sync slash commands per guild so they appear at once
+    allow_from: Ids | None = None  # None: everyone; user ids, role:<id>, channel:<id>
+    admins: Ids = ()
+    guild_ids: Ids = ()  # sync slash commands per guild so they appear at once
     require_mention: bool = True
     shard_count: Annotated[int, Field(gt=0)] | None = None
     # The shards this process runs, when the shardCount shards are split over processes (or hosts).
     shard_ids: tuple[Annotated[int, Field(ge=0)], ...] | None = None
-
-    @field_validator("allow_from", "admins", "guild_ids", mode="before")
-    @classmethod
-    def _ids_as_strings(cls, value: object) -> object:
-        if isinstance(value, list | tuple):
-            return [str(item) for item in value]
-        return value
 
     @model_validator(mode="after")
     def _token_when_enabled(self) -> DiscordChannel:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from bot.channels import ChannelSettings
-from bot.config.schema import ConfigSection
+from bot.config.schema import ConfigSection, Ids
 
 
 class TelegramWebhook(ConfigSection):
@@ -20,18 +20,11 @@ class TelegramWebhook(ConfigSection):
 class TelegramChannel(ChannelSettings):
     bot_token: str | None = None
     api_base_url: str = "https://api.telegram.org"
-    allow_from: tuple[str, ...] | None = None  # None: everyone; ids or @usernames
-    admins: tuple[str, ...] = ()
+    allow_from: Ids | None = None  # None: everyone; ids or @usernames
+    admins: Ids = ()
     require_mention: bool = True
     silent_refusal_in_groups: bool = False
     webhook: TelegramWebhook | None = None
-
-    @field_validator("allow_from", "admins", mode="before")
-    @classmethod
-    def _ids_as_strings(cls, value: object) -> object:
-        if isinstance(value, list | tuple):
-            return [str(item) for item in value]
-        return value
 
     @model_validator(mode="after")
     def _token_when_enabled(self) -> TelegramChannel:

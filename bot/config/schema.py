@@ -7,7 +7,15 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    create_model,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 ApiMode = Literal["openai-completions", "anthropic-messages", "demo"]
@@ -243,6 +251,17 @@ class ProviderConfig(ConfigSection):
 
 class ModelsSection(ConfigSection):
     providers: dict[str, ProviderConfig] = {}
+
+
+def _ids_as_strings(value: object) -> object:
+    """Platform ids may be written as numbers: ``[12345, "@alice"]`` reads as ``("12345", "@alice")``."""
+    if isinstance(value, list | tuple):
+        return [str(item) for item in value]
+    return value
+
+
+# A list of a platform's ids (users, roles, guilds) in a channel's settings.
+Ids = Annotated[tuple[str, ...], BeforeValidator(_ids_as_strings)]
 
 
 class ChannelSettings(ConfigSection):
