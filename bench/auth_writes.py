@@ -37,7 +37,8 @@ from bench.pipeline import Run, TimedClient, concurrent, populate, sequential, s
 from bot.app import App, build_app
 from bot.auth import atomic_file, lockfile
 from bot.auth.cooldowns import CooldownPolicy
-from bot.auth.store import FILE_MODE, AuthStore, _failure
+from bot.auth.doc_edits import with_failure
+from bot.auth.store import FILE_MODE, AuthStore
 from bot.auth.types import AuthProfiles
 from bot.config.paths import auth_profiles_path
 from bot.failover.reasons import Reason
@@ -140,7 +141,7 @@ async def storm(
         started = time.perf_counter()
         now_ms = app.clock.now_ms()
         if on_loop:
-            apply = _failure(
+            apply = with_failure(
                 STORM_PROFILE,
                 Reason.RATE_LIMIT,
                 provider="demo",

@@ -1,6 +1,7 @@
 """Atomic replacement of a small file in three steps: stage the new content in a temp file beside it, fsync
 that, rename it over the file. Separate steps, so that a caller can run the fsync, which waits for the disk,
-in a worker thread and the quick steps where it likes (the auth store keeps them on the event loop)."""
+in a worker thread and the quick steps where it likes (the auth store keeps them on the event loop). And a
+copy of a file's bytes kept aside, once, before anything replaces them (a corrupt store's backup)."""
 
 from __future__ import annotations
 
@@ -68,3 +69,25 @@ def sync_dir(directory: Path) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def keep_aside(path: Path, raw: bytes, *, kind: str, stamp: str, mode: int) -> str | None:
+    """Copy ``raw`` (the bytes of ``path``) to ``<name>.<kind>-<stamp>`` beside it, once: a copy of the same
+    kind holding the same bytes is reused. None when 100 names are taken; raises OSError when it cannot write.
+    """
+    for existing in sorted(path.parent.glob(f"{path.name}.{kind}-*")):
+        try:
+            if existing.read_bytes() == raw:
+                return str(existing)
+        except OSError:
+            continue
+    for attempt in range(100):
+        target = path.with_name(f"{path.name}.{kind}-{stamp}" + (f"-{attempt}" if attempt else ""))
+        try:
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        except FileExistsError:
+            continue
+        with os.fdopen(fd, "wb") as f:
+            f.write(raw)
+        return str(target)
+    return None

@@ -6,8 +6,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from bot.auth import cooldowns
-from bot.auth.types import AuthProfiles, Credential
+from bot.auth.cooldowns import CooldownPolicy
+from bot.auth.types import AuthProfiles, Credential, UsageStats
 from bot.errors import AuthError, UnknownProfile
+from bot.failover.reasons import Reason
 
 Edit = Callable[[AuthProfiles], AuthProfiles]
 
@@ -59,6 +61,52 @@ def without_cooldown(profile_id: str, model: str | None = None) -> Edit:
             known = ", ".join(sorted(stats.models)) or "none"
             raise AuthError(f'{profile_id} has no cooldown state for model "{model}" (models: {known}).')
         cleared = cooldowns.clear_cooldown(stats, model)
-        return replace(doc, usage_stats={**doc.usage_stats, profile_id: cleared})
+        return _with_stats(doc, profile_id, cleared)
+
+    return apply
+
+
+def _with_stats(doc: AuthProfiles, profile_id: str, stats: UsageStats) -> AuthProfiles:
+    return replace(doc, usage_stats={**doc.usage_stats, profile_id: stats})
+
+
+def with_failure(
+    profile_id: str,
+    reason: Reason,
+    *,
+    provider: str,
+    now_ms: int,
+    policy: CooldownPolicy,
+    model: str | None,
+    retry_after_ms: int | None,
+) -> Edit:
+    """A failed call's cooldown arithmetic on the profile's usage stats (docs/failover.md §6)."""
+
+    def apply(doc: AuthProfiles) -> AuthProfiles:
+        stats = cooldowns.record_failure(
+            doc.stats(profile_id),
+            reason,
+            provider=provider,
+            now_ms=now_ms,
+            policy=policy,
+            model=model,
+            retry_after_ms=retry_after_ms,
+        )
+        return _with_stats(doc, profile_id, stats)
+
+    return apply
+
+
+def with_success(profile_id: str, provider: str, model: str | None, started_ms: int, now_ms: int) -> Edit:
+    """A successful call: clears what failed before it started, and makes the profile the provider's
+    ``lastGood`` unless a newer failure stands."""
+
+    def apply(doc: AuthProfiles) -> AuthProfiles:
+        before = doc.stats(profile_id)
+        after = cooldowns.record_success(before, model=model, started_ms=started_ms, now_ms=now_ms)
+        doc = _with_stats(doc, profile_id, after)
+        if cooldowns.failed_after(before, started_ms, model):  # a newer failure stands: not the last good one
+            return doc
+        return replace(doc, last_good={**doc.last_good, provider: profile_id})
 
     return apply

@@ -11,10 +11,10 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
-from bot.auth import atomic_file, codec, cooldowns, doc_edits, lockfile
+from bot.auth import atomic_file, codec, doc_edits, lockfile
 from bot.auth.atomic_file import FileKey, file_key
 from bot.auth.cooldowns import CooldownPolicy
 from bot.auth.refresh_lock import FileRefreshLock, RefreshLock
@@ -152,32 +152,15 @@ class AuthStore:
             detail = "not UTF-8 text"
         except ValueError as exc:
             detail = str(exc)
-        raise AuthStoreCorrupt(str(self.path), self._backup(raw), detail)
-
-    def _backup(self, raw: bytes) -> str | None:
-        """Copy the corrupt bytes aside once; later reads of the same content reuse that copy."""
-        for existing in sorted(self.path.parent.glob(f"{self.path.name}.corrupt-*")):
-            try:
-                if existing.read_bytes() == raw:
-                    return str(existing)
-            except OSError:
-                continue
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self._clock.now_ms() / 1000))
-        for attempt in range(100):
-            target = self.path.with_name(
-                f"{self.path.name}.corrupt-{stamp}" + (f"-{attempt}" if attempt else "")
+        try:
+            backup: str | None = atomic_file.keep_aside(
+                self.path, raw, kind="corrupt", stamp=stamp, mode=FILE_MODE
             )
-            try:
-                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
-            except FileExistsError:
-                continue
-            except OSError as exc:
-                log.warning("could not back up the corrupt auth store %s: %s", self.path, exc.strerror)
-                return None
-            with os.fdopen(fd, "wb") as f:
-                f.write(raw)
-            return str(target)
-        return None
+        except OSError as exc:
+            log.warning("could not back up the corrupt auth store %s: %s", self.path, exc.strerror)
+            backup = None
+        raise AuthStoreCorrupt(str(self.path), backup, detail)
 
     def _legacy_sources(self) -> list[Path]:
         paths = [self.path.with_name(LEGACY_API_KEYS), self.legacy_oauth_path]
@@ -285,7 +268,7 @@ class AuthStore:
     ) -> UsageStats:
         """Persist one failure (cooldown or billing disable) of a call to ``model``; works for implicit ids
         like ``openai:env`` too."""
-        apply = _failure(
+        apply = doc_edits.with_failure(
             profile_id,
             reason,
             provider=provider,
@@ -307,7 +290,9 @@ class AuthStore:
     ) -> UsageStats:
         """Persist a success of a call started at ``started_ms`` (default: ``now_ms``): what failed before
         it started is cleared, ``lastUsed`` moves forward, and the provider's ``lastGood``."""
-        apply = _success(profile_id, provider, model, now_ms if started_ms is None else started_ms, now_ms)
+        apply = doc_edits.with_success(
+            profile_id, provider, model, now_ms if started_ms is None else started_ms, now_ms
+        )
         return self.update(apply, sync_dir=False).stats(profile_id)
 
     def clear_cooldown(self, profile_id: str, model: str | None = None) -> UsageStats:
@@ -397,7 +382,7 @@ class AuthStore:
         model: str | None = None,
         retry_after_ms: int | None = None,
     ) -> UsageStats:
-        apply = _failure(
+        apply = doc_edits.with_failure(
             profile_id,
             reason,
             provider=provider,
@@ -417,51 +402,10 @@ class AuthStore:
         started_ms: int | None = None,
         model: str | None = None,
     ) -> UsageStats:
-        apply = _success(profile_id, provider, model, now_ms if started_ms is None else started_ms, now_ms)
+        apply = doc_edits.with_success(
+            profile_id, provider, model, now_ms if started_ms is None else started_ms, now_ms
+        )
         return (await self.aupdate(apply, sync_dir=False)).stats(profile_id)
 
     async def aclear_cooldown(self, profile_id: str, model: str | None = None) -> UsageStats:
         return (await self.aupdate(doc_edits.without_cooldown(profile_id, model))).stats(profile_id)
-
-
-def _with_stats(doc: AuthProfiles, profile_id: str, stats: UsageStats) -> AuthProfiles:
-    return replace(doc, usage_stats={**doc.usage_stats, profile_id: stats})
-
-
-def _failure(
-    profile_id: str,
-    reason: Reason,
-    *,
-    provider: str,
-    now_ms: int,
-    policy: CooldownPolicy,
-    model: str | None,
-    retry_after_ms: int | None,
-) -> Callable[[AuthProfiles], AuthProfiles]:
-    def apply(doc: AuthProfiles) -> AuthProfiles:
-        stats = cooldowns.record_failure(
-            doc.stats(profile_id),
-            reason,
-            provider=provider,
-            now_ms=now_ms,
-            policy=policy,
-            model=model,
-            retry_after_ms=retry_after_ms,
-        )
-        return _with_stats(doc, profile_id, stats)
-
-    return apply
-
-
-def _success(
-    profile_id: str, provider: str, model: str | None, started_ms: int, now_ms: int
-) -> Callable[[AuthProfiles], AuthProfiles]:
-    def apply(doc: AuthProfiles) -> AuthProfiles:
-        before = doc.stats(profile_id)
-        after = cooldowns.record_success(before, model=model, started_ms=started_ms, now_ms=now_ms)
-        doc = _with_stats(doc, profile_id, after)
-        if cooldowns.failed_after(before, started_ms, model):  # a newer failure stands: not the last good one
-            return doc
-        return replace(doc, last_good={**doc.last_good, provider: profile_id})
-
-    return apply
