@@ -18,9 +18,9 @@ from bot.failover.engine import (
     Waiting,
     skip_record,
     wait_ms,
-    waiting_text,
 )
 from bot.failover.reasons import Reason
+from bot.failover.wording import waiting_text
 from bot.models.refs import ModelRef
 from bot.providers.base import ChatMessage, ChatRequest, Endpoint, ResolvedAuth
 from tests.fakes.clock import FakeClock
