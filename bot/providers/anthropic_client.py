@@ -144,11 +144,11 @@ def _sdk_client(
         sdk,
         http,
         "/v1/messages",
-        [stainless, sdk.default_headers, headers, own],
-        sdk.timeout,
-        sdk.default_query,
-        anthropic.APITimeoutError,
-        anthropic.APIConnectionError,
+        headers=[stainless, sdk.default_headers, headers, own],
+        timeout=sdk.timeout,
+        query=sdk.default_query,
+        timeout_error=anthropic.APITimeoutError,
+        connection_error=anthropic.APIConnectionError,
     )
 
 

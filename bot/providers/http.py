@@ -89,11 +89,12 @@ class SdkPost(Generic[S]):
     status error, read first, as ``post`` does.
     """
 
-    def __init__(  # noqa: PLR0917 (what post takes from the SDK client, each once)
+    def __init__(
         self,
         sdk: S,
         http: httpx2.AsyncClient,
         path: str,
+        *,
         headers: list[Mapping[str, object]],
         timeout: float | httpx2.Timeout | None,
         query: Mapping[str, Any],  # the SDK's default_query

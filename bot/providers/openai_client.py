@@ -121,11 +121,11 @@ def _sdk_client(endpoint: Endpoint, secret: str, http: httpx2.AsyncClient) -> Sd
         sdk,
         http,
         "/chat/completions",
-        [sdk.auth_headers, sdk.default_headers, extra],
-        sdk.timeout,
-        sdk.default_query,
-        openai.APITimeoutError,
-        openai.APIConnectionError,
+        headers=[sdk.auth_headers, sdk.default_headers, extra],
+        timeout=sdk.timeout,
+        query=sdk.default_query,
+        timeout_error=openai.APITimeoutError,
+        connection_error=openai.APIConnectionError,
     )
 
 
