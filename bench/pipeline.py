@@ -38,7 +38,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 from bench import machine, median, peak_rss_mb, percentile, verdict
-from bot.app import App, build_app
+from bot.app import App, build_app, freeze_startup_heap
 from bot.chat import Incoming
 from bot.config.paths import default_database_url
 from bot.providers.base import ChatRequest, Endpoint, ProviderClient, ResolvedAuth
@@ -231,6 +231,7 @@ async def measure(app: App, args: argparse.Namespace) -> tuple[list[Run], int, f
     stored = await app.store.count_sessions()
     # Warm-up on sessions of its own: first calls, demo:busy's scripted 429, caches, pooled connections.
     await sequential(app, spread(20, args.sessions, 7), 3)
+    freeze_startup_heap()  # as `modelbot run` does once its channels are up
     saturated = await concurrent(
         app,
         "throughput",

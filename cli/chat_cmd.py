@@ -8,7 +8,7 @@ import os
 import sys
 
 from adapters.console import ConsoleAdapter
-from bot.app import App, build_app
+from bot.app import App, build_app, freeze_startup_heap
 from bot.config.defaults import DEMO_PROVIDER
 from bot.models.agents import agent_models, default_agent_id
 from cli.channels import BUILTIN_CHANNELS
@@ -51,6 +51,7 @@ async def _chat(args: argparse.Namespace) -> int:
             interactive=interactive,
             banner=_banner(app),
         )
+        freeze_startup_heap()
         return await adapter.run()
     finally:
         await app.stop()

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import logging
 import os
 import signal
 from collections.abc import Mapping
 
-from bot.app import App, build_app, load
+from bot.app import App, build_app, freeze_startup_heap, load
 from bot.channels import ChannelAdapter, ChannelRegistry
 from bot.errors import ModelbotError
 from bot.logging_setup import LEVELS, configure_logging
@@ -139,18 +138,6 @@ async def _lifetime(app: App, adapters: list[ChannelAdapter], metrics: Metrics, 
         await app.stop()
     log.info("stopped")
     return code
-
-
-def freeze_startup_heap() -> None:
-    """Take what start-up left alive out of the cyclic garbage collector's sight (``gc.freeze``).
-
-    A full collection walks every tracked object, and with the HTTP stack and both platform libraries
-    loaded that took ~0.2 s here: a pause of the whole bot each time one runs. Modules, classes and the
-    config live as long as the process, so after one last collection later full collections walk only
-    what the bot has made since. (Frozen objects are still freed when nothing refers to them.)
-    """
-    gc.collect()
-    gc.freeze()
 
 
 async def _stop_adapter(adapter: ChannelAdapter) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import gc
 import importlib
@@ -24,7 +25,7 @@ from bot.app import App, build_app
 from bot.conversation.pipeline import ChatPipeline
 from bot.logging_setup import configure_logging
 from bot.redaction import Redactor
-from cli import run_cmd
+from cli import chat_cmd, run_cmd
 from cli.run_cmd import serve
 from tests.cli_helpers import ROOT, run_cli, write_config
 from tests.fakes.fake_channel import MARKER_ENV, Builder, FakeChannel, channels_with
@@ -197,6 +198,29 @@ async def test_running_bot_freezes_its_start_up_heap(tmp_path: Path) -> None:
         assert await task == 0
     finally:
         gc.unfreeze()
+
+
+async def test_modelbot_chat_freezes_its_start_up_heap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`modelbot chat` serves turns too: its start-up heap is frozen before the first line is read."""
+    monkeypatch.setenv("MODELBOT_STATE_DIR", str(tmp_path))
+    monkeypatch.delenv("MODELBOT_CONFIG", raising=False)
+    frozen_when_read: list[int] = []
+
+    class Lines(io.StringIO):
+        def readline(self, size: int | None = -1) -> str:
+            frozen_when_read.append(gc.get_freeze_count())
+            return super().readline(size)
+
+    monkeypatch.setattr(sys, "stdin", Lines(""))
+    args = argparse.Namespace(config=None, session=None, user="ada", agent=None, json=True)
+    gc.unfreeze()
+    try:
+        assert await chat_cmd._chat(args) == 0
+    finally:
+        gc.unfreeze()
+    assert frozen_when_read and frozen_when_read[0] > 0
 
 
 async def test_the_configured_providers_clients_are_made_before_the_channels_start(
