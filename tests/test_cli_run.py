@@ -209,7 +209,7 @@ async def test_modelbot_chat_freezes_its_start_up_heap(
     frozen_when_read: list[int] = []
 
     class Lines(io.StringIO):
-        def readline(self, size: int | None = -1) -> str:
+        def readline(self, size: int = -1, /) -> str:  # type: ignore[override]  # as typeshed's StringIO
             frozen_when_read.append(gc.get_freeze_count())
             return super().readline(size)
 

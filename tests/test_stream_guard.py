@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -77,3 +78,96 @@ async def test_the_stream_is_closed_when_the_caller_stops_early() -> None:
         break
     await stream.aclose()
     assert closed.is_set()
+
+
+async def test_no_first_chunk_within_the_gap_is_a_timeout_naming_the_first_answer() -> None:
+    with pytest.raises(ProviderError) as info:
+        async for _ in bounded(chunks(then_stall=True), gap_s=0.01, answer_s=5):
+            pass
+    assert info.value.reason is Reason.TIMEOUT and "sent no answer within 0.01s" in str(info.value)
+
+
+async def test_a_stream_that_keeps_coming_is_still_bounded_as_a_whole() -> None:
+    """Chunks arriving well within the gap do not extend the whole answer's time."""
+
+    async def trickle() -> AsyncIterator[str]:
+        while True:
+            await asyncio.sleep(0.005)
+            yield "x"
+
+    received = 0
+    with pytest.raises(ProviderError) as info:
+        async for _ in bounded(trickle(), gap_s=1, answer_s=0.05):
+            received += 1
+    assert received >= 3  # it did stream, and was cut by the whole answer's bound, not by a gap
+    assert "took longer than 0.05s (maxAnswerSeconds)" in str(info.value)
+
+
+async def test_the_whole_answers_time_running_out_while_the_caller_holds_a_chunk_ends_the_next_wait() -> None:
+    """The caller's time counts against the whole answer (not the gap): the next request for a chunk fails."""
+    received = []
+    with pytest.raises(ProviderError) as info:
+        async for text in bounded(chunks("a", "b"), gap_s=1, answer_s=0.02):
+            received.append(text)
+            await asyncio.sleep(0.05)
+    assert received == ["a"]
+    assert "maxAnswerSeconds" in str(info.value)
+
+
+async def test_cancelling_the_task_while_it_waits_is_a_cancellation_not_a_timeout() -> None:
+    """/stop cancels the turn's task: that stays a cancellation, and the stream is closed."""
+    closed = asyncio.Event()
+    asked = asyncio.Event()
+
+    async def stalled() -> AsyncIterator[str]:
+        try:
+            asked.set()
+            await asyncio.Event().wait()
+            yield "never"
+        finally:
+            closed.set()
+
+    async def consume() -> None:
+        async for _ in bounded(stalled(), gap_s=5, answer_s=5):
+            pass
+
+    task = asyncio.create_task(consume())
+    await asked.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert closed.is_set()
+
+
+async def test_a_cancellation_that_comes_with_the_timeout_is_not_swallowed() -> None:
+    """When the bound and /stop cancel the task in the same loop iteration (the bound first), the task still
+    ends cancelled, not with a timeout."""
+    asked = asyncio.Event()
+
+    async def stalled() -> AsyncIterator[str]:
+        asked.set()
+        await asyncio.Event().wait()
+        yield "never"
+
+    async def consume() -> None:
+        async for _ in bounded(stalled(), gap_s=0.002, answer_s=5):
+            pass
+
+    task = asyncio.create_task(consume())
+    await asked.wait()
+    loop = asyncio.get_running_loop()
+
+    def busy_then_stop() -> None:
+        time.sleep(0.01)  # a busy loop: the bound is passed, its timer due in the next iteration
+        loop.call_at(loop.time(), task.cancel)  # due then too, after the bound's timer
+
+    loop.call_soon(busy_then_stop)
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_the_timer_is_gone_once_the_stream_ends() -> None:
+    """A finished stream leaves no timer behind to cancel the caller later."""
+    async for _ in bounded(chunks("a"), gap_s=0.01, answer_s=0.02):
+        pass
+    await asyncio.sleep(0.04)  # would raise CancelledError if the stream's timer were still armed
