@@ -81,7 +81,13 @@ def test_models_list_needs_no_database_http_or_platform(state_dir: Path) -> None
         & {"sqlalchemy", "alembic", "aiohttp", "httpx2", "telegram", "discord", "rich", "cryptography"}
         == set()
     )
-    assert {"bot.auth.db_store", "bot.auth.secret_box"} & modules == set()
+    # Nor the database's lease machinery (the database auth store's refresh lock: bot.auth.refresh_lease).
+    assert {
+        "bot.auth.db_store",
+        "bot.auth.secret_box",
+        "bot.auth.refresh_lease",
+        "bot.store.lease",
+    } & modules == set()
     # Nor anything of a turn: the failover engine, the pipeline, the provider clients.
     assert {
         "bot.failover.engine",

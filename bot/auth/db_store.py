@@ -22,7 +22,8 @@ from typing import Any, Final, Protocol
 
 from bot.auth import codec, cooldowns, doc_edits
 from bot.auth.cooldowns import CooldownPolicy
-from bot.auth.refresh_lock import REFRESH_LEASE, LeaseRefreshLock, RefreshLock
+from bot.auth.refresh_lease import REFRESH_LEASE, LeaseRefreshLock
+from bot.auth.refresh_lock import RefreshLock
 from bot.auth.sealed import Sealer
 from bot.auth.secret_box import SecretBox, wrong_key
 from bot.auth.types import AuthProfiles, UsageStats

@@ -1,24 +1,19 @@
 """The lock held across one OAuth refresh, so that a single-use refresh token is spent once, by one holder.
 
 ``RefreshLock`` is the seam: a lock file beside auth-profiles.json (one host, any number of processes), or a
-lease row in the database for ``auth.store: "database"`` (every host, docs/failover.md §9–§10).
+lease row in the database for ``auth.store: "database"`` (every host, docs/failover.md §9–§10), in
+``bot.auth.refresh_lease`` so that the file's users never load the store's lease machinery.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
-from typing import Final, Protocol
+from typing import Protocol
 
 from bot.auth import lockfile
-from bot.clock import Clock
-from bot.errors import LeaseTimeout
-from bot.store.lease import LeaseStore, LeaseTiming, Sleep, hold_lease
-
-# A refresh is one HTTP exchange: a holder that died mid-refresh blocks the profile's refresh this long.
-REFRESH_LEASE: Final = LeaseTiming(ttl_ms=30_000, renew_every_ms=10_000)
 
 
 class RefreshLockTimeout(Exception):
@@ -70,46 +65,3 @@ async def _acquire(path: Path, timeout_s: float, mode: int) -> int:
             lambda f: lockfile.unlock(f.result()) if not f.cancelled() and not f.exception() else None
         )
         raise
-
-
-class LeaseRefreshLock:
-    """A lease per profile in the database (``auth-refresh:<agent>:<profile>``): one refresh across hosts.
-
-    No transaction stays open across the refresh call; the lease is renewed while it runs, and a holder that
-    dies frees it after its TTL. Waiters poll the lease (no database here can notify another host).
-    """
-
-    def __init__(
-        self,
-        leases: LeaseStore,
-        *,
-        agent_id: str,
-        clock: Clock,
-        timeout_s: float = 60.0,
-        timing: LeaseTiming = REFRESH_LEASE,
-        sleep: Sleep = asyncio.sleep,
-    ) -> None:
-        self._leases = leases
-        self._agent_id = agent_id
-        self._clock = clock
-        self._timeout_ms = round(timeout_s * 1000)
-        self._timing = timing
-        self._sleep = sleep
-
-    @asynccontextmanager
-    async def hold(self, profile_id: str) -> AsyncIterator[None]:
-        key = f"auth-refresh:{self._agent_id}:{profile_id}"
-        held = hold_lease(
-            self._leases,
-            key,
-            clock=self._clock,
-            timing=self._timing,
-            timeout_ms=self._timeout_ms,
-            sleep=self._sleep,
-        )
-        async with AsyncExitStack() as stack:
-            try:  # only the wait is translated: a LeaseTimeout of the body is the body's own
-                await stack.enter_async_context(held)
-            except LeaseTimeout:
-                raise RefreshLockTimeout(key) from None
-            yield
