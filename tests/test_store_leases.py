@@ -18,12 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from bot.clock import SystemClock
 from bot.errors import LeaseTimeout, StoreError
 from bot.store import InMemorySessionStore, SessionStore
 from bot.store.lease import HeldLease, LeaseKeeper, LeaseTiming, hold_lease, new_holder, started
 from bot.store.sql import SqlSessionStore, sqlite_url
+from bot.store.tables import leases
 from tests.fakes.clock import FakeClock
 from tests.fakes.timer import FakeTimer, settle
 from tests.pg import pg_url, truncate_all  # noqa: F401
@@ -114,6 +116,25 @@ async def test_racing_acquirers_get_the_lease_once(sql_url: str) -> None:
     finally:
         for s in stores:
             await s.stop()
+
+
+async def test_a_released_lease_keeps_its_row_free_for_the_next_holder(sql_url: str) -> None:
+    """Release updates the row in place (held by nobody, expired) rather than deleting it, so that a session's
+    lease rewrites one row each turn; the row then behaves as no row: anyone may take it, nobody renews it."""
+    store = SqlSessionStore(sql_url)
+    await store.start()
+    try:
+        for holder in ("a", "b"):
+            assert await store.acquire_lease(KEY, holder, ttl_ms=1_000, now_ms=T0)
+            assert await store.release_lease(KEY, holder)
+        rows = await store.database.run(lambda conn: conn.execute(sa.select(leases)).all())
+        assert [tuple(row) for row in rows] == [(KEY, "", 0)]
+        assert not await store.renew_lease(KEY, "b", ttl_ms=1_000, now_ms=T0)
+        assert not await store.release_lease(KEY, "b")
+        assert await store.acquire_lease(KEY, "c", ttl_ms=1_000, now_ms=T0)
+        assert not await store.acquire_lease(KEY, "d", ttl_ms=1_000, now_ms=T0 + 999)
+    finally:
+        await store.stop()
 
 
 async def test_a_stopped_sql_store_refuses_leases(tmp_path: Path) -> None:
