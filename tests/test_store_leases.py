@@ -15,14 +15,17 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from bot.clock import SystemClock
 from bot.errors import LeaseTimeout, StoreError
 from bot.store import InMemorySessionStore, SessionStore
-from bot.store.lease import HeldLease, LeaseKeeper, LeaseTiming, hold_lease, new_holder
+from bot.store.lease import HeldLease, LeaseKeeper, LeaseTiming, hold_lease, new_holder, started
 from bot.store.sql import SqlSessionStore, sqlite_url
+from bot.store.tables import leases
 from tests.fakes.clock import FakeClock
 from tests.fakes.timer import FakeTimer, settle
 from tests.pg import pg_url, truncate_all  # noqa: F401
@@ -113,6 +116,25 @@ async def test_racing_acquirers_get_the_lease_once(sql_url: str) -> None:
     finally:
         for s in stores:
             await s.stop()
+
+
+async def test_a_released_lease_keeps_its_row_free_for_the_next_holder(sql_url: str) -> None:
+    """Release updates the row in place (held by nobody, expired) rather than deleting it, so that a session's
+    lease rewrites one row each turn; the row then behaves as no row: anyone may take it, nobody renews it."""
+    store = SqlSessionStore(sql_url)
+    await store.start()
+    try:
+        for holder in ("a", "b"):
+            assert await store.acquire_lease(KEY, holder, ttl_ms=1_000, now_ms=T0)
+            assert await store.release_lease(KEY, holder)
+        rows = await store.database.run(lambda conn: conn.execute(sa.select(leases)).all())
+        assert [tuple(row) for row in rows] == [(KEY, "", 0)]
+        assert not await store.renew_lease(KEY, "b", ttl_ms=1_000, now_ms=T0)
+        assert not await store.release_lease(KEY, "b")
+        assert await store.acquire_lease(KEY, "c", ttl_ms=1_000, now_ms=T0)
+        assert not await store.acquire_lease(KEY, "d", ttl_ms=1_000, now_ms=T0 + 999)
+    finally:
+        await store.stop()
 
 
 async def test_a_stopped_sql_store_refuses_leases(tmp_path: Path) -> None:
@@ -343,6 +365,103 @@ async def test_a_waiter_cancelled_mid_acquisition_gives_back_what_it_got(clock: 
     store.gate.set()
     await settle()
     assert await store.acquire_lease(KEY, "next", ttl_ms=1, now_ms=clock.now_ms())
+
+
+class _SlowRelease(InMemorySessionStore):
+    """Its releases finish only when the test says so."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+
+    async def release_lease(self, key: str, holder: str) -> bool:
+        await self.gate.wait()
+        return await super().release_lease(key, holder)
+
+
+async def test_a_holder_cancelled_mid_release_still_gives_the_lease_back(clock: FakeClock) -> None:
+    """Cancelled again while the releasing statement runs: the statement goes on and frees the lease."""
+    store = _SlowRelease()
+
+    async def turn() -> None:
+        async with hold_lease(store, KEY, clock=clock, timing=FAST):
+            pass
+
+    task = asyncio.ensure_future(turn())
+    await settle()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not await store.acquire_lease(KEY, "next", ttl_ms=1, now_ms=clock.now_ms())
+    store.gate.set()
+    await settle()
+    assert await store.acquire_lease(KEY, "next", ttl_ms=1, now_ms=clock.now_ms())
+
+
+def _count_tasks(loop: asyncio.AbstractEventLoop) -> list[object]:
+    """Every task made on ``loop`` from now on (the list grows as they are made)."""
+    made: list[object] = []
+
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any) -> asyncio.Task[Any]:
+        made.append(coro)
+        return asyncio.Task(coro, loop=loop)
+
+    loop.set_task_factory(factory)
+    return made
+
+
+async def test_a_statement_that_never_suspends_runs_at_once_without_a_task() -> None:
+    """``started`` runs the work up to its first suspension: one that completes (SQLite on the loop, nearly
+    always) needs no task and no loop iteration; its result or error is the future's."""
+
+    async def answer() -> int:
+        return 42
+
+    async def broken() -> int:
+        raise StoreError("away")
+
+    loop = asyncio.get_running_loop()
+    made = _count_tasks(loop)
+    try:
+        done, failed = started(answer()), started(broken())
+    finally:
+        loop.set_task_factory(None)
+    assert made == []
+    assert done.done() and done.result() == 42
+    with pytest.raises(StoreError, match="away"):
+        failed.result()
+
+
+async def test_a_statement_that_suspends_goes_on_in_a_task_and_can_be_shielded() -> None:
+    """Work that waits goes on in a task: its awaiter's cancellation (through a shield) leaves it running to
+    its result; cancelling the future itself reaches the work where it waits."""
+    gate = asyncio.Event()
+    cleaned: list[str] = []
+
+    async def slow(value: str) -> str:
+        try:
+            await gate.wait()
+        finally:
+            cleaned.append(value)
+        return value
+
+    work = started(slow("kept"))
+    assert not work.done()
+    awaiter = asyncio.ensure_future(asyncio.shield(work))
+    await settle()
+    awaiter.cancel()
+    await settle()
+    assert not work.done()
+    gate.set()
+    assert await work == "kept"
+
+    gate.clear()
+    stopped = started(slow("cancelled"))
+    await settle()
+    stopped.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await stopped
+    assert cleaned == ["kept", "cancelled"]
 
 
 # --- LeaseKeeper: one renewer for every lease of a kind -------------------------------------------------------

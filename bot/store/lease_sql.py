@@ -29,7 +29,13 @@ _RENEW = (
     .values(expires_at=_EXPIRES)
     .returning(leases.c.key)
 )
-_RELEASE = sa.delete(leases).where(leases.c.key == _KEY, leases.c.holder == _HOLDER).returning(leases.c.key)
+# A released lease keeps its row, held by nobody ("") and expired, as on SQLite (see sqlite_turn._RELEASE).
+_RELEASE = (
+    sa.update(leases)
+    .where(leases.c.key == _KEY, leases.c.holder == _HOLDER)
+    .values(holder="", expires_at=0)
+    .returning(leases.c.key)
+)
 
 
 @cache

