@@ -137,6 +137,22 @@ async def test_a_released_lease_keeps_its_row_free_for_the_next_holder(sql_url: 
         await store.stop()
 
 
+async def test_deleting_idle_sessions_also_drops_the_rows_of_leases_that_ran_out(sql_url: str) -> None:
+    """Released leases keep their rows; pruning idle sessions takes those and expired ones, never a held one."""
+    store = SqlSessionStore(sql_url)
+    await store.start()
+    try:
+        assert await store.acquire_lease("released", "a", ttl_ms=1_000, now_ms=T0)
+        assert await store.release_lease("released", "a")
+        assert await store.acquire_lease("expired", "b", ttl_ms=1_000, now_ms=T0)
+        assert await store.acquire_lease("held", "c", ttl_ms=60_000, now_ms=T0)
+        await store.delete_older_than(T0 + 2_000)
+        rows = await store.database.run(lambda conn: conn.execute(sa.select(leases.c.key)).scalars().all())
+        assert rows == ["held"]
+    finally:
+        await store.stop()
+
+
 async def test_a_stopped_sql_store_refuses_leases(tmp_path: Path) -> None:
     """Lease calls on a store that is not started are a StoreError, like every other call."""
     with pytest.raises(StoreError, match="not started"):

@@ -10,7 +10,7 @@ from sqlalchemy.engine import Connection
 
 from bot.store import rows
 from bot.store.protocol import unknown_session
-from bot.store.tables import events, messages, sessions
+from bot.store.tables import events, leases, messages, sessions
 from bot.store.types import FailoverEvent, NewMessage, SessionPatch, SessionRecord, StoredMessage
 
 # Each body runs inside a transaction opened by bot.store.database: on SQLite in a worker thread, on
@@ -169,6 +169,9 @@ def list_sessions(
 
 
 def delete_older_than(conn: Connection, *, cutoff_ms: int) -> int:
+    # A released lease keeps its row (held by nobody, expired at 0: see sqlite_turn._RELEASE); rows of leases
+    # that ran out before the cutoff go with the idle sessions. A row that has expired is free already.
+    conn.execute(sa.delete(leases).where(leases.c.expires_at < cutoff_ms))
     # Messages go with their session: ON DELETE CASCADE (foreign_keys=ON on SQLite).
     return int(conn.execute(sa.delete(sessions).where(sessions.c.updated_at < cutoff_ms)).rowcount)
 
