@@ -10,12 +10,14 @@ import threading
 from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from bot.store import NewMessage, rows, sqlite_turn
+from bot.store import NewMessage, rows, sql_ops, sqlite_turn
+from bot.store import sql as sql_store
 from bot.store import sqlite_database as sqlite_db
 from bot.store.database import open_database
 from bot.store.sql import SqlSessionStore, sqlite_url
@@ -226,3 +228,30 @@ async def test_checkpoints_let_the_wal_start_over(
         assert len(passes) == 40 // 5
         assert frames > 40  # every write's frames are still in the WAL
     assert len(await store.history(KEY, limit=100)) == 40
+
+
+async def test_a_short_historys_compaction_runs_on_the_loop_and_a_long_ones_in_a_thread(
+    store: SqlSessionStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As a thread write, a compaction makes every conversation's next save wait (a burst of them chained
+    those waits to 100 ms); a short history's rewrite is turn-sized and runs on the loop instead. Past
+    ``QUICK_REWRITE_MESSAGES`` it goes to a thread, rolled back and run again there: the same result."""
+    ran_in: list[bool] = []
+    rewrite = sql_ops.replace_history
+
+    def recording(conn: Connection, **args: Any) -> int:
+        ran_in.append(threading.get_ident() == loop_thread)
+        return rewrite(conn, **args)
+
+    loop_thread = threading.get_ident()
+    monkeypatch.setattr(sql_ops, "replace_history", recording)
+    monkeypatch.setattr(sql_store, "QUICK_REWRITE_MESSAGES", 3)
+    await store.append_messages(KEY, [NewMessage("user", t) for t in "abc"], now_ms=T0)
+    assert await store.replace_history(KEY, NewMessage("summary", "S1"), 1, now_ms=T0 + 1) == 1
+    assert ran_in == [True]
+    await store.append_messages(KEY, [NewMessage("user", t) for t in "def"], now_ms=T0 + 2)  # 5 messages now
+    assert await store.replace_history(KEY, NewMessage("summary", "S2"), 1, now_ms=T0 + 3) == 2
+    assert ran_in == [True, True, False]  # refused on the loop (too long), done in a thread
+    assert [m.content for m in await store.history(KEY)] == ["S2", "f"]
+    record = await store.get(KEY)
+    assert record is not None and (record.compaction_count, record.message_count) == (2, 2)

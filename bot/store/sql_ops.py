@@ -113,10 +113,25 @@ def history(conn: Connection, *, key: str, limit: int | None) -> list[StoredMess
     return [rows.message(row) for row in reversed(result.all())]
 
 
+class TooLongForQuick(Exception):
+    """``replace_history(at_most=…)`` found more messages than that, and did nothing."""
+
+
 def replace_history(
-    conn: Connection, *, key: str, summary: NewMessage, keep_last: int, now_ms: int, through_id: int | None
+    conn: Connection,
+    *,
+    key: str,
+    summary: NewMessage,
+    keep_last: int,
+    now_ms: int,
+    through_id: int | None,
+    at_most: int | None = None,
 ) -> int:
+    """Compact ``key``'s history; ``TooLongForQuick`` (rolled back, nothing done) when ``at_most`` is given
+    and the session holds more messages than that."""
     record = _lock(conn, key)
+    if at_most is not None and record.message_count > at_most:
+        raise TooLongForQuick(key)
     of_session = messages.c.session_key == key
     keep: sa.ColumnElement[bool] = sa.false()
     if keep_last > 0:
