@@ -510,6 +510,42 @@ async def test_a_keeper_renews_every_held_lease_from_one_task(clock: FakeClock, 
     await keeper.stop()
 
 
+async def test_a_lease_released_while_its_renewal_waits_is_not_reported_taken_over(
+    clock: FakeClock, timer: FakeTimer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A renewal that waits (its statement handed to a thread) may end after the turn released the lease:
+    finding it gone is then no takeover, and nothing is logged or marked lost."""
+    gate = asyncio.Event()
+    renewing = asyncio.Event()
+
+    class SlowRenewals(InMemorySessionStore):
+        async def renew_lease(self, key: str, holder: str, *, ttl_ms: int, now_ms: int) -> bool:
+            renewing.set()
+            await gate.wait()
+            return await super().renew_lease(key, holder, ttl_ms=ttl_ms, now_ms=now_ms)
+
+    keeper = LeaseKeeper(SlowRenewals(), clock=clock, timing=FAST, sleep=timer.sleep)
+    release = asyncio.Event()
+    held: list[HeldLease] = []
+
+    async def turn() -> None:
+        async with keeper.hold("session:a") as lease:
+            held.append(lease)
+            await release.wait()
+
+    task = asyncio.ensure_future(turn())
+    await settle()
+    await timer.advance(FAST.renew_every_ms)
+    await renewing.wait()
+    release.set()
+    await task  # the turn ends (and releases) while the renewal waits
+    gate.set()
+    await settle()
+    assert not held[0].lost.is_set()
+    assert "taken over" not in caplog.text
+    await keeper.stop()
+
+
 async def test_a_keeper_reports_a_lease_taken_over_and_keeps_the_others(
     clock: FakeClock, timer: FakeTimer
 ) -> None:

@@ -180,7 +180,7 @@ class LeaseKeeper:
                 except StoreError as exc:  # the database is away: next time; the TTL leaves room
                     log.warning("could not renew the lease %s (%s)", lease.key, exc)
                     continue
-                if not held:
+                if not held and lease.holder in self._held:  # else released while its renewal waited
                     log.warning("the lease %s was taken over by another holder", lease.key)
                     lease.lost.set()
                     self._held.pop(lease.holder, None)
