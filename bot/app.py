@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING
 
 from bot.auth.backend import StoreAuthBackend
 from bot.auth.cooldowns import CooldownPolicy
-from bot.auth.oauth_client import TokenRefresher
 from bot.auth.oauth_presets import oauth_settings
 from bot.auth.port import AuthStateStore
 from bot.auth.resolver import CredentialResolver
 from bot.auth.store import AuthStore
+from bot.auth.token_refresher import TokenRefresher
 from bot.channels import NO_CHANNELS, ChannelRegistry
 from bot.clock import Clock, SystemClock
 from bot.config.loader import LoadedConfig, load_config
@@ -26,7 +26,6 @@ from bot.models.agents import agent_ids, agent_models
 from bot.models.catalog import Catalog
 from bot.models.refs import parse_model_ref
 from bot.providers.base import Endpoint
-from bot.providers.clients import ProviderClients, build_clients, close_clients
 from bot.providers.registry import BUILTIN_PROVIDERS, endpoint_for, known_providers, spec_for
 from bot.redaction import Redactor, process_secrets
 
@@ -35,6 +34,7 @@ if TYPE_CHECKING:  # imported by build_app: the CLI's management commands use th
     from bot.conversation.pipeline import ChatPipeline
     from bot.conversation.turn_log import TurnObserver
     from bot.failover.engine import Engine
+    from bot.providers.clients import ProviderClients
     from bot.store.lease import LeaseKeeper
     from bot.store.protocol import SessionStore
     from bot.store.sql import SqlSessionStore
@@ -94,6 +94,8 @@ class App:
             await auth.stop()
         if self.session_leases is not None:
             await self.session_leases.stop()
+        from bot.providers.clients import close_clients  # noqa: PLC0415 - loaded by build_app
+
         await close_clients(self.clients)
         if self.auth_database is not None:
             await self.auth_database.stop()
@@ -232,6 +234,7 @@ def build_app(
     # helpers above and never need the engine, the pipeline or SQLAlchemy (half a second of start-up).
     from bot.conversation.pipeline import ChatPipeline  # noqa: PLC0415
     from bot.failover.engine import Engine  # noqa: PLC0415
+    from bot.providers.clients import build_clients  # noqa: PLC0415
     from bot.store.lease import LeaseKeeper, LeaseTiming  # noqa: PLC0415
     from bot.store.sql import SqlSessionStore  # noqa: PLC0415
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Protocol
 
@@ -24,6 +23,8 @@ class SystemClock:
         return time.time_ns() // 1_000_000
 
     async def sleep(self, seconds: float) -> None:
+        import asyncio  # noqa: PLC0415 - reading the time needs no event loop (the CLI's reads start none)
+
         await asyncio.sleep(seconds)
 
 

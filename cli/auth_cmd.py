@@ -25,7 +25,7 @@ from bot.errors import CommandError
 from bot.providers.registry import known_providers, spec_for
 from cli import auth_transfer_cmd
 from cli.auth_cooldowns import run_clear_cooldown, run_cooldowns
-from cli.common import Context, add_common_options, agent_of, load_context, with_resolver
+from cli.common import Context, add_common_options, agent_of, load_context, read_credentials, with_resolver
 from cli.output import format_time, print_json, print_table, warn
 
 SETUP_TOKEN_PREFIX = "sk-ant-oat01-"  # noqa: S105 - the shape of a token, not a token
@@ -232,7 +232,7 @@ def run_remove(args: argparse.Namespace) -> int:
 
 def run_list(args: argparse.Namespace) -> int:
     ctx = load_context(args, quiet=True)
-    rows = with_resolver(ctx, agent_of(args, ctx.config), lambda resolver: _list_rows(ctx, resolver))
+    rows = read_credentials(ctx, agent_of(args, ctx.config), lambda resolver: _list_rows(ctx, resolver))
     if args.json:
         print_json(rows)
         return 0
@@ -244,7 +244,7 @@ def run_list(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _list_rows(ctx: Context, resolver: CredentialResolver) -> list[dict[str, Any]]:
+def _list_rows(ctx: Context, resolver: CredentialResolver) -> list[dict[str, Any]]:
     now = SystemClock().now_ms()
     doc = resolver.store.load()
     creds: dict[str, Credential] = dict(sorted(doc.profiles.items()))
@@ -287,7 +287,7 @@ def run_order_get(args: argparse.Namespace) -> int:
     provider = args.provider.strip().lower()
     spec_for(provider, ctx.config)
 
-    async def show(resolver: CredentialResolver) -> None:
+    def show(resolver: CredentialResolver) -> None:
         stored = resolver.store.load().order.get(provider)
         configured = ctx.config.auth.order_for(provider)
         print(f"stored:     {', '.join(stored) if stored else '-'}")
@@ -295,7 +295,7 @@ def run_order_get(args: argparse.Namespace) -> int:
         effective = resolver.candidates(provider, SystemClock().now_ms())
         print(f"rotation:   {', '.join(effective) or '(no usable profile)'}")
 
-    with_resolver(ctx, agent_of(args, ctx.config), show)
+    read_credentials(ctx, agent_of(args, ctx.config), show)
     return 0
 
 

@@ -4,7 +4,6 @@ pair (docs/failover.md §6), and the recent failover history."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 from dataclasses import replace
 from typing import Any
 
@@ -14,7 +13,7 @@ from bot.auth.types import AuthProfiles, Credential
 from bot.clock import SystemClock, format_wait
 from bot.conversation.status_view import profile_flags
 from bot.errors import CommandError
-from cli.common import Context, agent_of, load_context, session_store, with_resolver
+from cli.common import Context, agent_of, load_context, run_async, session_store, with_resolver
 from cli.output import format_time, print_json, print_table
 from cli.sessions_cmd import parse_duration
 
@@ -47,7 +46,7 @@ def run_cooldowns(args: argparse.Namespace) -> int:
         return resting_now(resolver.store.load(), now)
 
     current = with_resolver(ctx, agent_of(args, ctx.config), current_state)
-    history = asyncio.run(_history(ctx, now - since_ms, args.limit))
+    history = run_async(_history(ctx, now - since_ms, args.limit))
     if args.json:
         print_json({"current": current, "history": history})
         return 0

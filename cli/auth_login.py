@@ -18,7 +18,6 @@ from bot.auth import doc_edits
 from bot.auth.mask import mask_secret
 from bot.auth.oauth import (
     LoginStart,
-    OAuthClientSettings,
     PastedCode,
     TokenGrant,
     authorization_url,
@@ -28,6 +27,7 @@ from bot.auth.oauth import (
 from bot.auth.oauth_client import TokenEndpointClient
 from bot.auth.oauth_presets import PRESETS, oauth_settings
 from bot.auth.oauth_redirect import LoopbackReceiver
+from bot.auth.oauth_settings import OAuthClientSettings
 from bot.auth.resolver import CredentialResolver
 from bot.auth.types import Credential
 from bot.clock import SystemClock

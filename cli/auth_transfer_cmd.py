@@ -7,13 +7,12 @@ Export and import work on the store ``auth.store`` names (the file, or the datab
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.auth import atomic_file
-from bot.auth.secret_box import SECRET_KEY_ENV, SecretBox, generate_key, parse_keys
 from bot.auth.transfer import (
     ImportReport,
     export_document,
@@ -22,10 +21,22 @@ from bot.auth.transfer import (
     parse_export,
 )
 from bot.auth.types import AuthProfiles
+from bot.config.paths import SECRET_KEY_ENV
 from bot.errors import CommandError
-from bot.store.auth_state import open_auth_state
-from cli.common import Context, add_common_options, agent_of, database_url, load_context, opened_auth
+from cli.common import (
+    Context,
+    add_common_options,
+    agent_of,
+    database_url,
+    load_context,
+    opened_auth,
+    run_async,
+)
 from cli.output import warn
+
+if TYPE_CHECKING:  # the sealing (cryptography) and SQLAlchemy only for the commands here that use them,
+    # not for every `modelbot auth …` that registers them
+    from bot.auth.secret_box import SecretBox
 
 
 def register(asub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -55,7 +66,7 @@ def register(asub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run_export(args: argparse.Namespace) -> int:
     ctx = load_context(args, quiet=True)
     agent = agent_of(args, ctx.config)
-    text, where = asyncio.run(_export(ctx, agent))
+    text, where = run_async(_export(ctx, agent))
     if args.file is None:
         sys.stdout.write(text)
         if sys.stdout.isatty():
@@ -101,7 +112,7 @@ def run_import(args: argparse.Namespace) -> int:
     except UnicodeDecodeError:
         raise CommandError(f"{source}: not UTF-8 text. Nothing was imported.") from None
     incoming = parse_export(text, str(source))
-    report, where = asyncio.run(_import(ctx, agent, incoming, dry_run=args.dry_run))
+    report, where = run_async(_import(ctx, agent, incoming, dry_run=args.dry_run))
     if not report.changed:
         print(f"Nothing to import: {source} holds nothing that {where} lacks ({len(report.items)} skipped).")
         return 0
@@ -125,6 +136,8 @@ async def _import(
 
 
 def run_gen_key(_args: argparse.Namespace) -> int:
+    from bot.auth.secret_box import generate_key  # noqa: PLC0415
+
     print(generate_key())
     return 0
 
@@ -135,6 +148,8 @@ def run_rekey(args: argparse.Namespace) -> int:
         raise CommandError(
             'auth.store is "file": auth-profiles.json is not encrypted, so there is nothing to rekey.'
         )
+    from bot.auth.secret_box import SecretBox, parse_keys  # noqa: PLC0415
+
     keys = parse_keys(ctx.env.get(SECRET_KEY_ENV, ""))
     if len(keys) < 2:
         raise CommandError(
@@ -142,7 +157,7 @@ def run_rekey(args: argparse.Namespace) -> int:
             "`modelbot auth gen-key`, then the current one) on every host, run `modelbot auth rekey`, "
             f"then set {SECRET_KEY_ENV}=NEW alone. Nothing was changed."
         )
-    count = asyncio.run(_rekey(ctx, SecretBox(keys)))
+    count = run_async(_rekey(ctx, SecretBox(keys)))
     print(
         f"Re-encrypted the secrets of {count} profile(s) of every agent with the first key of {SECRET_KEY_ENV}. "
         f"Now set {SECRET_KEY_ENV} to that key alone on every host and restart them."
@@ -151,5 +166,7 @@ def run_rekey(args: argparse.Namespace) -> int:
 
 
 async def _rekey(ctx: Context, box: SecretBox) -> int:
+    from bot.store.auth_state import open_auth_state  # noqa: PLC0415
+
     async with open_auth_state(database_url(ctx)) as state:
         return await state.reseal_all(box.reseal)

@@ -3,34 +3,31 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from bot.app import Paths, auth_store_for, build_resolver, resolve_paths
 from bot.auth.backend import StoreAuthBackend
 from bot.auth.cooldowns import CooldownPolicy
 from bot.auth.port import AuthStateStore
 from bot.auth.resolver import CredentialResolver
-from bot.config.config_file import env_names, open_config, save_config
-from bot.config.edit import Change, Json5Document
-from bot.config.json5_cst import loads
-from bot.config.loader import KeyPath, LoadedConfig, load_config, parse_config_text
+from bot.config.loader import KeyPath, LoadedConfig, env_names, load_config, parse_config_text_lenient
 from bot.config.paths import default_database_url
 from bot.config.schema import Config
-from bot.errors import CommandError, ConfigError
+from bot.errors import CommandError, ConfigError, ModelbotError
 from bot.models.agents import agent_ids, default_agent_id
-from bot.providers.registry import endpoint_for
+from bot.providers.registry import ProviderSpec, endpoint_for, spec_for
 from cli.channels import BUILTIN_CHANNELS as CHANNELS
 from cli.output import warn
 
 if TYPE_CHECKING:
+    from bot.config.edit import Change, Json5Document
     from bot.store.sql import SqlSessionStore
 
-Edit = Callable[[Json5Document], list[Change]]
+Edit: TypeAlias = "Callable[[Json5Document], list[Change]]"
 T = TypeVar("T")
 
 
@@ -79,18 +76,9 @@ def load_context(args: argparse.Namespace, *, quiet: bool = False) -> Context:
         text = paths.config.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(file, "", f"cannot read the file ({exc})") from None
-    missing = sorted(env_names(loads(text, file)) - set(env))
-    try:
-        loaded = parse_config_text(
-            text, file=file, path=paths.config, env={**env, **dict.fromkeys(missing, "")}, channels=CHANNELS
-        )
-    except ConfigError:
-        if not missing:
-            raise
-        parse_config_text(
-            text, file=file, path=paths.config, env=env, channels=CHANNELS
-        )  # names what is unset
-        raise
+    loaded, missing = parse_config_text_lenient(
+        text, file=file, path=paths.config, env=env, channels=CHANNELS
+    )
     if not quiet:
         for warning in loaded.warnings:
             warn(warning)
@@ -135,6 +123,29 @@ async def opened_auth(ctx: Context, agent: str) -> AsyncIterator[AuthStateStore]
             await store.stop()
 
 
+def run_async(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run``, importing asyncio (~25 ms with ssl) only for commands that run a coroutine: the
+    reads of ``read_credentials`` on auth-profiles.json need none."""
+    import asyncio  # noqa: PLC0415
+
+    return asyncio.run(main)
+
+
+def read_credentials(ctx: Context, agent: str, read: Callable[[CredentialResolver], T]) -> T:
+    """``read`` the agent's credentials, for commands that only read them (``models list``, ``auth list``).
+
+    From auth-profiles.json without an event loop: asyncio is not even imported (a tenth of their
+    start-up); the database store is opened as ``with_resolver`` opens it.
+    """
+    if ctx.config.auth.store == "file":
+        return read(build_resolver(ctx.loaded, auth_store_for(ctx.paths, agent), ctx.env))
+
+    async def work(resolver: CredentialResolver) -> T:
+        return read(resolver)
+
+    return with_resolver(ctx, agent, work)
+
+
 def with_resolver(ctx: Context, agent: str, work: Callable[[CredentialResolver], Awaitable[T]]) -> T:
     """Run ``work`` on the agent's credentials, in the store that ``auth.store`` names, opened for it."""
 
@@ -142,7 +153,14 @@ def with_resolver(ctx: Context, agent: str, work: Callable[[CredentialResolver],
         async with opened_auth(ctx, agent) as store:
             return await work(build_resolver(ctx.loaded, store, ctx.env))
 
-    return asyncio.run(run())
+    return run_async(run())
+
+
+def provider_spec(provider: str, ctx: Context) -> ProviderSpec | None:
+    try:
+        return spec_for(provider, ctx.config)
+    except ModelbotError:  # an unknown provider, or a custom one missing baseUrl or api
+        return None
 
 
 def backend_for(ctx: Context, resolver: CredentialResolver) -> StoreAuthBackend:
@@ -182,6 +200,9 @@ def defaults_path(doc: Json5Document) -> KeyPath:
 
 def edit_config(ctx: Context, edit: Edit) -> int:
     """Apply ``edit`` to the config file, keeping its comments; validate, back up, write, report."""
+    # The editing machinery (a JSON5 syntax tree) only for the commands that edit.
+    from bot.config.config_file import open_config, save_config  # noqa: PLC0415
+
     config = open_config(ctx.paths.config)
     changes = edit(config.doc)
     if not changes:

@@ -17,8 +17,15 @@ from bot.models.agents import AgentModels, agent_models
 from bot.models.catalog import Catalog, CatalogModel
 from bot.models.refs import ModelRef
 from cli import models_edit
-from cli.common import Context, add_common_options, agent_of, backend_for, load_context, with_resolver
-from cli.models_status import provider_spec, run_status
+from cli.common import (
+    Context,
+    add_common_options,
+    agent_of,
+    backend_for,
+    load_context,
+    provider_spec,
+    read_credentials,
+)
 from cli.output import format_tokens, print_json, print_lines, print_table
 
 DEFAULT_PROBE_TIMEOUT_S = 20.0
@@ -64,13 +71,19 @@ def _status_options(p: argparse.ArgumentParser, *, inherit: bool) -> None:
     )
 
 
+def run_status(args: argparse.Namespace) -> int:
+    from cli.models_status import run_status as run  # noqa: PLC0415 - the status views and probes only here
+
+    return run(args)
+
+
 # -- list ----------------------------------------------------------------------------------------------
 
 
 def run_list(args: argparse.Namespace) -> int:
     ctx = load_context(args)
     agent = agent_of(args, ctx.config)
-    rows = with_resolver(ctx, agent, lambda resolver: _list_rows(args, ctx, agent, resolver))
+    rows = read_credentials(ctx, agent, lambda resolver: _list_rows(args, ctx, agent, resolver))
     if getattr(args, "json", False):
         print_json(rows)
     elif args.plain:
@@ -91,7 +104,7 @@ def run_list(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _list_rows(
+def _list_rows(
     args: argparse.Namespace, ctx: Context, agent: str, resolver: CredentialResolver
 ) -> list[dict[str, Any]]:
     chain = agent_models(ctx.config, agent)

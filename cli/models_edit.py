@@ -9,9 +9,8 @@ warning suggests ``modelbot config migrate``), so a file never ends up with both
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bot.config.edit import Change, Json5Document
 from bot.config.loader import KeyPath, format_key_path
 from bot.errors import CommandError, InvalidRef, ModelNotAllowed, UnknownModel
 from bot.models.agents import agent_ids, agent_models, default_agent_id, default_provider
@@ -20,6 +19,9 @@ from bot.models.refs import ModelRef, parse_model_ref, parse_ref, resolve_ref
 from bot.providers.registry import spec_for
 from cli.common import Context, add_common_options, defaults_path, edit_config, load_context
 from cli.output import print_json, print_lines, print_table, warn
+
+if TYPE_CHECKING:
+    from bot.config.edit import Change, Json5Document
 
 _ALLOWLIST = "agents.defaults.models"
 

@@ -12,21 +12,14 @@ from bot.errors import ModelbotError
 from bot.models.agents import AgentModels, agent_models
 from bot.models.catalog import Catalog
 from bot.models.refs import ModelRef
-from bot.providers.registry import ProviderSpec, known_providers, spec_for
+from bot.providers.registry import known_providers
 from bot.redaction import Redactor, process_secrets
-from cli.common import Context, agent_of, backend_for, load_context, with_resolver
+from cli.common import Context, agent_of, backend_for, load_context, provider_spec, with_resolver
 from cli.output import error, format_time, print_json, print_pairs, print_table
 from cli.probe import ProbeResult, probe_all
 
 EXPIRING_MS = 24 * HOUR_MS
 EXIT_MISSING, EXIT_EXPIRING = 1, 2
-
-
-def provider_spec(provider: str, ctx: Context) -> ProviderSpec | None:
-    try:
-        return spec_for(provider, ctx.config)
-    except ModelbotError:  # an unknown provider, or a custom one missing baseUrl or api
-        return None
 
 
 def run_status(args: argparse.Namespace) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import re
 from typing import Any
@@ -12,7 +11,7 @@ from bot.clock import SystemClock
 from bot.errors import CommandError
 from bot.store.protocol import SessionStore
 from bot.store.types import SessionRecord
-from cli.common import add_common_options, load_context, session_store
+from cli.common import add_common_options, load_context, run_async, session_store
 from cli.output import format_time, print_json, print_pairs, print_table
 
 _UNIT_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
@@ -74,7 +73,7 @@ def _camel(name: str) -> str:
 def run_list(args: argparse.Namespace) -> int:
     if args.limit <= 0:
         raise CommandError("--limit must be a positive number.")
-    records = asyncio.run(_list(args))
+    records = run_async(_list(args))
     if args.json:
         print_json([_record(r) for r in records])
         return 0
@@ -105,7 +104,7 @@ async def _list(args: argparse.Namespace) -> list[SessionRecord]:
 def run_show(args: argparse.Namespace) -> int:
     if args.messages < 0:
         raise CommandError("--messages must not be negative.")
-    record, messages = asyncio.run(_show(args))
+    record, messages = run_async(_show(args))
     if args.json:
         history = [
             {"id": m.id, "role": m.role, "content": m.content, "createdAt": m.created_at} for m in messages
@@ -160,7 +159,7 @@ def run_reset(args: argparse.Namespace) -> int:
     cutoff = None
     if args.older_than:
         cutoff = SystemClock().now_ms() - parse_duration(args.older_than)
-    count = asyncio.run(_reset(args, cutoff, filtered))
+    count = run_async(_reset(args, cutoff, filtered))
     if args.key is not None:
         print(f"Reset {args.key}: history and profile pins cleared, the chosen model kept.")
     else:

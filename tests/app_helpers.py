@@ -12,9 +12,9 @@ from typing import Any, Literal
 from bot.app import App, build_app
 from bot.auth import doc_edits
 from bot.auth.resolver import CredentialResolver
-from bot.auth.secret_box import SECRET_KEY_ENV
 from bot.auth.store import AuthStore
 from bot.auth.types import Credential
+from bot.config.paths import SECRET_KEY_ENV
 from bot.store.memory import InMemorySessionStore
 from bot.store.protocol import SessionStore
 from tests.fakes.clock import FakeClock

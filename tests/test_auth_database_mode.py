@@ -19,11 +19,10 @@ import pytest
 
 from bot.app import App, build_app
 from bot.auth import doc_edits
-from bot.auth.secret_box import SECRET_KEY_ENV
 from bot.auth.types import Credential
 from bot.chat import Incoming, Reply
 from bot.clock import MINUTE_MS
-from bot.config.paths import auth_profiles_path
+from bot.config.paths import SECRET_KEY_ENV, auth_profiles_path
 from bot.errors import SecretKeyError
 from bot.store.sql import SqlSessionStore, sqlite_url
 from tests.app_helpers import TEST_SECRET_KEY, running_app, with_auth_store

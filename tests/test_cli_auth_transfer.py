@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.auth.secret_box import SECRET_KEY_ENV, SecretBox, generate_key
+from bot.auth.secret_box import SecretBox, generate_key
 from bot.auth.store import AuthStore
-from bot.config.paths import auth_profiles_path, default_database_url
+from bot.config.paths import SECRET_KEY_ENV, auth_profiles_path, default_database_url
 from tests.cli_helpers import run_cli, write_config
 from tests.pg import pg_url, truncate_all  # noqa: F401
 from tests.test_auth_store import SEED, seed_text

@@ -33,17 +33,18 @@ HEAVY = {
 _SCRIPT = """
 import contextlib, io, json, sys
 from cli.main import main
+rc = None
 with contextlib.redirect_stdout(io.StringIO()):
     try:
-        main(sys.argv[1:])
-    except SystemExit:
-        pass
-print(json.dumps(sorted(sys.modules)))
+        rc = main(sys.argv[1:])
+    except SystemExit as exc:
+        rc = exc.code
+print(json.dumps([rc, sorted(sys.modules)]))
 """
 
 
-def imported(*argv: str, stdin: str = "") -> set[str]:
-    """Every module ``modelbot ARGV`` imported, in a fresh interpreter."""
+def imported(*argv: str, stdin: str = "", exit_code: int | None = None) -> set[str]:
+    """Every module ``modelbot ARGV`` imported, in a fresh interpreter (that exited with ``exit_code``)."""
     done = subprocess.run(
         [sys.executable, "-c", _SCRIPT, *argv],
         input=stdin,
@@ -55,7 +56,9 @@ def imported(*argv: str, stdin: str = "") -> set[str]:
         check=False,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    modules: list[str] = json.loads(done.stdout.strip().splitlines()[-1])
+    rc, modules = json.loads(done.stdout.strip().splitlines()[-1])
+    if exit_code is not None:
+        assert rc == exit_code, done.stderr[-2000:]
     return set(modules)
 
 
@@ -75,7 +78,7 @@ def test_models_list_needs_no_database_http_or_platform(state_dir: Path) -> None
     """``models list`` reads the config and the auth profiles: no SQLAlchemy, no HTTP stack, no platform, and
     into a pipe its table needs no rich; with auth-profiles.json, no database auth store and no cryptography
     (which seals that store's secrets)."""
-    modules = imported("models", "list")  # its table, into a pipe
+    modules = imported("models", "list", exit_code=0)  # its table, into a pipe
     assert (
         packages(modules)
         & {"sqlalchemy", "alembic", "aiohttp", "httpx2", "telegram", "discord", "rich", "cryptography"}
@@ -95,6 +98,30 @@ def test_models_list_needs_no_database_http_or_platform(state_dir: Path) -> None
         "bot.providers.openai_client",
         "bot.providers.http",
     } & modules == set()
+    # Nor what other commands of its family need: editing the file (a JSON5 syntax tree), the status view's
+    # probes, the OAuth login and token endpoint code, the in-process demo provider.
+    assert {
+        "bot.config.edit",
+        "bot.config.json5_cst",
+        "bot.config.config_file",
+        "cli.models_status",
+        "cli.probe",
+        "bot.auth.oauth",
+        "bot.auth.oauth_client",
+        "bot.providers.clients",
+        "bot.providers.demo",
+    } & modules == set()
+
+
+def test_models_list_with_a_config_file_parses_it_once(state_dir: Path) -> None:
+    """A config file is read with the loader's JSON5 parser alone: the editing syntax tree stays unloaded."""
+    (state_dir / "config.json5").write_text(
+        '{ agents: { defaults: { model: { primary: "openai/gpt-5.2" } } },'
+        ' models: { providers: { openai: { apiKey: "${MB_TEST_UNSET_KEY}" } } } }',
+        encoding="utf-8",
+    )
+    modules = imported("models", "list", exit_code=0)
+    assert {"bot.config.edit", "bot.config.json5_cst"} & modules == set()
 
 
 def test_chat_imports_what_its_first_answer_needs(state_dir: Path) -> None:

@@ -17,12 +17,11 @@ from bot.config.config_file import (
     BACKUP_SUFFIX,
     NEW_FILE_TEXT,
     check_text,
-    env_names,
     open_config,
     save_config,
 )
 from bot.config.edit import Json5Document
-from bot.config.loader import KeyPath
+from bot.config.loader import KeyPath, env_names
 from bot.errors import ConfigError
 from cli.channels import BUILTIN_CHANNELS as CHANNELS
 

@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 
 from bot.auth import doc_edits
-from bot.auth.secret_box import SECRET_KEY_ENV
 from bot.auth.types import Credential
 from bot.clock import MINUTE_MS
+from bot.config.paths import SECRET_KEY_ENV
 from bot.store.sql import SqlSessionStore
 from tests.app_helpers import TEST_SECRET_KEY
 from tests.auth_stores import DbAuth

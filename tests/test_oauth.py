@@ -11,7 +11,6 @@ import pytest
 
 from bot.auth.oauth import (
     DEFAULT_LIFETIME_S,
-    OAuthClientSettings,
     PastedCode,
     authorization_url,
     code_grant,
@@ -23,6 +22,7 @@ from bot.auth.oauth import (
     token_request,
 )
 from bot.auth.oauth_presets import ANTHROPIC, oauth_settings
+from bot.auth.oauth_settings import OAuthClientSettings
 from bot.config.loader import parse_config_text
 from bot.errors import ConfigError, OAuthError
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot.auth.secret_box import SECRET_KEY_ENV, SecretBox, generate_key, parse_keys
+from bot.auth.secret_box import SecretBox, generate_key, parse_keys
+from bot.config.paths import SECRET_KEY_ENV
 from bot.errors import AuthError, SecretKeyError
 
 SECRET = "sk-live-0123456789abcdef"

@@ -7,9 +7,9 @@ the background.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from bot.auth.availability import Candidates
 from bot.auth.cooldowns import CooldownPolicy, failed_after
@@ -21,6 +21,11 @@ from bot.conversation.status_view import PairLine, ProfileLine, ProviderStatus
 from bot.errors import UnknownProfile
 from bot.failover.reasons import Reason
 from bot.providers.base import Endpoint, ResolvedAuth
+
+# asyncio is imported inside the coroutines that use it: `modelbot models list` and `auth list` read
+# credentials without an event loop, and importing asyncio (with ssl) was a tenth of their start-up.
+if TYPE_CHECKING:
+    import asyncio
 
 log = logging.getLogger("modelbot.auth")
 
@@ -54,6 +59,8 @@ class StoreAuthBackend:
 
     async def flush(self) -> None:
         """Wait for the success bookkeeping still being written (call before the process exits)."""
+        import asyncio  # noqa: PLC0415 - see the module's imports
+
         while self._writing:
             await asyncio.wait(set(self._writing))
 
@@ -114,6 +121,8 @@ class StoreAuthBackend:
         self._booked[profile_id] = now_ms
         if not failed_after(stats, started_ms, model):
             self._good[provider] = profile_id
+        import asyncio  # noqa: PLC0415 - see the module's imports
+
         task: asyncio.Task[object] = asyncio.ensure_future(
             self._store.arecord_success(
                 profile_id, provider=provider, model=model, started_ms=started_ms, now_ms=now_ms

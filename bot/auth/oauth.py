@@ -14,38 +14,20 @@ import json
 import re
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from bot.auth.mask import mask_secret
+from bot.auth.oauth_settings import OAuthClientSettings
 from bot.errors import OAuthError
 
-DEFAULT_TIMEOUT_S = 30.0
 # RFC 6749 §5.1 only recommends expires_in; without it, assume an hour, so the login is refreshed rather
 # than trusted forever.
 DEFAULT_LIFETIME_S = 3600
 MAX_DESCRIPTION = 200  # of a token endpoint's error_description, in a message
 _ERROR_CODE = re.compile(r"[\x20-\x21\x23-\x5b\x5d-\x7e]{1,64}")  # RFC 6749 §5.2 charset
 _EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,190}")
-
-BodyFormat = Literal["form", "json"]
-
-
-@dataclass(frozen=True)
-class OAuthClientSettings:
-    """Where one provider's OAuth login lives: a built-in preset merged with ``models.providers.<id>.oauth``."""
-
-    provider: str
-    token_url: str
-    client_id: str
-    authorize_url: str | None = None
-    scopes: tuple[str, ...] = ()
-    redirect_uri: str | None = None
-    authorize_params: Mapping[str, str] = field(default_factory=dict)
-    extra_headers: Mapping[str, str] = field(default_factory=dict)  # on model calls made with the login
-    body_format: BodyFormat = "form"
-    timeout_s: float = DEFAULT_TIMEOUT_S
 
 
 @dataclass(frozen=True, repr=False)

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
-from types import MappingProxyType
+from collections.abc import Mapping
 
 from bot.auth.oauth import (
     LoginStart,
-    OAuthClientSettings,
     PastedCode,
     TokenGrant,
     code_grant,
@@ -21,7 +19,7 @@ from bot.auth.oauth import (
     refresh_grant,
     token_request,
 )
-from bot.auth.resolver import OAuthTokens
+from bot.auth.oauth_settings import OAuthClientSettings
 from bot.errors import OAuthError
 
 log = logging.getLogger("modelbot.auth")
@@ -65,25 +63,3 @@ class TokenEndpointClient:
                 "network", f"Could not reach the token endpoint ({type(exc).__name__})."
             ) from None
         return parse_token_answer(response.status_code, answer, now_ms=now_ms, sent=sent)
-
-
-class TokenRefresher:
-    """``bot.auth.resolver.OAuthRefresher`` for every provider with a preset or an ``oauth`` config block."""
-
-    def __init__(self, settings_for: Callable[[str], OAuthClientSettings | None]) -> None:
-        self._settings_for = settings_for
-
-    def can_refresh(self, provider: str) -> bool:
-        return self._settings_for(provider) is not None
-
-    def headers(self, provider: str) -> Mapping[str, str]:
-        settings = self._settings_for(provider)
-        return settings.extra_headers if settings is not None else MappingProxyType({})
-
-    async def refresh(self, provider: str, refresh_token: str, *, now_ms: int) -> OAuthTokens:
-        settings = self._settings_for(provider)
-        if settings is None:
-            raise OAuthError("not_configured", f"No OAuth token endpoint is known for {provider}.")
-        grant = await TokenEndpointClient(settings).refresh(refresh_token, now_ms=now_ms)
-        # RFC 6749 §6: a server that issues no new refresh token lets the client keep the old one.
-        return OAuthTokens(grant.access, grant.refresh or refresh_token, grant.expires_ms)

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from types import MappingProxyType
 
-from bot.auth.oauth import OAuthClientSettings
+from bot.auth.oauth_settings import OAuthClientSettings
 from bot.config.schema import Config, ProviderOAuth
 
 # Anthropic: the login of Claude Pro/Max subscriptions (the one Claude Code uses).

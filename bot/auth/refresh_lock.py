@@ -7,7 +7,6 @@ lease row in the database for ``auth.store: "database"`` (every host, docs/failo
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -57,6 +56,8 @@ class FileRefreshLock:
 
 async def _acquire(path: Path, timeout_s: float, mode: int) -> int:
     """Wait for the lock in a worker thread; if cancelled meanwhile, release it once the thread gets it."""
+    import asyncio  # noqa: PLC0415 - see the module's imports
+
     pending = asyncio.ensure_future(asyncio.to_thread(lockfile.lock, path, timeout_s, mode=mode))
     try:
         return await asyncio.shield(pending)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from bot.auth.availability import Candidates, build_candidates
 from bot.auth.mask import mask_secret
@@ -21,6 +20,11 @@ from bot.errors import OAuthError, ProviderError, UnknownProfile
 from bot.failover.reasons import Reason
 from bot.providers.base import ResolvedAuth
 from bot.providers.registry import provider_config
+
+# asyncio is imported inside the coroutines that use it: `modelbot models list` and `auth list` read
+# credentials without an event loop, and importing asyncio (with ssl) was a tenth of their start-up.
+if TYPE_CHECKING:
+    import asyncio
 
 log = logging.getLogger("modelbot.auth")
 
@@ -236,6 +240,8 @@ class CredentialResolver:
         other process's result instead of spending the (now dead) refresh token again. A refresh that
         has started runs as its own task, so cancelling the turn cannot lose the new tokens.
         """
+        import asyncio  # noqa: PLC0415 - see the module's imports
+
         task = asyncio.ensure_future(self._refresh_locked(profile_id, seen, refresher, now_ms))
         task.add_done_callback(_retrieve)
         return await asyncio.shield(task)

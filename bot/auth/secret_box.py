@@ -19,9 +19,8 @@ from typing import Final
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
+from bot.config.paths import SECRET_KEY_ENV
 from bot.errors import SecretKeyError
-
-SECRET_KEY_ENV: Final = "MODELBOT_SECRET_KEY"  # noqa: S105 - the name of a variable, not its value
 
 MISSING_KEY: Final = (
     f'{SECRET_KEY_ENV} is not set, and auth.store "database" keeps credentials encrypted with it. '

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -13,6 +12,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.auth import atomic_file, codec, doc_edits, lockfile
 from bot.auth.atomic_file import FileKey, file_key
@@ -22,6 +22,11 @@ from bot.auth.types import AuthProfiles, Credential, UsageStats
 from bot.clock import Clock, SystemClock
 from bot.errors import AuthError, AuthStoreCorrupt
 from bot.failover.reasons import Reason
+
+# asyncio is imported inside the coroutines that use it: `modelbot models list` and `auth list` read
+# credentials without an event loop, and importing asyncio (with ssl) was a tenth of their start-up.
+if TYPE_CHECKING:
+    import asyncio
 
 log = logging.getLogger("modelbot.auth")
 
@@ -306,9 +311,13 @@ class AuthStore:
     # -- async wrappers: file I/O and the lock wait stay off the event loop ----------------------------
 
     async def aload(self) -> AuthProfiles:
+        import asyncio  # noqa: PLC0415 - see the module's imports
+
         return await asyncio.to_thread(self.load)
 
     async def areload(self) -> AuthProfiles:
+        import asyncio  # noqa: PLC0415 - see the module's imports
+
         return await asyncio.to_thread(self.reload)
 
     async def aupdate(
@@ -323,6 +332,8 @@ class AuthStore:
         ``update`` on it then raises instead of waiting for a lock only the loop could release. When another
         writer holds the lock, the whole update waits for it in a thread.
         """
+        import asyncio  # noqa: PLC0415 - see the module's imports
+
         self._ensure_dir()
         lock = lockfile.try_lock(self.lock_path, mode=FILE_MODE)
         if lock is None:

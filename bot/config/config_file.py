@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import os
-import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from bot.channels import NO_CHANNELS, ChannelRegistry
 from bot.config import json5_cst as cst
 from bot.config.edit import Json5Document
-from bot.config.loader import LoadedConfig, parse_config_text
+from bot.config.loader import LoadedConfig, env_names, parse_config_text
 from bot.errors import ConfigError
 
 BACKUP_SUFFIX = ".bak"
@@ -23,7 +21,6 @@ NEW_FILE_TEXT = (
     "// Check it with `modelbot config validate`; `modelbot models …` edits keep comments and layout.\n"
     "{\n}\n"
 )
-_ENV_REF_RE = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _PLACEHOLDER = "modelbot-placeholder"
 
 
@@ -47,15 +44,6 @@ def open_config(path: Path) -> ConfigFile:
         raise ConfigError(str(path), "", f"cannot read the file ({exc})") from None
     bom = text.startswith("\ufeff")
     return ConfigFile(path, Json5Document(text.removeprefix("\ufeff"), file=str(path)), text, bom)
-
-
-def env_names(value: Any) -> set[str]:
-    """The ``${VAR}`` names the string values of parsed config data refer to (comments do not count)."""
-    if isinstance(value, dict):
-        return set().union(*(env_names(item) for item in value.values()))
-    if isinstance(value, list):
-        return set().union(*(env_names(item) for item in value))
-    return set(_ENV_REF_RE.findall(value)) if isinstance(value, str) else set()
 
 
 def check_text(

@@ -95,7 +95,40 @@ def parse_config_text(
 ) -> LoadedConfig:
     """The whole pipeline on a file's text: parse, reject secrets, substitute env refs, migrate, validate."""
     env = os.environ if env is None else env
+    return _parse_data(_parse_json5(text, file), env, file=file, path=path, channels=channels)
+
+
+def parse_config_text_lenient(
+    text: str, *, file: str, path: Path | None, env: Mapping[str, str], channels: ChannelRegistry
+) -> tuple[LoadedConfig, list[str]]:
+    """``parse_config_text`` where a ``${VAR}`` that is not set reads as empty; also the names of those.
+
+    For the management commands, so an operator can inspect and edit a config on a machine without the
+    bot's secrets. A config that is invalid that way is reported as the strict parse reports it.
+    """
     data = _parse_json5(text, file)
+    missing = sorted(env_names(data) - set(env))
+    lenient = {**env, **dict.fromkeys(missing, "")}
+    try:
+        return _parse_data(data, lenient, file=file, path=path, channels=channels), missing
+    except ConfigError:
+        if missing:  # an unset variable may be why: the strict parse names it
+            _parse_data(data, env, file=file, path=path, channels=channels)
+        raise
+
+
+def env_names(value: Any) -> set[str]:
+    """The ``${VAR}`` names the string values of parsed config data refer to (comments do not count)."""
+    if isinstance(value, dict):
+        return set().union(*(env_names(item) for item in value.values()))
+    if isinstance(value, list):
+        return set().union(*(env_names(item) for item in value))
+    return {match[1] for match in _ENV_RE.findall(value) if not match[0]} if isinstance(value, str) else set()
+
+
+def _parse_data(
+    data: dict[str, Any], env: Mapping[str, str], *, file: str, path: Path | None, channels: ChannelRegistry
+) -> LoadedConfig:
     _reject_literal_secrets(data, file, channels)
     env_refs: dict[KeyPath, str] = {}
     # A channel that is not enabled needs none of its values: an unset ${VAR} there (its token, typically)

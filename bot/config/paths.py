@@ -9,6 +9,7 @@ from pathlib import Path
 
 STATE_DIR_ENV = "MODELBOT_STATE_DIR"
 CONFIG_ENV = "MODELBOT_CONFIG"
+SECRET_KEY_ENV = "MODELBOT_SECRET_KEY"  # noqa: S105 - the name of a variable, not its value
 CONFIG_FILENAME = "config.json5"
 DATABASE_FILENAME = "modelbot.sqlite"
 DEFAULT_AGENT_ID = "main"
