@@ -113,6 +113,16 @@ def test_models_list_needs_no_database_http_or_platform(state_dir: Path) -> None
     } & modules == set()
 
 
+def test_reading_credentials_from_the_file_starts_no_event_loop(state_dir: Path) -> None:
+    """``models list`` and ``auth list`` on auth-profiles.json wait for nothing: asyncio (with ssl) stays
+    unloaded; ``auth list`` loads neither the sealing of the database store nor SQLAlchemy, which only
+    ``auth export|import|rekey`` need."""
+    assert "asyncio" not in imported("models", "list", exit_code=0)
+    modules = imported("auth", "list", exit_code=0)
+    assert "asyncio" not in modules
+    assert packages(modules) & {"sqlalchemy", "cryptography"} == set()
+
+
 def test_models_list_with_a_config_file_parses_it_once(state_dir: Path) -> None:
     """A config file is read with the loader's JSON5 parser alone: the editing syntax tree stays unloaded."""
     (state_dir / "config.json5").write_text(
