@@ -10,6 +10,7 @@ import sys
 from adapters.console import ConsoleAdapter
 from bot.app import App, build_app, freeze_startup_heap
 from bot.config.defaults import DEMO_PROVIDER
+from bot.logging_setup import configure_logging
 from bot.models.agents import agent_models, default_agent_id
 from cli.channels import BUILTIN_CHANNELS
 
@@ -35,6 +36,9 @@ async def _chat(args: argparse.Namespace) -> int:
     interactive = sys.stdin.isatty() and sys.stdout.isatty() and not args.json
     delay = DEMO_DELAY_S if interactive else 0.0
     app = build_app(cli_config=args.config, demo_delay_s=delay, channels=BUILTIN_CHANNELS)
+    # Warnings only (a turn's log line would break into the conversation), through the same redaction as
+    # `modelbot run`: a provider's error text or a client library's record may quote a key.
+    configure_logging("WARNING", redactor=app.redactor)
     for warning in app.loaded.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if args.agent is not None and args.agent not in app.engines:

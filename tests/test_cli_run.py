@@ -223,6 +223,32 @@ async def test_modelbot_chat_freezes_its_start_up_heap(
     assert frozen_when_read and frozen_when_read[0] > 0
 
 
+async def test_modelbot_chat_redacts_secrets_in_its_log_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`modelbot chat` logs warnings through the same redaction as `modelbot run`."""
+    secret = "sk-test-chat-0123456789"
+    monkeypatch.setenv("MODELBOT_STATE_DIR", str(tmp_path))
+    monkeypatch.delenv("MODELBOT_CONFIG", raising=False)
+    monkeypatch.setenv("OPENAI_API_KEY", secret)
+
+    class Lines(io.StringIO):
+        def readline(self, size: int = -1, /) -> str:  # type: ignore[override]  # as typeshed's StringIO
+            logging.getLogger("modelbot.tests").warning("the provider refused key %s", secret)
+            logging.getLogger("modelbot.tests").info("not shown: %s", "a turn line")
+            return super().readline(size)
+
+    monkeypatch.setattr(sys, "stdin", Lines(""))
+    args = argparse.Namespace(config=None, session=None, user="ada", agent=None, json=True)
+    try:
+        assert await chat_cmd._chat(args) == 0
+    finally:
+        gc.unfreeze()
+    err = capsys.readouterr().err
+    assert "the provider refused key [redacted]" in err
+    assert secret not in err and "not shown" not in err
+
+
 async def test_the_configured_providers_clients_are_made_before_the_channels_start(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
