@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from bot.store import NewMessage, rows, sql_ops, sqlite_turn
+from bot.store import NewMessage, sql_ops, sqlite_turn
 from bot.store import sql as sql_store
 from bot.store import sqlite_database as sqlite_db
 from bot.store.database import open_database
@@ -161,8 +161,8 @@ async def test_the_sql_text_reads_columns_in_the_order_rows_unpacks_them(store: 
         return [column[0] for column in conn.execute(statement, params).description]
 
     database = _database(store)
-    session_columns = [c.name for c in rows.SESSION_COLUMNS]
-    message_columns = [c.name for c in rows.MESSAGE_COLUMNS]
+    session_columns = [c.name for c in sql_ops.SESSION_COLUMNS]
+    message_columns = [c.name for c in sql_ops.MESSAGE_COLUMNS]
     assert (
         await database.run_sql(partial(names, statement=sqlite_turn._GET, params=(KEY,))) == session_columns
     )
