@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from bot.errors import StoreError
 from bot.store import NewMessage, sql_ops, sqlite_turn
 from bot.store import sql as sql_store
 from bot.store import sqlite_database as sqlite_db
@@ -255,3 +256,64 @@ async def test_a_short_historys_compaction_runs_on_the_loop_and_a_long_ones_in_a
     assert [m.content for m in await store.history(KEY)] == ["S2", "f"]
     record = await store.get(KEY)
     assert record is not None and (record.compaction_count, record.message_count) == (2, 2)
+
+
+_PRAGMAS = ("busy_timeout", "journal_mode", "synchronous", "foreign_keys", "wal_autocheckpoint")
+
+
+def _pragmas_sql(conn: sqlite3.Connection) -> dict[str, object]:
+    return {name: conn.execute(f"PRAGMA {name}").fetchone()[0] for name in _PRAGMAS}
+
+
+def _pragmas(conn: Connection) -> dict[str, object]:
+    driver = conn.connection.driver_connection
+    assert isinstance(driver, sqlite3.Connection)
+    return _pragmas_sql(driver)
+
+
+def _engine_made(database: SqliteDatabase) -> bool:
+    return database._engines is not None
+
+
+async def test_every_connection_has_the_same_settings_and_the_loops_never_wait(
+    store: SqlSessionStore,
+) -> None:
+    """The loop's connections, opened with sqlite3 itself, get the pragmas of the engine's: WAL, NORMAL
+    sync, foreign keys; only they refuse to wait (and never checkpoint), through SQLAlchemy or not."""
+    database = _database(store)
+    on_loop = {"busy_timeout": 0, "journal_mode": "wal", "synchronous": 1, "foreign_keys": 1}
+    assert await database.run_sql(_pragmas_sql) == {**on_loop, "wal_autocheckpoint": 0}
+    assert await database.run(_pragmas, quick=True) == {**on_loop, "wal_autocheckpoint": 0}
+    assert await database.run(_pragmas, write=True, quick=True) == {**on_loop, "wal_autocheckpoint": 0}
+    assert await database.run(_pragmas) == {**on_loop, "busy_timeout": 5000, "wal_autocheckpoint": 1000}
+
+
+async def test_the_engine_is_made_when_first_needed_beside_the_loops_connections(
+    store: SqlSessionStore, tmp_path: Path
+) -> None:
+    """On a database at head, a turn's transactions run on the loop's sqlite3 connections without an engine;
+    the first bulk transaction makes it, sees what the turns wrote, and the loop's transactions go on."""
+    await store.stop()  # it migrated the new file: the engine was needed for that
+    reopened = SqlSessionStore(sqlite_url(tmp_path / "modelbot.sqlite"))
+    await reopened.start()
+    try:
+        database = _database(reopened)
+        await reopened.append_messages(KEY, [NewMessage("user", "hello")], now_ms=T0)
+        assert await reopened.acquire_lease(KEY, "me", ttl_ms=1000, now_ms=T0)
+        assert not _engine_made(database)
+        assert [s.key for s in await reopened.list_sessions()] == [KEY]  # a bulk read, in a thread
+        assert _engine_made(database)
+        assert await reopened.reset_all() == 1  # a bulk write, in a thread
+        await reopened.append_messages(KEY, [NewMessage("user", "again")], now_ms=T0 + 1)
+        assert [m.content for m in await reopened.history(KEY)] == ["again"]
+        assert await database.run_sql(_thread_of_sql, write=True) == threading.get_ident()
+    finally:
+        await reopened.stop()
+
+
+async def test_a_loop_connection_that_cannot_open_is_a_store_error(tmp_path: Path) -> None:
+    """sqlite3's own error opening the loop's connections becomes the store's, as SQLAlchemy's did."""
+    (tmp_path / "dir.sqlite").mkdir()  # a directory where the file should be
+    store = SqlSessionStore(sqlite_url(tmp_path / "dir.sqlite"))
+    with pytest.raises(StoreError, match=r"Cannot migrate the session database \(OperationalError\)"):
+        await store.start()
