@@ -317,3 +317,58 @@ async def test_a_loop_connection_that_cannot_open_is_a_store_error(tmp_path: Pat
     store = SqlSessionStore(sqlite_url(tmp_path / "dir.sqlite"))
     with pytest.raises(StoreError, match=r"Cannot migrate the session database \(OperationalError\)"):
         await store.start()
+
+
+def _write_lock_taken(path: Path) -> bool:
+    """Whether another connection is refused SQLite's write lock right now."""
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None, timeout=0)) as other:
+        try:
+            other.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError:
+            return True
+        other.execute("ROLLBACK")
+        return False
+
+
+async def test_writes_hold_the_write_lock_from_their_first_statement(
+    store: SqlSessionStore, tmp_path: Path
+) -> None:
+    """BEGIN IMMEDIATE for writes, BEGIN for reads, on the loop's connections whether the body is SQL text or
+    SQLAlchemy (over the same sqlite3 connection), and in a thread."""
+    path = tmp_path / "modelbot.sqlite"
+    database = _database(store)
+
+    def locked(_conn: object) -> bool:
+        return _write_lock_taken(path)
+
+    assert await database.run_sql(locked, write=True) is True
+    assert await database.run_sql(locked) is False
+    assert await database.run(locked, write=True, quick=True) is True
+    assert await database.run(locked, quick=True) is False
+    assert await database.run(locked, write=True) is True
+    assert await database.run(locked) is False
+
+
+async def test_a_busy_turn_on_a_reopened_database_makes_the_engine_in_a_thread(
+    store: SqlSessionStore, tmp_path: Path
+) -> None:
+    """The first transaction that must wait for another process is the one that makes the engine: in its
+    worker thread, while the loop keeps running; the write lands once the lock is free."""
+    path = tmp_path / "modelbot.sqlite"
+    await store.stop()
+    reopened = SqlSessionStore(sqlite_url(path))
+    await reopened.start()
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        assert await reopened.get(KEY) is not None
+        assert not _engine_made(_database(reopened))
+        other.execute("BEGIN IMMEDIATE")
+        write = asyncio.create_task(reopened.append_messages(KEY, [NewMessage("user", "hi")], now_ms=T0))
+        await asyncio.sleep(0.1)
+        assert not write.done()
+        other.execute("COMMIT")
+        assert [m.content for m in await asyncio.wait_for(write, 5)] == ["hi"]
+        assert _engine_made(_database(reopened))
+    finally:
+        other.close()
+        await reopened.stop()
