@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -11,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from bot.store.migrate import HEAD_REVISION
+from bot.store.sql import sqlite_url
 from tests.cli_helpers import ROOT
-from tests.migration_checks import head_revision
+from tests.migration_checks import current_revision, head_revision, upgrade
 
 # What `modelbot --help` must never wait for: provider SDKs and HTTP stacks, platform libraries, the table
 # renderer, the database layer, the config schema's validation library.
@@ -135,15 +139,18 @@ def test_models_list_with_a_config_file_parses_it_once(state_dir: Path) -> None:
 
 
 def test_chat_imports_what_its_first_answer_needs(state_dir: Path) -> None:
-    """``modelbot chat`` on the demo: the SQLite store, and no Alembic once the schema is at head, no provider
-    SDK or HTTP stack (the demo is in-process), no platform library, no table renderer, no async SQLAlchemy or
-    ORM."""
+    """``modelbot chat`` on the demo: the SQLite store on sqlite3 alone once the schema is at head (no
+    SQLAlchemy, no Alembic), no provider SDK or HTTP stack (the demo is in-process), no platform library, no
+    table renderer."""
     imported("chat", "--json", stdin="hello\n")  # creates the database and migrates it
     modules = imported("chat", "--json", stdin="hello\n")
-    assert "sqlalchemy" in modules
+    assert {"bot.store.sql", "bot.store.sqlite_turn"} <= modules
+    # Nor the store's SQLAlchemy side: its tables and statements.
+    assert {"bot.store.tables", "bot.store.sql_ops", "bot.store.lease_sql"} & modules == set()
     assert (
         packages(modules)
         & {
+            "sqlalchemy",
             "alembic",
             "mako",
             "openai",
@@ -157,7 +164,18 @@ def test_chat_imports_what_its_first_answer_needs(state_dir: Path) -> None:
         }
         == set()
     )
-    assert {"sqlalchemy.orm", "sqlalchemy.ext.asyncio", "sqlalchemy.dialects.postgresql"} & modules == set()
+
+
+def test_chat_migrates_a_database_that_is_not_at_head(state_dir: Path) -> None:
+    """A database of an older schema is still brought to head by ``modelbot chat``'s start: SQLAlchemy and
+    Alembic are imported for it, and the turn is saved in the new schema."""
+    url = sqlite_url(state_dir / "modelbot.sqlite")
+    asyncio.run(upgrade(url, "0001"))
+    modules = imported("chat", "--json", stdin="hello\n")
+    assert {"sqlalchemy", "alembic"} <= packages(modules)
+    assert asyncio.run(current_revision(url)) == HEAD_REVISION
+    with contextlib.closing(sqlite3.connect(state_dir / "modelbot.sqlite")) as db:
+        assert db.execute("SELECT count(*) FROM messages").fetchone() == (2,)
 
 
 def test_the_head_revision_constant_is_alembics_head() -> None:

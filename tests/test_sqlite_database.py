@@ -16,7 +16,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from bot.store import NewMessage, rows, sql_ops, sqlite_turn
+from bot.errors import StoreError
+from bot.store import NewMessage, sql_ops, sqlite_turn
 from bot.store import sql as sql_store
 from bot.store import sqlite_database as sqlite_db
 from bot.store.database import open_database
@@ -161,8 +162,8 @@ async def test_the_sql_text_reads_columns_in_the_order_rows_unpacks_them(store: 
         return [column[0] for column in conn.execute(statement, params).description]
 
     database = _database(store)
-    session_columns = [c.name for c in rows.SESSION_COLUMNS]
-    message_columns = [c.name for c in rows.MESSAGE_COLUMNS]
+    session_columns = [c.name for c in sql_ops.SESSION_COLUMNS]
+    message_columns = [c.name for c in sql_ops.MESSAGE_COLUMNS]
     assert (
         await database.run_sql(partial(names, statement=sqlite_turn._GET, params=(KEY,))) == session_columns
     )
@@ -255,3 +256,119 @@ async def test_a_short_historys_compaction_runs_on_the_loop_and_a_long_ones_in_a
     assert [m.content for m in await store.history(KEY)] == ["S2", "f"]
     record = await store.get(KEY)
     assert record is not None and (record.compaction_count, record.message_count) == (2, 2)
+
+
+_PRAGMAS = ("busy_timeout", "journal_mode", "synchronous", "foreign_keys", "wal_autocheckpoint")
+
+
+def _pragmas_sql(conn: sqlite3.Connection) -> dict[str, object]:
+    return {name: conn.execute(f"PRAGMA {name}").fetchone()[0] for name in _PRAGMAS}
+
+
+def _pragmas(conn: Connection) -> dict[str, object]:
+    driver = conn.connection.driver_connection
+    assert isinstance(driver, sqlite3.Connection)
+    return _pragmas_sql(driver)
+
+
+def _engine_made(database: SqliteDatabase) -> bool:
+    return database._engines is not None
+
+
+async def test_every_connection_has_the_same_settings_and_the_loops_never_wait(
+    store: SqlSessionStore,
+) -> None:
+    """The loop's connections, opened with sqlite3 itself, get the pragmas of the engine's: WAL, NORMAL
+    sync, foreign keys; only they refuse to wait (and never checkpoint), through SQLAlchemy or not."""
+    database = _database(store)
+    on_loop = {"busy_timeout": 0, "journal_mode": "wal", "synchronous": 1, "foreign_keys": 1}
+    assert await database.run_sql(_pragmas_sql) == {**on_loop, "wal_autocheckpoint": 0}
+    assert await database.run(_pragmas, quick=True) == {**on_loop, "wal_autocheckpoint": 0}
+    assert await database.run(_pragmas, write=True, quick=True) == {**on_loop, "wal_autocheckpoint": 0}
+    assert await database.run(_pragmas) == {**on_loop, "busy_timeout": 5000, "wal_autocheckpoint": 1000}
+
+
+async def test_the_engine_is_made_when_first_needed_beside_the_loops_connections(
+    store: SqlSessionStore, tmp_path: Path
+) -> None:
+    """On a database at head, a turn's transactions run on the loop's sqlite3 connections without an engine;
+    the first bulk transaction makes it, sees what the turns wrote, and the loop's transactions go on."""
+    await store.stop()  # it migrated the new file: the engine was needed for that
+    reopened = SqlSessionStore(sqlite_url(tmp_path / "modelbot.sqlite"))
+    await reopened.start()
+    try:
+        database = _database(reopened)
+        await reopened.append_messages(KEY, [NewMessage("user", "hello")], now_ms=T0)
+        assert await reopened.acquire_lease(KEY, "me", ttl_ms=1000, now_ms=T0)
+        assert not _engine_made(database)
+        assert [s.key for s in await reopened.list_sessions()] == [KEY]  # a bulk read, in a thread
+        assert _engine_made(database)
+        assert await reopened.reset_all() == 1  # a bulk write, in a thread
+        await reopened.append_messages(KEY, [NewMessage("user", "again")], now_ms=T0 + 1)
+        assert [m.content for m in await reopened.history(KEY)] == ["again"]
+        assert await database.run_sql(_thread_of_sql, write=True) == threading.get_ident()
+    finally:
+        await reopened.stop()
+
+
+async def test_a_loop_connection_that_cannot_open_is_a_store_error(tmp_path: Path) -> None:
+    """sqlite3's own error opening the loop's connections becomes the store's, as SQLAlchemy's did."""
+    (tmp_path / "dir.sqlite").mkdir()  # a directory where the file should be
+    store = SqlSessionStore(sqlite_url(tmp_path / "dir.sqlite"))
+    with pytest.raises(StoreError, match=r"Cannot migrate the session database \(OperationalError\)"):
+        await store.start()
+
+
+def _write_lock_taken(path: Path) -> bool:
+    """Whether another connection is refused SQLite's write lock right now."""
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None, timeout=0)) as other:
+        try:
+            other.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError:
+            return True
+        other.execute("ROLLBACK")
+        return False
+
+
+async def test_writes_hold_the_write_lock_from_their_first_statement(
+    store: SqlSessionStore, tmp_path: Path
+) -> None:
+    """BEGIN IMMEDIATE for writes, BEGIN for reads, on the loop's connections whether the body is SQL text or
+    SQLAlchemy (over the same sqlite3 connection), and in a thread."""
+    path = tmp_path / "modelbot.sqlite"
+    database = _database(store)
+
+    def locked(_conn: object) -> bool:
+        return _write_lock_taken(path)
+
+    assert await database.run_sql(locked, write=True) is True
+    assert await database.run_sql(locked) is False
+    assert await database.run(locked, write=True, quick=True) is True
+    assert await database.run(locked, quick=True) is False
+    assert await database.run(locked, write=True) is True
+    assert await database.run(locked) is False
+
+
+async def test_a_busy_turn_on_a_reopened_database_makes_the_engine_in_a_thread(
+    store: SqlSessionStore, tmp_path: Path
+) -> None:
+    """The first transaction that must wait for another process is the one that makes the engine: in its
+    worker thread, while the loop keeps running; the write lands once the lock is free."""
+    path = tmp_path / "modelbot.sqlite"
+    await store.stop()
+    reopened = SqlSessionStore(sqlite_url(path))
+    await reopened.start()
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        assert await reopened.get(KEY) is not None
+        assert not _engine_made(_database(reopened))
+        other.execute("BEGIN IMMEDIATE")
+        write = asyncio.create_task(reopened.append_messages(KEY, [NewMessage("user", "hi")], now_ms=T0))
+        await asyncio.sleep(0.1)
+        assert not write.done()
+        other.execute("COMMIT")
+        assert [m.content for m in await asyncio.wait_for(write, 5)] == ["hi"]
+        assert _engine_made(_database(reopened))
+    finally:
+        other.close()
+        await reopened.stop()

@@ -24,7 +24,7 @@ from bot.store import (
     console_session_key,
     session_key,
 )
-from bot.store.engine import parse_url
+from bot.store.engine import parse_url, plain_sqlite_file, sqlite_file
 from bot.store.sql import SqlSessionStore, sqlite_url
 from tests.migration_checks import current_revision, head_revision, schema_drift
 from tests.pg import pg_url, truncate_all  # noqa: F401
@@ -130,6 +130,37 @@ def test_unsupported_url_is_a_store_error_without_the_password() -> None:
     assert "hunter2" not in str(caught.value)
     assert parse_url("sqlite:///x.db").drivername == "sqlite+aiosqlite"
     assert parse_url("postgresql://u@h/d").drivername == "postgresql+asyncpg"
+
+
+@pytest.mark.parametrize(
+    ("url", "plain"),
+    [
+        ("sqlite+aiosqlite:////s/modelbot.sqlite", True),
+        ("sqlite:///relative/x.db", True),
+        ("sqlite+aiosqlite:////a%20b/c%25d@e/x.sqlite", True),
+        ("sqlite+aiosqlite:////s/x.sqlite?timeout=9", False),
+        ("sqlite+aiosqlite://", False),
+        ("sqlite+aiosqlite:///:memory:", False),
+        ("sqlite+aiosqlite:///file:x.db", False),
+        ("sqlite+pysqlite:////s/x.sqlite", False),
+        ("SQLITE:////s/x.sqlite", False),
+        ("sqlite+aiosqlite://host/x.sqlite", False),
+        ("postgresql+asyncpg://u@h/d", False),
+    ],
+)
+def test_a_plain_sqlite_url_is_read_as_sqlalchemy_reads_it(url: str, plain: bool) -> None:
+    """The URLs read without SQLAlchemy (the default one among them) name the file ``parse_url`` finds in
+    them; every other URL is left to ``parse_url`` and its errors."""
+    found = plain_sqlite_file(url)
+    assert (found is not None) == plain
+    if found is not None:
+        assert found == sqlite_file(parse_url(url))
+
+
+def test_sqlite_url_quotes_what_a_url_would_misread() -> None:
+    """A file name with a space, a percent sign or a question mark comes back whole."""
+    path = Path("/a b/c%d?e/x.sqlite")
+    assert sqlite_file(parse_url(sqlite_url(path))) == path == plain_sqlite_file(sqlite_url(path))
 
 
 # --- sessions -----------------------------------------------------------------------------------------

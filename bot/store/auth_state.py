@@ -8,12 +8,12 @@ from functools import partial
 from typing import TypeVar
 
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import SQLAlchemyError
 
 from bot.errors import StoreError
 from bot.store import auth_sql, lease_sql
 from bot.store.auth_types import AgentAuthRows, Reseal, RowsEdit, UsageEdit, UsageRow
 from bot.store.database import Database, open_database
+from bot.store.db_errors import database_errors
 from bot.store.migrate import upgrade_database
 
 T = TypeVar("T")
@@ -34,7 +34,7 @@ class SqlAuthState:
         """One transaction; ``quick`` (a few rows: SQLite may run it on the event loop) unless said otherwise."""
         try:
             return await self._database().run(body, write=write, quick=quick)
-        except (SQLAlchemyError, OSError) as exc:
+        except database_errors() as exc:  # sqlite3's too: opening the loop's connections
             raise StoreError(f"The auth state in the database failed ({type(exc).__name__}).") from exc
 
     async def load(self, agent_id: str) -> AgentAuthRows:

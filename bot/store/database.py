@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Protocol, TypeVar
-
-from sqlalchemy.engine import Connection
 
 from bot.store.engine import (
     SQLITE_THREADS,
     WRITE,
+    connect_sqlite,
     make_engine,
     make_sqlite_engine,
     parse_url,
+    plain_sqlite_file,
+    prepare,
+    sqlite_connector,
+    sqlite_file,
     sqlite_in_memory,
 )
 from bot.store.sqlite_database import SqliteDatabase
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import URL, Connection, Engine
     from sqlalchemy.ext.asyncio import AsyncEngine
 
 T = TypeVar("T")
@@ -44,14 +50,35 @@ class Database(Protocol):
 
 
 def open_database(url: str) -> Database:
-    """The database at ``url``: SQLite on the event loop or worker threads, PostgreSQL through asyncpg."""
+    """The database at ``url``: SQLite on the event loop or worker threads, PostgreSQL through asyncpg.
+
+    A SQLite file's directory and file are created here. Its engine is made when first needed: a plain
+    ``sqlite:///path`` URL (the default one) is read without SQLAlchemy, and the loop's connections are
+    opened with sqlite3 itself (see ``bot.store.sqlite_database``).
+    """
+    path = plain_sqlite_file(url)
+    if path is not None:
+        prepare(path)
+        # Absolute now, as pysqlite makes it: the engine, made later, opens the file the loop's connections did.
+        database = os.path.abspath(path)
+        engine = partial(_engine_of_file, url, database)
+        return SqliteDatabase(engine, workers=SQLITE_THREADS, connect=partial(connect_sqlite, database))
     parsed = parse_url(url)
     if parsed.get_backend_name() == "sqlite":
         if sqlite_in_memory(parsed):
             # One shared connection (StaticPool): every transaction on its one thread, none on the loop.
-            return SqliteDatabase(make_sqlite_engine(parsed), workers=1, on_loop=False)
-        return SqliteDatabase(make_sqlite_engine(parsed), workers=SQLITE_THREADS, on_loop=True)
+            return SqliteDatabase(partial(make_sqlite_engine, parsed), workers=1, connect=None)
+        file = sqlite_file(parsed)
+        if file is not None:
+            prepare(file)
+        connect = sqlite_connector(parsed)
+        return SqliteDatabase(partial(make_sqlite_engine, parsed), workers=SQLITE_THREADS, connect=connect)
     return AsyncDatabase(make_engine(url))
+
+
+def _engine_of_file(url: str, database: str) -> Engine:
+    parsed: URL = parse_url(url)
+    return make_sqlite_engine(parsed.set(database=database))
 
 
 class AsyncDatabase:

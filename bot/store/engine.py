@@ -1,4 +1,10 @@
-"""The store's engines: SQLite (pysqlite) with WAL and explicit BEGIN [IMMEDIATE], PostgreSQL through asyncpg."""
+"""The store's engines: SQLite (pysqlite) with WAL and explicit BEGIN [IMMEDIATE], PostgreSQL through asyncpg.
+
+Also what a SQLite database needs before any engine exists, without importing SQLAlchemy: the file of a plain
+``sqlite:///path`` URL, creating that file, and opening a sqlite3 connection with every setting the engine's
+connections get. ``modelbot chat`` answers its first line on such connections alone (the engine's import is
+half its start-up); SQLAlchemy is imported by the functions that make or use an engine.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +12,16 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
-
-from sqlalchemy import create_engine, event
-from sqlalchemy.engine import URL, Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError
-from sqlalchemy.pool import QueuePool, StaticPool
+from urllib.parse import unquote
 
 from bot.errors import StoreError
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import URL, Connection, Engine
     from sqlalchemy.ext.asyncio import AsyncEngine
 
 # Execution option read by the SQLite "begin" listener. Read-modify-write transactions must start as
@@ -24,7 +29,9 @@ if TYPE_CHECKING:
 # at once, whatever busy_timeout says (measured: 437 "database is locked" in 800 increments).
 BEGIN_OPTION: Final = "modelbot_begin"
 WRITE: Final[dict[str, Any]] = {BEGIN_OPTION: "IMMEDIATE"}
-_BEGIN_STATEMENTS: Final = {"": "BEGIN", "IMMEDIATE": "BEGIN IMMEDIATE"}
+BEGIN_READ: Final = "BEGIN"
+BEGIN_WRITE: Final = "BEGIN IMMEDIATE"
+_BEGIN_STATEMENTS: Final = {"": BEGIN_READ, "IMMEDIATE": BEGIN_WRITE}
 
 # Plain driver names map to the async drivers we ship with, so "sqlite:///x.db" works in the config too.
 _ASYNC_DRIVERS: Final = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
@@ -35,13 +42,33 @@ _SYNC_SQLITE: Final = "sqlite+pysqlite"
 # Connections, and so worker threads, per SQLite database. This process's writes run one at a time anyway
 # and WAL readers do not block, so a second thread only keeps reads flowing while a write waits for another
 # process's lock; more threads just compete for the GIL (measured: 5 threads cost 10-15 % in bench.pipeline).
+# (The event loop holds two more of its own, outside the pool: see bot.store.sqlite_database.)
 SQLITE_THREADS: Final = 2
-# Connections the event loop holds for its own quick transactions (reads, writes): see bot.store.sqlite_database.
-SQLITE_LOOP_CONNECTIONS: Final = 2
+# The URLs of a SQLite file that plain_sqlite_file reads without SQLAlchemy: a driver parse_url accepts, no
+# host, no query (make_url reads everything after the third slash as the file's name, unquoted).
+_PLAIN_SQLITE_PREFIXES: Final = ("sqlite+aiosqlite:///", "sqlite:///")
+
+
+def plain_sqlite_file(url: str) -> Path | None:
+    """The database file of a ``sqlite[+aiosqlite]:///path`` URL without a query (the default URL is one),
+    as ``sqlite_file(parse_url(url))`` reads it but without importing SQLAlchemy; None for any other URL,
+    which ``parse_url`` checks."""
+    if "?" in url:
+        return None
+    for prefix in _PLAIN_SQLITE_PREFIXES:
+        if url.startswith(prefix):
+            database = unquote(url[len(prefix) :])
+            if database in ("", ":memory:") or database.startswith("file:"):
+                return None
+            return Path(database)
+    return None
 
 
 def parse_url(url: str) -> URL:
     """The URL with an async driver; StoreError (without the password) for anything unsupported."""
+    from sqlalchemy.engine import make_url  # noqa: PLC0415 - see the module docstring
+    from sqlalchemy.exc import ArgumentError  # noqa: PLC0415
+
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
@@ -95,7 +122,33 @@ def prepare_sqlite_file(path: Path) -> None:
         os.close(fd)
 
 
+def connect_sqlite(database: str, **connect_args: Any) -> sqlite3.Connection:
+    """A sqlite3 connection as the engine's pool opens one (pysqlite's arguments, ``configure_sqlite``),
+    usable from any thread; ``database`` is an absolute path, as pysqlite makes it."""
+    connection: sqlite3.Connection = sqlite3.connect(database, check_same_thread=False, **connect_args)
+    try:
+        configure_sqlite(connection)
+    except BaseException:
+        connection.close()  # SQLite's own close keeps this process's locks (unlike os.close: see above)
+        raise
+    return connection
+
+
+def sqlite_connector(url: URL) -> Callable[[], sqlite3.Connection]:
+    """``connect_sqlite`` with the arguments SQLAlchemy's pysqlite dialect derives from a SQLite ``url``."""
+    from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite  # noqa: PLC0415
+
+    (database,), args = SQLiteDialect_pysqlite().create_connect_args(url.set(drivername=_SYNC_SQLITE))
+    args.pop("check_same_thread", None)  # make_sqlite_engine's connect_args override it too
+    return partial(connect_sqlite, database, **args)
+
+
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    configure_sqlite(dbapi_connection)
+
+
+def configure_sqlite(dbapi_connection: Any) -> None:
+    """The settings of every SQLite connection of the store: the engine's pool and the event loop's own."""
     # SQLAlchemy's documented recipe: take BEGIN away from the sqlite3 module, emit it in _sqlite_begin.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
@@ -135,18 +188,37 @@ def _sqlite_begin(conn: Connection) -> None:
     conn.exec_driver_sql(_BEGIN_STATEMENTS[mode])
 
 
+def prepare(path: Path) -> None:
+    """``prepare_sqlite_file``, its failure as a StoreError."""
+    try:
+        prepare_sqlite_file(path)
+    except OSError as exc:
+        raise StoreError(f"Cannot create the database file {path}: {exc.strerror}.") from exc
+
+
 def _prepare(url: URL) -> None:
     path = sqlite_file(url)
     if path is not None:
-        try:
-            prepare_sqlite_file(path)
-        except OSError as exc:
-            raise StoreError(f"Cannot create the database file {path}: {exc.strerror}.") from exc
+        prepare(path)
 
 
 def _listen(engine: Engine) -> None:
+    from sqlalchemy import event  # noqa: PLC0415 - see the module docstring
+
     event.listen(engine, "connect", _sqlite_connect)
     event.listen(engine, "begin", _sqlite_begin)
+
+
+def sqlalchemy_connection(connection: sqlite3.Connection) -> Connection:
+    """A SQLAlchemy connection over a held ``connect_sqlite`` connection, for bodies written against
+    SQLAlchemy: its own one-connection engine emits BEGIN [IMMEDIATE] as the others do, and leaves the
+    connection's settings as they are (no "connect" listener). Disposing of that engine closes it."""
+    from sqlalchemy import create_engine, event  # noqa: PLC0415 - see the module docstring
+    from sqlalchemy.pool import StaticPool  # noqa: PLC0415
+
+    engine = create_engine(f"{_SYNC_SQLITE}://", creator=lambda: connection, poolclass=StaticPool)
+    event.listen(engine, "begin", _sqlite_begin)
+    return engine.connect()
 
 
 def make_engine(url: str) -> AsyncEngine:
@@ -168,8 +240,14 @@ def make_engine(url: str) -> AsyncEngine:
 
 
 def make_sqlite_engine(url: URL) -> Engine:
-    """A sync pysqlite engine for a SQLite ``url`` whose connections may be used from any worker thread."""
-    _prepare(url)
+    """A sync pysqlite engine for a SQLite ``url`` whose connections may be used from any worker thread.
+
+    Its file must have been created first (``prepare``): the engine is made when first needed, which may be
+    long after the event loop's own connections opened the file.
+    """
+    from sqlalchemy import create_engine  # noqa: PLC0415 - see the module docstring
+    from sqlalchemy.pool import QueuePool, StaticPool  # noqa: PLC0415
+
     sync_url = url.set(drivername=_SYNC_SQLITE)
     # check_same_thread=False: a connection is checked out by whichever pool thread runs the transaction.
     connect_args = {"check_same_thread": False}
@@ -180,7 +258,7 @@ def make_sqlite_engine(url: URL) -> Engine:
         engine = create_engine(
             sync_url,
             poolclass=QueuePool,
-            pool_size=SQLITE_THREADS + SQLITE_LOOP_CONNECTIONS,
+            pool_size=SQLITE_THREADS,
             max_overflow=0,  # never more threads than connections, so no thread waits for one
             connect_args=connect_args,
         )

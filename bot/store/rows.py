@@ -1,4 +1,7 @@
-"""Translation between database rows and the store's typed values, checking what the database hands back."""
+"""Translation between database rows and the store's typed values, checking what the database hands back.
+
+Plain Python, for both the SQLAlchemy bodies (``sql_ops``) and the SQL text of a SQLite turn (``sqlite_turn``).
+"""
 
 from __future__ import annotations
 
@@ -6,10 +9,7 @@ import json
 from collections.abc import Collection, Sequence
 from typing import Any, Final, TypeVar
 
-import sqlalchemy as sa
-
 from bot.errors import StoreError
-from bot.store.tables import events, messages, sessions
 from bot.store.types import (
     MESSAGE_ROLES,
     MODEL_SOURCES,
@@ -23,46 +23,39 @@ from bot.store.types import (
 
 T = TypeVar("T")
 
-# What to SELECT (or RETURN) for each value, in the order its converter below unpacks the row: by position,
-# because row._mapping lookups cost more than SQLite takes to find the row (history reads 200 at a time).
-SESSION_COLUMNS: Final = (
-    sessions.c.key,
-    sessions.c.agent_id,
-    sessions.c.platform,
-    sessions.c.chat_id,
-    sessions.c.user_id,
-    sessions.c.thread_id,
-    sessions.c.model_override,
-    sessions.c.model_source,
-    sessions.c.pin_profile,
-    sessions.c.pin_source,
-    sessions.c.pin_compaction,
-    sessions.c.compaction_count,
-    sessions.c.last_model,
-    sessions.c.last_profile,
-    sessions.c.last_fallback,
-    sessions.c.created_at,
-    sessions.c.updated_at,
-    sessions.c.message_count,
+# The columns to SELECT (or RETURN) for each value, in the order its converter below unpacks the row: by
+# position, because row._mapping lookups cost more than SQLite takes to find the row (history reads 200 at a
+# time). ``sql_ops`` selects the SQLAlchemy columns of these names, ``sqlite_turn`` writes them out.
+SESSION_FIELDS: Final = (
+    "key",
+    "agent_id",
+    "platform",
+    "chat_id",
+    "user_id",
+    "thread_id",
+    "model_override",
+    "model_source",
+    "pin_profile",
+    "pin_source",
+    "pin_compaction",
+    "compaction_count",
+    "last_model",
+    "last_profile",
+    "last_fallback",
+    "created_at",
+    "updated_at",
+    "message_count",
 )
-MESSAGE_COLUMNS: Final = (
-    messages.c.id,
-    messages.c.session_key,
-    messages.c.role,
-    messages.c.content,
-    # As text: nearly every message has no attachment, and "[]" is cheaper to recognise than to decode.
-    sa.type_coerce(messages.c.attachments, sa.Text()).label("attachments"),
-    messages.c.token_estimate,
-    messages.c.created_at,
+MESSAGE_FIELDS: Final = (
+    "id",
+    "session_key",
+    "role",
+    "content",
+    "attachments",
+    "token_estimate",
+    "created_at",
 )
-EVENT_COLUMNS: Final = (
-    events.c.at,
-    events.c.session_key,
-    events.c.ref,
-    events.c.profile_id,
-    events.c.reason,
-    events.c.cooldown_until,
-)
+EVENT_FIELDS: Final = ("at", "session_key", "ref", "profile_id", "reason", "cooldown_until")
 
 
 def _one_of(value: Any, allowed: Collection[T], what: str) -> T:

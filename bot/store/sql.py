@@ -1,25 +1,29 @@
 """The SQL ``SessionStore`` (SQLite or PostgreSQL): each method is one short transaction of ``sql_ops``
-(a turn's own ones on SQLite: of ``sqlite_turn``)."""
+(a turn's own ones on SQLite: of ``sqlite_turn``).
+
+On a SQLite file a chat turn runs without SQLAlchemy (see ``bot.store.sqlite_database``): ``sql_ops`` and
+``lease_sql``, built on it, are imported by the methods that use them, the first time one is called.
+"""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
-
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection
-from sqlalchemy.exc import SQLAlchemyError
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import quote
 
 from bot.errors import StoreError
-from bot.store import lease_sql, rows, sql_ops, sqlite_turn
+from bot.store import rows, sqlite_turn
 from bot.store.database import Database, open_database
-from bot.store.engine import parse_url, sqlite_in_memory
+from bot.store.db_errors import database_errors
+from bot.store.engine import parse_url, plain_sqlite_file, sqlite_in_memory
 from bot.store.migrate import upgrade_database
 from bot.store.sqlite_database import SqliteDatabase
 from bot.store.types import FailoverEvent, NewMessage, SessionPatch, SessionRecord, StoredMessage
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
 
 T = TypeVar("T")
 
@@ -28,8 +32,27 @@ QUICK_REWRITE_MESSAGES = 300  # ~2 ms of the loop on this VM
 
 
 def sqlite_url(path: Path) -> str:
-    """The URL of a SQLite database file, e.g. the default ``$MODELBOT_STATE_DIR/modelbot.sqlite``."""
-    return sa.URL.create("sqlite+aiosqlite", database=str(path)).render_as_string()
+    """The URL of a SQLite database file, e.g. the default ``$MODELBOT_STATE_DIR/modelbot.sqlite``: the string
+    SQLAlchemy's ``URL.create("sqlite+aiosqlite", database=…).render_as_string()`` makes."""
+    return "sqlite+aiosqlite:///" + quote(str(path), safe=" +/")
+
+
+def _sqlalchemy_twin(body: Callable[..., T]) -> Callable[..., T]:
+    """The SQLAlchemy twin (``sql_ops``, ``lease_sql``) of one of ``sqlite_turn``'s bodies, for PostgreSQL."""
+    from bot.store import lease_sql, sql_ops  # noqa: PLC0415 - see the module docstring
+
+    twins: dict[Callable[..., Any], Callable[..., Any]] = {
+        sqlite_turn.get: sql_ops.get,
+        sqlite_turn.create: sql_ops.create,
+        sqlite_turn.update: sql_ops.update,
+        sqlite_turn.append_messages: sql_ops.append_messages,
+        sqlite_turn.history: sql_ops.history,
+        sqlite_turn.record_event: sql_ops.record_event,
+        sqlite_turn.acquire_lease: lease_sql.acquire,
+        sqlite_turn.renew_lease: lease_sql.renew,
+        sqlite_turn.release_lease: lease_sql.release,
+    }
+    return twins[body]
 
 
 class SqlSessionStore:
@@ -42,7 +65,7 @@ class SqlSessionStore:
     @property
     def shared(self) -> bool:
         """Whether other processes can open this database too (any but a private in-memory SQLite one)."""
-        return not sqlite_in_memory(parse_url(self._url))
+        return plain_sqlite_file(self._url) is not None or not sqlite_in_memory(parse_url(self._url))
 
     async def start(self) -> None:
         """Open the database (creating the SQLite file's directory) and migrate the schema to head."""
@@ -78,29 +101,22 @@ class SqlSessionStore:
             raise StoreError("The session store is not started.")
         try:
             return await self._database.run(body, write=write, quick=quick)
-        except (SQLAlchemyError, OSError) as exc:
+        except database_errors() as exc:  # sqlite3's too: opening the loop's connections
             raise StoreError(f"The session store failed ({type(exc).__name__}).") from exc
 
-    async def _quick(
-        self,
-        on_sqlite: Callable[..., T],
-        on_sqlalchemy: Callable[..., T],
-        *,
-        write: bool = False,
-        **args: Any,
-    ) -> T:
+    async def _quick(self, on_sqlite: Callable[..., T], *, write: bool = False, **args: Any) -> T:
         """One of a turn's few-row transactions: ``on_sqlite`` as SQL text on the sqlite3 connection (see
-        ``sqlite_turn``), else ``on_sqlalchemy`` on a SQLAlchemy connection; both called with ``args``."""
+        ``sqlite_turn``), else its SQLAlchemy twin on a SQLAlchemy connection; either called with ``args``."""
         database = self._database
         if not isinstance(database, SqliteDatabase):
-            return await self._run(partial(on_sqlalchemy, **args), write=write, quick=True)
+            return await self._run(partial(_sqlalchemy_twin(on_sqlite), **args), write=write, quick=True)
         try:
             return await database.run_sql(partial(on_sqlite, **args), write=write)
-        except (sqlite3.Error, SQLAlchemyError, OSError) as exc:  # SQLAlchemy's: opening a connection
+        except database_errors() as exc:  # SQLAlchemy's: opening a thread's connection
             raise StoreError(f"The session store failed ({type(exc).__name__}).") from exc
 
     async def get(self, key: str) -> SessionRecord | None:
-        return await self._quick(sqlite_turn.get, sql_ops.get, key=key)
+        return await self._quick(sqlite_turn.get, key=key)
 
     async def get_or_create(
         self,
@@ -126,19 +142,16 @@ class SqlSessionStore:
             thread_id=thread_id,
             now_ms=now_ms,
         )
-        return await self._quick(sqlite_turn.create, sql_ops.create, write=True, values=values)
+        return await self._quick(sqlite_turn.create, write=True, values=values)
 
     async def update(self, key: str, patch: SessionPatch, *, now_ms: int) -> SessionRecord:
-        return await self._quick(
-            sqlite_turn.update, sql_ops.update, write=True, key=key, patch=patch, now_ms=now_ms
-        )
+        return await self._quick(sqlite_turn.update, write=True, key=key, patch=patch, now_ms=now_ms)
 
     async def append_messages(
         self, key: str, messages_: Sequence[NewMessage], *, now_ms: int, patch: SessionPatch | None = None
     ) -> list[StoredMessage]:
         return await self._quick(
             sqlite_turn.append_messages,
-            sql_ops.append_messages,
             write=True,
             key=key,
             new=list(messages_),
@@ -150,8 +163,10 @@ class SqlSessionStore:
         if limit is not None and limit <= 0:
             return []
         if limit is None:  # the whole history: a bulk read, in a thread
+            from bot.store import sql_ops  # noqa: PLC0415 - see the module docstring
+
             return await self._run(partial(sql_ops.history, key=key, limit=None))
-        return await self._quick(sqlite_turn.history, sql_ops.history, key=key, limit=limit)
+        return await self._quick(sqlite_turn.history, key=key, limit=limit)
 
     async def replace_history(
         self,
@@ -162,6 +177,8 @@ class SqlSessionStore:
         now_ms: int,
         through_id: int | None = None,
     ) -> int:
+        from bot.store import sql_ops  # noqa: PLC0415 - see the module docstring
+
         body = partial(
             sql_ops.replace_history,
             key=key,
@@ -183,6 +200,8 @@ class SqlSessionStore:
     async def reset(
         self, key: str, *, keep_model: bool, model_override: str | None = None, now_ms: int
     ) -> SessionRecord:
+        from bot.store import sql_ops  # noqa: PLC0415 - see the module docstring
+
         values = rows.fresh_values()
         if model_override is not None:
             values.update(model_override=model_override, model_source="user")
@@ -199,34 +218,45 @@ class SqlSessionStore:
         limit: int = 100,
         offset: int = 0,
     ) -> list[SessionRecord]:
+        from bot.store import sql_ops  # noqa: PLC0415 - see the module docstring
+
         filters = {"platform": platform, "chat_id": chat_id, "user_id": user_id}
         return await self._run(partial(sql_ops.list_sessions, filters=filters, limit=limit, offset=offset))
 
     async def delete_older_than(self, cutoff_ms: int) -> int:
+        from bot.store import sql_ops  # noqa: PLC0415 - see the module docstring
+
         return await self._run(partial(sql_ops.delete_older_than, cutoff_ms=cutoff_ms), write=True)
 
     async def reset_all(self, *, older_than_ms: int | None = None) -> int:
+        from bot.store import sql_ops  # noqa: PLC0415 - see the module docstring
+
         return await self._run(partial(sql_ops.reset_all, older_than_ms=older_than_ms), write=True)
 
     async def record_event(self, event: FailoverEvent) -> None:
-        await self._quick(sqlite_turn.record_event, sql_ops.record_event, write=True, event=event)
+        await self._quick(sqlite_turn.record_event, write=True, event=event)
 
     async def events(
         self, *, since_ms: int | None = None, profile_id: str | None = None, limit: int = 100
     ) -> list[FailoverEvent]:
+        from bot.store import sql_ops  # noqa: PLC0415 - see the module docstring
+
         body = partial(sql_ops.list_events, since_ms=since_ms, profile_id=profile_id, limit=limit)
         return await self._run(body)
 
     async def prune_events(self, before_ms: int) -> int:
+        from bot.store import sql_ops  # noqa: PLC0415 - see the module docstring
+
         return await self._run(partial(sql_ops.prune_events, before_ms=before_ms), write=True)
 
     async def count_sessions(self) -> int:
+        from bot.store import sql_ops  # noqa: PLC0415 - see the module docstring
+
         return await self._run(sql_ops.count_sessions)
 
     async def acquire_lease(self, key: str, holder: str, *, ttl_ms: int, now_ms: int) -> bool:
         return await self._quick(
             sqlite_turn.acquire_lease,
-            lease_sql.acquire,
             write=True,
             key=key,
             holder=holder,
@@ -237,7 +267,6 @@ class SqlSessionStore:
     async def renew_lease(self, key: str, holder: str, *, ttl_ms: int, now_ms: int) -> bool:
         return await self._quick(
             sqlite_turn.renew_lease,
-            lease_sql.renew,
             write=True,
             key=key,
             holder=holder,
@@ -246,6 +275,4 @@ class SqlSessionStore:
         )
 
     async def release_lease(self, key: str, holder: str) -> bool:
-        return await self._quick(
-            sqlite_turn.release_lease, lease_sql.release, write=True, key=key, holder=holder
-        )
+        return await self._quick(sqlite_turn.release_lease, write=True, key=key, holder=holder)

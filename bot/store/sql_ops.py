@@ -21,16 +21,27 @@ from bot.store.types import FailoverEvent, NewMessage, SessionPatch, SessionReco
 
 _RESET_IN_BATCHES_OF: Final = 500  # keeps IN (...) lists far below asyncpg's 32767 parameters
 
+# rows' fields as columns, in the order its converters unpack them.
+SESSION_COLUMNS: Final = tuple(sessions.c[name] for name in rows.SESSION_FIELDS)
+MESSAGE_COLUMNS: Final = tuple(
+    # As text: nearly every message has no attachment, and "[]" is cheaper to recognise than to decode.
+    sa.type_coerce(messages.c.attachments, sa.Text()).label(name)
+    if name == "attachments"
+    else messages.c[name]
+    for name in rows.MESSAGE_FIELDS
+)
+EVENT_COLUMNS: Final = tuple(events.c[name] for name in rows.EVENT_FIELDS)
+
 # The statements of every turn, built once: building and hashing a fresh statement per call costs more
 # than SQLite takes to run it.
-_GET: Final = sa.select(*rows.SESSION_COLUMNS).where(sessions.c.key == sa.bindparam("key"))
+_GET: Final = sa.select(*SESSION_COLUMNS).where(sessions.c.key == sa.bindparam("key"))
 _NEWEST_FIRST: Final = (
-    sa.select(*rows.MESSAGE_COLUMNS)
+    sa.select(*MESSAGE_COLUMNS)
     .where(messages.c.session_key == sa.bindparam("key"))
     .order_by(messages.c.id.desc())
 )
 _LAST_N: Final = _NEWEST_FIRST.limit(sa.bindparam("limit", type_=sa.Integer()))
-_INSERT_MESSAGES: Final = messages.insert().returning(*rows.MESSAGE_COLUMNS, sort_by_parameter_order=True)
+_INSERT_MESSAGES: Final = messages.insert().returning(*MESSAGE_COLUMNS, sort_by_parameter_order=True)
 
 
 def dialect_insert(conn: Connection | str, table: sa.Table) -> Any:
@@ -47,9 +58,7 @@ def dialect_insert(conn: Connection | str, table: sa.Table) -> Any:
 
 def _lock(conn: Connection, key: str) -> SessionRecord:
     """Read the session row with its write lock held to the end of the transaction."""
-    row = conn.execute(
-        sa.select(*rows.SESSION_COLUMNS).where(sessions.c.key == key).with_for_update()
-    ).first()
+    row = conn.execute(sa.select(*SESSION_COLUMNS).where(sessions.c.key == key).with_for_update()).first()
     if row is None:
         raise unknown_session(key)
     return rows.session(row)
@@ -74,7 +83,7 @@ def _bump(columns: tuple[str, ...], *, appending: bool) -> sa.Update:
     if appending:
         values["message_count"] = sessions.c.message_count + sa.bindparam("v_added", type_=sa.Integer())
     statement = sa.update(sessions).where(sessions.c.key == sa.bindparam("v_key", type_=sa.Text()))
-    return statement.values(values).returning(*((sessions.c.key,) if appending else rows.SESSION_COLUMNS))
+    return statement.values(values).returning(*((sessions.c.key,) if appending else SESSION_COLUMNS))
 
 
 def _bump_params(key: str, now_ms: int, changes: dict[str, Any]) -> tuple[tuple[str, ...], dict[str, Any]]:
@@ -139,9 +148,7 @@ def replace_history(
         keep = messages.c.id.in_(tail.scalar_subquery())
     if through_id is not None:
         keep = sa.or_(keep, messages.c.id > through_id)
-    kept = conn.execute(
-        sa.select(*rows.MESSAGE_COLUMNS).where(of_session, keep).order_by(messages.c.id)
-    ).all()
+    kept = conn.execute(sa.select(*MESSAGE_COLUMNS).where(of_session, keep).order_by(messages.c.id)).all()
     conn.execute(sa.delete(messages).where(of_session))
     # Re-inserted after the summary so that id order stays history order.
     new = [summary, *(rows.as_new(row) for row in kept)]
@@ -163,7 +170,7 @@ def reset(conn: Connection, *, key: str, values: dict[str, Any], now_ms: int) ->
         sa.update(sessions)
         .where(sessions.c.key == key)
         .values(updated_at=now_ms, **values)
-        .returning(*rows.SESSION_COLUMNS)
+        .returning(*SESSION_COLUMNS)
     )
     row = conn.execute(statement).first()  # takes the row lock before the delete
     if row is None:
@@ -175,7 +182,7 @@ def reset(conn: Connection, *, key: str, values: dict[str, Any], now_ms: int) ->
 def list_sessions(
     conn: Connection, *, filters: dict[str, str | None], limit: int, offset: int
 ) -> list[SessionRecord]:
-    statement = sa.select(*rows.SESSION_COLUMNS).order_by(sessions.c.updated_at.desc(), sessions.c.key)
+    statement = sa.select(*SESSION_COLUMNS).order_by(sessions.c.updated_at.desc(), sessions.c.key)
     for column, value in filters.items():
         if value is not None:
             statement = statement.where(sessions.c[column] == value)
@@ -212,7 +219,7 @@ def list_events(
     conn: Connection, *, since_ms: int | None, profile_id: str | None, limit: int
 ) -> list[FailoverEvent]:
     statement = (
-        sa.select(*rows.EVENT_COLUMNS).order_by(events.c.at.desc(), events.c.id.desc()).limit(max(limit, 0))
+        sa.select(*EVENT_COLUMNS).order_by(events.c.at.desc(), events.c.id.desc()).limit(max(limit, 0))
     )
     if since_ms is not None:
         statement = statement.where(events.c.at >= since_ms)

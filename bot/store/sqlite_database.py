@@ -11,6 +11,11 @@ running meanwhile.
 
 A turn's own transactions (``run_sql``) are SQL text on the sqlite3 connection itself: SQLAlchemy's execution
 machinery (events, compiled-statement caches, result objects) cost three times what SQLite took to run them.
+The loop's two connections are opened with sqlite3 too (``bot.store.engine.connect_sqlite``: the settings of
+the engine's connections), so a turn needs no SQLAlchemy at all, whose import was half of ``modelbot chat``'s
+start-up. The engine, whose pool serves the worker threads, is made the first time a transaction goes to a
+thread or a checkpoint runs; a SQLAlchemy connection over a loop connection the first time a ``run`` body
+(a compaction, the auth state) runs on the loop.
 """
 
 from __future__ import annotations
@@ -18,15 +23,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from bot.store.db_errors import database_errors
+from bot.store.engine import BEGIN_READ, BEGIN_WRITE, WRITE, sqlalchemy_connection
 
-from bot.store.engine import WRITE
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection, Engine
+    from sqlalchemy.exc import DBAPIError
 
 T = TypeVar("T")
 log = logging.getLogger("modelbot.store")
@@ -39,14 +47,22 @@ RESTART_WAL_AFTER_FRAMES: Final = 4096
 
 
 class SqliteDatabase:
-    """A sync pysqlite engine: quick transactions on the loop's two held connections, others in threads."""
+    """Quick transactions on the loop's two held connections, others in threads on a sync pysqlite engine.
 
-    def __init__(self, engine: Engine, *, workers: int, on_loop: bool) -> None:
-        self._engine = engine
-        self._writer = engine.execution_options(**WRITE)  # same pool; its transactions BEGIN IMMEDIATE
+    ``engine`` makes that engine, on first need. ``connect`` opens a connection for the loop (two are held);
+    None for an in-memory database, whose one connection serves every transaction in the one worker thread.
+    """
+
+    def __init__(
+        self, engine: Callable[[], Engine], *, workers: int, connect: Callable[[], sqlite3.Connection] | None
+    ) -> None:
+        self._make_engine = engine
+        # The engine, and the same pool's twin whose transactions BEGIN IMMEDIATE; see _engine.
+        self._engines: tuple[Engine, Engine] | None = None
+        self._making_engine = threading.Lock()
         # No more threads than pooled connections, so a thread never waits for a connection.
         self._threads = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="modelbot-store")
-        self._on_loop = on_loop
+        self._connect = connect
         self._loop_connections: _LoopConnections | None = None
         self._opening: asyncio.Future[_LoopConnections] | None = None
         self._thread_write: asyncio.Future[Any] | None = None  # see _write
@@ -55,16 +71,28 @@ class SqliteDatabase:
 
     @property
     def dialect(self) -> str:
-        return self._engine.dialect.name
+        return "sqlite"
+
+    def _engine(self, *, write: bool = False) -> Engine:
+        """The engine (``write``: its twin whose transactions BEGIN IMMEDIATE), made on first use, in whichever
+        worker thread needs it first: under a lock, as two may."""
+        engines = self._engines
+        if engines is None:
+            with self._making_engine:
+                if self._engines is None:
+                    engine = self._make_engine()
+                    self._engines = (engine, engine.execution_options(**WRITE))
+                engines = self._engines
+        return engines[1] if write else engines[0]
 
     async def run(self, body: Callable[[Connection], T], *, write: bool = False, quick: bool = False) -> T:
         on_loop = await self._loop_side() if quick else None
         if write:
-            now = None if on_loop is None else partial(_transaction_now, on_loop.writer, body)
-            return await self._write(now, partial(_transaction, self._writer, body))
+            now = None if on_loop is None else partial(_transaction_now, on_loop.sqlalchemy()[1], body)
+            return await self._write(now, partial(_transaction, partial(self._engine, write=True), body))
         if on_loop is not None:
             try:
-                return _transaction_now(on_loop.reader, body)
+                return _transaction_now(on_loop.sqlalchemy()[0], body)
             except _Busy:
                 pass
         return await asyncio.get_running_loop().run_in_executor(
@@ -74,12 +102,10 @@ class SqliteDatabase:
     async def run_sql(self, body: Callable[[sqlite3.Connection], T], *, write: bool = False) -> T:
         """A quick transaction whose ``body`` runs SQL text on the sqlite3 connection itself: on the loop
         when it can start at once, else in a thread, like ``run(…, quick=True)``."""
-        begin = _BEGIN_WRITE if write else _BEGIN_READ
+        begin = BEGIN_WRITE if write else BEGIN_READ
         on_loop = await self._loop_side()
         if write:
-            now = (
-                None if on_loop is None else partial(_sql_transaction_now, on_loop.writer_driver, body, begin)
-            )
+            now = None if on_loop is None else partial(_sql_transaction_now, on_loop.writer, body, begin)
             return await self._write(now, partial(_sql_transaction, self._engine, body, begin))
         if on_loop is not None:
             # On the writer's connection, whose page cache holds what the turn's writes just wrote: SQLite
@@ -87,7 +113,7 @@ class SqliteDatabase:
             # session read after the lease's write took 22-43 us on the reader, 13 us on a warm cache). It is
             # free: the loop's transactions never span an await.
             try:
-                return _sql_transaction_now(on_loop.writer_driver, body, begin)
+                return _sql_transaction_now(on_loop.writer, body, begin)
             except _Busy:
                 pass
         return await asyncio.get_running_loop().run_in_executor(
@@ -122,7 +148,7 @@ class SqliteDatabase:
 
     async def _loop_side(self) -> _LoopConnections | None:
         """The loop's two connections, opened in a thread on first use (connecting may wait for a lock)."""
-        if not self._on_loop:
+        if self._connect is None:
             return None
         if self._loop_connections is not None:
             return self._loop_connections
@@ -132,8 +158,9 @@ class SqliteDatabase:
         return await asyncio.shield(self._opening)  # callers meanwhile wait for the same opening
 
     def _open_loop_connections(self) -> _LoopConnections:
+        assert self._connect is not None
         # Set here, in the thread, so that dispose() closes them even if every caller was cancelled.
-        self._loop_connections = _LoopConnections.open(self._engine)
+        self._loop_connections = _LoopConnections.open(self._connect)
         return self._loop_connections
 
     def _count_write(self) -> None:
@@ -155,17 +182,20 @@ class SqliteDatabase:
         """
         loop = asyncio.get_running_loop()
         try:
-            frames = await loop.run_in_executor(self._threads, _checkpoint, self._engine)
+            frames = await loop.run_in_executor(self._threads, self._checkpoint_pass)
             if frames < RESTART_WAL_AFTER_FRAMES:
                 return
             while (current := self._thread_write) is not None and not current.done():
                 await asyncio.wait([current])
-            self._thread_write = loop.run_in_executor(self._threads, _checkpoint, self._engine)
+            self._thread_write = loop.run_in_executor(self._threads, self._checkpoint_pass)
             await self._thread_write
-        except (SQLAlchemyError, sqlite3.Error, OSError) as exc:
+        except database_errors() as exc:
             log.warning("WAL checkpoint failed (%s); the next one will retry", type(exc).__name__)
         finally:
             self._checkpointing = None
+
+    def _checkpoint_pass(self) -> int:
+        return _checkpoint(self._engine())
 
     async def dispose(self) -> None:
         if self._checkpointing is not None:
@@ -178,7 +208,9 @@ class SqliteDatabase:
         if self._loop_connections is not None:
             self._loop_connections.close()
             self._loop_connections = None
-        self._engine.dispose()
+        if self._engines is not None:
+            self._engines[0].dispose()
+            self._engines = None
 
 
 class _Busy(Exception):
@@ -188,34 +220,48 @@ class _Busy(Exception):
 class _LoopConnections:
     """Two held connections for the event loop (reads, and writes that BEGIN IMMEDIATE), never waiting."""
 
-    def __init__(self, reader: Connection, writer: Connection) -> None:
+    def __init__(self, reader: sqlite3.Connection, writer: sqlite3.Connection) -> None:
         self.reader = reader
         self.writer = writer
-        self.writer_driver = _driver(writer)
+        self._sqlalchemy: tuple[Connection, Connection] | None = None
 
     @classmethod
-    def open(cls, engine: Engine) -> _LoopConnections:
-        opened: list[Connection] = []
+    def open(cls, connect: Callable[[], sqlite3.Connection]) -> _LoopConnections:
+        opened: list[sqlite3.Connection] = []
         try:
-            for options in ({}, WRITE):
-                conn = engine.connect().execution_options(**options)
+            for _ in range(2):
+                conn = connect()
                 opened.append(conn)
-                # Held for the database's life, so these settings never reach the threads' connections.
-                _driver(conn).execute("PRAGMA busy_timeout=0")
-                _driver(conn).execute("PRAGMA wal_autocheckpoint=0")
+                # The loop's own connections, so these settings never reach the threads' connections.
+                conn.execute("PRAGMA busy_timeout=0")
+                conn.execute("PRAGMA wal_autocheckpoint=0")
         except BaseException:
-            for conn in opened:  # back to the pool, or its few connections would run out
+            for conn in opened:
                 conn.close()
             raise
         return cls(*opened)
 
+    def sqlalchemy(self) -> tuple[Connection, Connection]:
+        """SQLAlchemy connections over the reader and the writer (whose transactions BEGIN IMMEDIATE), made
+        the first time a ``run`` body runs on the loop."""
+        if self._sqlalchemy is None:
+            reader = sqlalchemy_connection(self.reader)
+            self._sqlalchemy = (reader, sqlalchemy_connection(self.writer).execution_options(**WRITE))
+        return self._sqlalchemy
+
     def close(self) -> None:
+        if self._sqlalchemy is not None:
+            for conn in self._sqlalchemy:
+                conn.close()
+                conn.engine.dispose()  # closes the sqlite3 connection under it
         self.reader.close()
         self.writer.close()
 
 
 def _transaction_now(conn: Connection, body: Callable[[Connection], T]) -> T:
     """One transaction on a loop connection; ``_Busy``, with nothing done, when SQLite would have waited."""
+    from sqlalchemy.exc import OperationalError  # noqa: PLC0415 - loaded with ``conn``: see the module docstring
+
     try:
         with conn.begin():
             return body(conn)
@@ -230,7 +276,7 @@ def _transaction_now(conn: Connection, body: Callable[[Connection], T]) -> T:
 _BUSY_CODES: Final = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 
 
-def _is_busy(exc: OperationalError) -> bool:
+def _is_busy(exc: DBAPIError) -> bool:
     return isinstance(exc.orig, sqlite3.OperationalError) and _is_busy_error(exc.orig)
 
 
@@ -239,14 +285,9 @@ def _is_busy_error(exc: sqlite3.OperationalError) -> bool:
     return code is not None and code & 0xFF in _BUSY_CODES
 
 
-def _transaction(engine: Engine, body: Callable[[Connection], T]) -> T:
-    with engine.connect() as conn, conn.begin():
+def _transaction(engine: Callable[[], Engine], body: Callable[[Connection], T]) -> T:
+    with engine().connect() as conn, conn.begin():
         return body(conn)
-
-
-# What the engine's "begin" listener emits (bot.store.engine), for transactions that bypass SQLAlchemy.
-_BEGIN_READ: Final = "BEGIN"
-_BEGIN_WRITE: Final = "BEGIN IMMEDIATE"
 
 
 def _sql_transaction_now(
@@ -262,9 +303,9 @@ def _sql_transaction_now(
         raise _Busy from exc
 
 
-def _sql_transaction(engine: Engine, body: Callable[[sqlite3.Connection], T], begin: str) -> T:
+def _sql_transaction(engine: Callable[[], Engine], body: Callable[[sqlite3.Connection], T], begin: str) -> T:
     """``_sql_transaction_body`` on a pooled connection, in a worker thread (where busy_timeout waits)."""
-    with engine.connect() as conn:
+    with engine().connect() as conn:
         return _sql_transaction_body(_driver(conn), body, begin)
 
 
@@ -272,7 +313,7 @@ def _sql_transaction_body(
     driver: sqlite3.Connection, body: Callable[[sqlite3.Connection], T], begin: str
 ) -> T:
     """Commit if ``body`` returns, roll back if it (or the commit) raises. The connection is in autocommit
-    mode (bot.store.engine): nothing is open before ``begin``, nothing after."""
+    mode (``bot.store.engine.configure_sqlite``): nothing is open before ``begin``, nothing after."""
     driver.execute(begin)
     try:
         result = body(driver)
@@ -287,7 +328,7 @@ def _sql_transaction_body(
 def _checkpoint(engine: Engine) -> int:
     """A PASSIVE checkpoint, which copies what it can without waiting for, or blocking, any reader or
     writer; returns the frames in the WAL. Run outside any transaction, on the sqlite3 connection itself
-    (which is in autocommit mode: see bot.store.engine)."""
+    (which is in autocommit mode: see ``bot.store.engine.configure_sqlite``)."""
     with engine.connect() as conn:
         _busy, frames, _copied = _driver(conn).execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         return int(frames)

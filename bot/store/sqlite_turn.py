@@ -4,8 +4,9 @@ Same statements, same rows and same locking as their SQLAlchemy twins in ``sql_o
 PostgreSQL and the bulk transactions keep using: a turn's four transactions (its lease, the session, the saved
 turn, the lease again) cost three times as much through SQLAlchemy's execution machinery as SQLite took to run
 them. The rows come back in ``rows``' column order for its converters (a test compares), and the store
-contract tests pin that both behave alike. Writes run inside BEGIN IMMEDIATE (``SqliteDatabase.run_sql(…, write=True)``), so a read-modify-write body
-holds SQLite's write lock from its first statement.
+contract tests pin that both behave alike. Writes run inside BEGIN IMMEDIATE
+(``SqliteDatabase.run_sql(…, write=True)``), so a read-modify-write body holds SQLite's write lock from its
+first statement. Nothing here imports SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -17,10 +18,9 @@ from typing import Any, Final
 
 from bot.store import rows
 from bot.store.protocol import unknown_session
-from bot.store.tables import sessions
 from bot.store.types import FailoverEvent, NewMessage, SessionPatch, SessionRecord, StoredMessage
 
-# Written out, in the order of rows.SESSION_COLUMNS and rows.MESSAGE_COLUMNS.
+# Written out, in the order of rows.SESSION_FIELDS and rows.MESSAGE_FIELDS.
 _SESSION: Final = (
     '"key", agent_id, platform, chat_id, user_id, thread_id, model_override, model_source, pin_profile, '
     "pin_source, pin_compaction, compaction_count, last_model, last_profile, last_fallback, created_at, "
@@ -89,13 +89,19 @@ def create(conn: sqlite3.Connection, *, values: dict[str, Any]) -> SessionRecord
 def _bump(columns: tuple[str, ...], *, appending: bool) -> str:
     """The UPDATE of one session's ``columns`` and bookkeeping (parameters: the columns' values in this
     order, now, [the messages added,] the key), built once per set of columns."""
-    assigned = [f'"{sessions.c[c].name}" = ?' for c in columns]  # an unknown column raises KeyError here
+    assigned = [f'"{_session_field(c)}" = ?' for c in columns]
     assigned.append("updated_at = ?")
     if appending:
         assigned.append("message_count = message_count + ?")
     returning = '"key"' if appending else _SESSION
-    # Column names from the table (never from input), every value bound.
+    # Column names of the table (checked in _session_field), every value bound.
     return f'UPDATE sessions SET {", ".join(assigned)} WHERE "key" = ? RETURNING {returning}'  # noqa: S608
+
+
+def _session_field(name: str) -> str:
+    if name not in rows.SESSION_FIELDS:  # a column of the table, never a name from elsewhere
+        raise KeyError(name)
+    return name
 
 
 def _changes(patch: SessionPatch | None) -> tuple[tuple[str, ...], list[Any]]:
