@@ -114,6 +114,7 @@ async def _lifetime(app: App, adapters: list[ChannelAdapter], metrics: Metrics, 
         # import takes seconds, and every chat on the event loop would wait for it.
         prepared = app.prepare_clients()
         log.info("provider clients ready: %s", ", ".join(prepared) or "none")
+        await app.store.warm()  # the same for the store's rarer work (SQLite: SQLAlchemy's engine)
         if settings.enabled:
             server = metrics.serve(settings.host, settings.port)
             log.info("metrics on http://%s:%d/metrics", settings.host, server.port)

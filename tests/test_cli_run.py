@@ -22,9 +22,12 @@ from typing import Any
 import pytest
 
 from bot.app import App, build_app
+from bot.config.paths import default_database_url, state_dir
 from bot.conversation.pipeline import ChatPipeline
 from bot.logging_setup import configure_logging
 from bot.redaction import Redactor
+from bot.store.sql import SqlSessionStore
+from bot.store.sqlite_database import SqliteDatabase
 from cli import chat_cmd, run_cmd
 from cli.run_cmd import serve
 from tests.cli_helpers import ROOT, run_cli, write_config
@@ -270,9 +273,21 @@ async def test_the_configured_providers_clients_are_made_before_the_channels_sta
 
     monkeypatch.setattr(run_cmd, "build_app", recording_build_app)
 
+    engine_made: list[bool] = []
+    # A database already at the schema head, as on every start but the first: nothing to migrate, so only
+    # warming the store makes SQLAlchemy's engine before the channels start.
+    migrated = SqlSessionStore(default_database_url(state_dir(dict(os.environ))))
+    await migrated.start()
+    await migrated.stop()
+
     class Recording(FakeChannel):
         async def start(self) -> None:
             seen.append(sorted(apps[0].clients.created()))  # what exists when the channel starts
+            store = apps[0].store
+            assert isinstance(store, SqlSessionStore)
+            database = store.database
+            assert isinstance(database, SqliteDatabase)
+            engine_made.append(database._engines is not None)  # the store warmed: SQLAlchemy's engine too
             await super().start()
 
     stop = asyncio.Event()
@@ -282,6 +297,7 @@ async def test_the_configured_providers_clients_are_made_before_the_channels_sta
     stop.set()
     assert await task == 0
     assert seen == [["anthropic-messages", "demo", "openai-completions"]]
+    assert engine_made == [True]
 
 
 _RUNNER = """

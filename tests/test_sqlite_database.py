@@ -311,6 +311,28 @@ async def test_the_engine_is_made_when_first_needed_beside_the_loops_connections
         await reopened.stop()
 
 
+async def test_warm_makes_now_what_a_turn_would_make_on_first_need(
+    store: SqlSessionStore, tmp_path: Path
+) -> None:
+    """``modelbot run`` warms the store before it serves chats: the engine and the loop's SQLAlchemy
+    connections exist, so no turn's compaction or checkpoint imports SQLAlchemy on the event loop."""
+    await store.stop()
+    reopened = SqlSessionStore(sqlite_url(tmp_path / "modelbot.sqlite"))
+    await reopened.start()
+    try:
+        database = _database(reopened)
+        assert not _engine_made(database)
+        await reopened.warm()
+        assert _engine_made(database)
+        on_loop = database._loop_connections
+        assert on_loop is not None and on_loop._sqlalchemy is not None
+        assert await database.run(_thread_of, write=True, quick=True) == threading.get_ident()
+        await reopened.warm()  # twice is harmless
+        assert await database.run(_thread_of) != threading.get_ident()
+    finally:
+        await reopened.stop()
+
+
 async def test_a_loop_connection_that_cannot_open_is_a_store_error(tmp_path: Path) -> None:
     """sqlite3's own error opening the loop's connections becomes the store's, as SQLAlchemy's did."""
     (tmp_path / "dir.sqlite").mkdir()  # a directory where the file should be

@@ -44,6 +44,10 @@ class Database(Protocol):
         """
         ...
 
+    async def warm(self) -> None:
+        """Make now what the database makes on first need (SQLite: its engine)."""
+        ...
+
     async def dispose(self) -> None:
         """Close every pooled connection; the database is not used afterwards."""
         ...
@@ -95,6 +99,9 @@ class AsyncDatabase:
     async def run(self, body: Callable[[Connection], T], *, write: bool = False, quick: bool = False) -> T:
         async with (self._writer if write else self._engine).begin() as conn:
             return await conn.run_sync(body)
+
+    async def warm(self) -> None:
+        """Nothing: the engine exists from the start."""
 
     async def dispose(self) -> None:
         await self._engine.dispose()

@@ -44,6 +44,9 @@ class InMemorySessionStore:
     async def start(self) -> None:
         """Nothing to open."""
 
+    async def warm(self) -> None:
+        """Nothing to load."""
+
     async def stop(self) -> None:
         """Nothing to release; the data stays for the next start (like a database would)."""
 

@@ -27,6 +27,10 @@ class SessionStore(Protocol):
     async def stop(self) -> None:
         """Release the backend; the store can be started again."""
 
+    async def warm(self) -> None:
+        """Load now what the backend's rarer work needs (after ``start``, before a long-running process serves
+        chats), rather than in the middle of a turn that first needs it."""
+
     async def get(self, key: str) -> SessionRecord | None:
         """The session, or None."""
 

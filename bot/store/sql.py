@@ -86,6 +86,10 @@ class SqlSessionStore:
             raise StoreError("The session store is not started.")
         return self._database
 
+    async def warm(self) -> None:
+        """On SQLite, make the engine and the loop's SQLAlchemy connections now (see ``SqliteDatabase.warm``)."""
+        await self.database.warm()
+
     async def stop(self) -> None:
         """Close every pooled connection."""
         if self._database is not None:

@@ -197,6 +197,17 @@ class SqliteDatabase:
     def _checkpoint_pass(self) -> int:
         return _checkpoint(self._engine())
 
+    async def warm(self) -> None:
+        """Make the engine and the loop's SQLAlchemy connections now. A process that serves chats calls it
+        before it does (``modelbot run``): made on first need, in the middle of a turn, their import (~0.2 s
+        of SQLAlchemy) would hold up every chat on the event loop once. ``modelbot chat`` leaves them to first
+        need, so that its first answer does not wait for them."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._threads, self._engine)
+        on_loop = await self._loop_side()
+        if on_loop is not None:
+            on_loop.sqlalchemy()
+
     async def dispose(self) -> None:
         if self._checkpointing is not None:
             self._checkpointing.cancel()  # its thread work, if any, still ends before the pool closes
