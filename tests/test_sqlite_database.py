@@ -202,10 +202,10 @@ async def test_checkpoints_let_the_wal_start_over(
     real_checkpoint = sqlite_db._checkpoint
     passes: list[int] = []
 
-    def checkpoint_while_the_bot_writes(engine: sa.Engine) -> int:
+    def checkpoint_while_the_bot_writes(connection: sqlite3.Connection) -> int:
         first_pass = restart_after > 1 or len(passes) % 2 == 0  # with the limit, passes come in pairs
         if not first_pass:
-            passes.append(real_checkpoint(engine))
+            passes.append(real_checkpoint(connection))
             return passes[-1]
         # A turn saved while the pass copies, which it cannot copy yet: it came after a reader's snapshot.
         with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as reader:
@@ -213,7 +213,7 @@ async def test_checkpoints_let_the_wal_start_over(
             reader.execute("SELECT count(*) FROM sessions").fetchone()
             with contextlib.closing(sqlite3.connect(path)) as writer, writer:
                 writer.execute("UPDATE sessions SET updated_at = updated_at + 1 WHERE key = ?", (KEY,))
-            passes.append(real_checkpoint(engine))
+            passes.append(real_checkpoint(connection))
             reader.execute("COMMIT")
         return passes[-1]
 
@@ -309,6 +309,29 @@ async def test_the_engine_is_made_when_first_needed_beside_the_loops_connections
         assert await database.run_sql(_thread_of_sql, write=True) == threading.get_ident()
     finally:
         await reopened.stop()
+
+
+async def test_checkpoints_need_no_engine(
+    store: SqlSessionStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long chat checkpoints its WAL on a sqlite3 connection of its own: SQLAlchemy's engine is not made
+    for it (in `modelbot chat`, SQLAlchemy is then never imported)."""
+    monkeypatch.setattr(sqlite_db, "CHECKPOINT_EVERY_WRITES", 5)
+    await store.stop()
+    reopened = SqlSessionStore(sqlite_url(tmp_path / "modelbot.sqlite"))
+    await reopened.start()
+    try:
+        database = _database(reopened)
+        for turn in range(12):
+            await reopened.append_messages(KEY, [NewMessage("user", f"turn {turn}")], now_ms=T0 + turn)
+            if database._checkpointing is not None:
+                await database._checkpointing
+        assert database._checkpointer is not None  # checkpoints ran
+        assert not _engine_made(database)
+        assert len(await reopened.history(KEY)) == 12
+    finally:
+        await reopened.stop()
+    assert database._checkpointer is None  # closed with the store
 
 
 async def test_warm_makes_now_what_a_turn_would_make_on_first_need(

@@ -13,9 +13,10 @@ A turn's own transactions (``run_sql``) are SQL text on the sqlite3 connection i
 machinery (events, compiled-statement caches, result objects) cost three times what SQLite took to run them.
 The loop's two connections are opened with sqlite3 too (``bot.store.engine.connect_sqlite``: the settings of
 the engine's connections), so a turn needs no SQLAlchemy at all, whose import was half of ``modelbot chat``'s
-start-up. The engine, whose pool serves the worker threads, is made the first time a transaction goes to a
-thread or a checkpoint runs; a SQLAlchemy connection over a loop connection the first time a ``run`` body
-(a compaction, the auth state) runs on the loop.
+start-up; checkpoints have a sqlite3 connection of their own. The engine, whose pool serves the worker
+threads, is made the first time a transaction goes to a thread (``warm`` makes it at once, for a process
+that serves chats); a SQLAlchemy connection over a loop connection the first time a ``run`` body (a
+compaction, the auth state) runs on the loop.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ class SqliteDatabase:
         self._thread_write: asyncio.Future[Any] | None = None  # see _write
         self._writes_since_checkpoint = 0
         self._checkpointing: asyncio.Task[None] | None = None
+        self._checkpointer: sqlite3.Connection | None = None  # see _checkpoint_pass
 
     @property
     def dialect(self) -> str:
@@ -195,7 +197,12 @@ class SqliteDatabase:
             self._checkpointing = None
 
     def _checkpoint_pass(self) -> int:
-        return _checkpoint(self._engine())
+        """One checkpoint, in a worker thread, on a sqlite3 connection of its own opened on first use: a
+        chat that needs nothing else of SQLAlchemy (no bulk work, no busy database) never imports it."""
+        if self._checkpointer is None:
+            assert self._connect is not None  # only the loop's writes count towards a checkpoint
+            self._checkpointer = self._connect()
+        return _checkpoint(self._checkpointer)
 
     async def warm(self) -> None:
         """Make the engine and the loop's SQLAlchemy connections now. A process that serves chats calls it
@@ -216,6 +223,9 @@ class SqliteDatabase:
 
     def _close(self) -> None:
         self._threads.shutdown(wait=True)  # transactions and checkpoints already handed over finish first
+        if self._checkpointer is not None:
+            self._checkpointer.close()
+            self._checkpointer = None
         if self._loop_connections is not None:
             self._loop_connections.close()
             self._loop_connections = None
@@ -336,13 +346,12 @@ def _sql_transaction_body(
     return result
 
 
-def _checkpoint(engine: Engine) -> int:
+def _checkpoint(connection: sqlite3.Connection) -> int:
     """A PASSIVE checkpoint, which copies what it can without waiting for, or blocking, any reader or
-    writer; returns the frames in the WAL. Run outside any transaction, on the sqlite3 connection itself
-    (which is in autocommit mode: see ``bot.store.engine.configure_sqlite``)."""
-    with engine.connect() as conn:
-        _busy, frames, _copied = _driver(conn).execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        return int(frames)
+    writer; returns the frames in the WAL. Run outside any transaction (the connection is in autocommit
+    mode: see ``bot.store.engine.configure_sqlite``)."""
+    _busy, frames, _copied = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    return int(frames)
 
 
 def _driver(conn: Connection) -> sqlite3.Connection:
