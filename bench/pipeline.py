@@ -275,6 +275,7 @@ async def main(args: argparse.Namespace) -> None:
         # Only the demo client answers here; the others would import their HTTP stack for nothing.
         app.clients["demo"] = TimedClient(app.clients["demo"])  # the engines share this mapping
         await app.start()
+        await app.store.warm()  # as `modelbot run` does before it serves chats
         rss_started = peak_rss_mb()
         try:
             runs, stored, populated_s = await measure(app, args)
