@@ -17,7 +17,6 @@ from bot.auth.mask import mask_secret
 from bot.auth.port import AuthStateStore
 from bot.auth.resolver import CredentialResolver, credential_source
 from bot.auth.types import AuthProfiles, Credential
-from bot.conversation.status_view import PairLine, ProfileLine, ProviderStatus
 from bot.errors import UnknownProfile
 from bot.failover.reasons import Reason
 from bot.providers.base import Endpoint, ResolvedAuth
@@ -26,6 +25,8 @@ from bot.providers.base import Endpoint, ResolvedAuth
 # credentials without an event loop, and importing asyncio (with ssl) was a tenth of their start-up.
 if TYPE_CHECKING:
     import asyncio
+
+    from bot.conversation.status_view import ProfileLine, ProviderStatus
 
 log = logging.getLogger("modelbot.auth")
 
@@ -159,6 +160,8 @@ class StoreAuthBackend:
 
     def provider_status(self, provider: str, now_ms: int, model: str | None = None) -> ProviderStatus:
         """Every credential of the provider in rotation order for ``model`` (None: profile state alone)."""
+        from bot.conversation.status_view import ProviderStatus  # noqa: PLC0415 - see profile_line
+
         endpoint = self._endpoint_for(provider)
         lines = tuple(
             profile_line(pid, cred, self._store.load(), now_ms, refreshable=self._resolver.can_refresh(cred))
@@ -176,6 +179,10 @@ def profile_line(
 
     ``refreshable``: an OAuth login that renews itself (``CredentialResolver.can_refresh``), so its
     expiry is not the end of it."""
+    # The status views only for the commands and replies that show them (`models list` does not: 2 % of its
+    # start-up).
+    from bot.conversation.status_view import PairLine, ProfileLine  # noqa: PLC0415
+
     stats = doc.stats(profile_id)
     source = credential_source(cred)
     kind = cred.type if source == "stored" else source
