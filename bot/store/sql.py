@@ -7,6 +7,7 @@ On a SQLite file a chat turn runs without SQLAlchemy (see ``bot.store.sqlite_dat
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -39,9 +40,15 @@ def sqlite_url(path: Path) -> str:
 
 def _sqlalchemy_twin(body: Callable[..., T]) -> Callable[..., T]:
     """The SQLAlchemy twin (``sql_ops``, ``lease_sql``) of one of ``sqlite_turn``'s bodies, for PostgreSQL."""
+    twin: Callable[..., T] = _twins()[body]
+    return twin
+
+
+@functools.cache
+def _twins() -> dict[Callable[..., Any], Callable[..., Any]]:
     from bot.store import lease_sql, sql_ops  # noqa: PLC0415 - see the module docstring
 
-    twins: dict[Callable[..., Any], Callable[..., Any]] = {
+    return {
         sqlite_turn.get: sql_ops.get,
         sqlite_turn.create: sql_ops.create,
         sqlite_turn.update: sql_ops.update,
@@ -52,7 +59,6 @@ def _sqlalchemy_twin(body: Callable[..., T]) -> Callable[..., T]:
         sqlite_turn.renew_lease: lease_sql.renew,
         sqlite_turn.release_lease: lease_sql.release,
     }
-    return twins[body]
 
 
 class SqlSessionStore:
