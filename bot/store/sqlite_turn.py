@@ -20,36 +20,21 @@ from bot.store import rows
 from bot.store.protocol import unknown_session
 from bot.store.types import FailoverEvent, NewMessage, SessionPatch, SessionRecord, StoredMessage
 
-# Written out, in the order of rows.SESSION_FIELDS and rows.MESSAGE_FIELDS.
-_SESSION: Final = (
-    '"key", agent_id, platform, chat_id, user_id, thread_id, model_override, model_source, pin_profile, '
-    "pin_source, pin_compaction, compaction_count, last_model, last_profile, last_fallback, created_at, "
-    "updated_at, message_count"
-)
-_MESSAGE: Final = "id, session_key, role, content, attachments, token_estimate, created_at"
+# The columns of rows.SESSION_FIELDS and rows.MESSAGE_FIELDS, in their order ("key" is an SQL keyword).
+_SESSION: Final = ", ".join(f'"{name}"' for name in rows.SESSION_FIELDS)
+_MESSAGE: Final = ", ".join(rows.MESSAGE_FIELDS)
 
-_GET: Final = (
-    'SELECT "key", agent_id, platform, chat_id, user_id, thread_id, model_override, model_source, '
-    "pin_profile, pin_source, pin_compaction, compaction_count, last_model, last_profile, last_fallback, "
-    'created_at, updated_at, message_count FROM sessions WHERE "key" = ?'
-)
+_GET: Final = f'SELECT {_SESSION} FROM sessions WHERE "key" = ?'  # noqa: S608 - column names, never input
 _CREATE: Final = (
     'INSERT INTO sessions ("key", agent_id, platform, chat_id, user_id, thread_id, created_at, updated_at) '
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
 )
-_NEWEST_FIRST: Final = (
-    "SELECT id, session_key, role, content, attachments, token_estimate, created_at FROM messages "
-    "WHERE session_key = ? ORDER BY id DESC"
-)
-_LAST_N: Final = (
-    "SELECT id, session_key, role, content, attachments, token_estimate, created_at FROM messages "
-    "WHERE session_key = ? ORDER BY id DESC LIMIT ?"
-)
+_NEWEST_FIRST: Final = f"SELECT {_MESSAGE} FROM messages WHERE session_key = ? ORDER BY id DESC"  # noqa: S608
+_LAST_N: Final = f"{_NEWEST_FIRST} LIMIT ?"
 # One row at a time, so that ids follow the order of the list (a turn saves two).
 _INSERT_MESSAGE: Final = (
-    "INSERT INTO messages (session_key, role, content, attachments, token_estimate, created_at) "
-    "VALUES (?, ?, ?, ?, ?, ?) "
-    "RETURNING id, session_key, role, content, attachments, token_estimate, created_at"
+    "INSERT INTO messages (session_key, role, content, attachments, token_estimate, created_at) "  # noqa: S608
+    f"VALUES (?, ?, ?, ?, ?, ?) RETURNING {_MESSAGE}"
 )
 _SESSION_CREATED: Final = (
     "key", "agent_id", "platform", "chat_id", "user_id", "thread_id", "created_at", "updated_at"
