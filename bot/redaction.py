@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from bot.config.loader import value_at
+from bot.config.key_paths import value_at
 from bot.errors import AuthError
 
 if TYPE_CHECKING:

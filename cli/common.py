@@ -14,7 +14,9 @@ from bot.auth.backend import StoreAuthBackend
 from bot.auth.cooldowns import CooldownPolicy
 from bot.auth.port import AuthStateStore
 from bot.auth.resolver import CredentialResolver
-from bot.config.loader import KeyPath, LoadedConfig, env_names, load_config, parse_config_text_lenient
+from bot.config.env_refs import env_names
+from bot.config.key_paths import KeyPath
+from bot.config.loader import LoadedConfig, load_config, parse_config_text_lenient
 from bot.config.paths import default_database_url
 from bot.config.schema import Config
 from bot.errors import CommandError, ConfigError, ModelbotError

@@ -13,8 +13,8 @@ import os
 from bot.app import resolve_paths
 from bot.config.config_file import check_text
 from bot.config.edit import Change, Json5Document
+from bot.config.env_refs import env_names
 from bot.config.json5_cst import loads
-from bot.config.loader import env_names
 from bot.errors import ConfigError
 from cli.channels import BUILTIN_CHANNELS
 from cli.common import add_common_options, edit_config, load_context

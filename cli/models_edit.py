@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
-from bot.config.loader import KeyPath, format_key_path
+from bot.config.key_paths import KeyPath, format_key_path
 from bot.errors import CommandError, InvalidRef, ModelNotAllowed, UnknownModel
 from bot.models.agents import agent_ids, agent_models, default_agent_id, default_provider
 from bot.models.catalog import Catalog

@@ -15,7 +15,8 @@ from adapters.telegram.settings import TelegramChannel
 from bot.channels import CONSOLE
 from bot.config import defaults
 from bot.config.defaults import builtin_default, with_default_model
-from bot.config.loader import LoadedConfig, format_key_path, load_config, migrate_legacy
+from bot.config.key_paths import format_key_path
+from bot.config.loader import LoadedConfig, load_config, migrate_legacy
 from bot.config.paths import auth_profiles_path, config_path, default_database_url, state_dir
 from bot.config.schema import Config, config_model
 from bot.errors import ConfigError

@@ -21,7 +21,8 @@ from bot.config.config_file import (
     save_config,
 )
 from bot.config.edit import Json5Document
-from bot.config.loader import KeyPath, env_names
+from bot.config.env_refs import env_names
+from bot.config.key_paths import KeyPath
 from bot.errors import ConfigError
 from cli.channels import BUILTIN_CHANNELS as CHANNELS
 

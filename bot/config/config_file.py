@@ -11,7 +11,8 @@ from pathlib import Path
 from bot.channels import NO_CHANNELS, ChannelRegistry
 from bot.config import json5_cst as cst
 from bot.config.edit import Json5Document
-from bot.config.loader import LoadedConfig, env_names, parse_config_text
+from bot.config.env_refs import env_names
+from bot.config.loader import LoadedConfig, parse_config_text
 from bot.errors import ConfigError
 
 BACKUP_SUFFIX = ".bak"

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from bot.config import json5_cst as cst
-from bot.config.loader import KeyPath, format_key_path
+from bot.config.key_paths import KeyPath, format_key_path
 from bot.errors import ConfigError
 
 Mutation = Callable[[Any], None]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,19 +16,16 @@ from pydantic import ValidationError
 from bot.auth.oauth_presets import oauth_config_problem
 from bot.channels import CONSOLE, NO_CHANNELS, ChannelRegistry
 from bot.config.defaults import builtin_default, with_default_model
+from bot.config.env_refs import env_names, has_env_ref, is_env_ref, substitute
+from bot.config.key_paths import KeyPath, format_key_path, value_at
 from bot.config.pydantic_errors import describe
 from bot.config.schema import Config, ModelChain, config_model
 from bot.errors import ConfigError, InvalidRef
 from bot.models.refs import ModelRef, parse_model_ref
 
-KeyPath = tuple[str | int, ...]
 BUILTIN_NAME = "built-in default"
 
-_ENV_RE = re.compile(r"\$(\$)?\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_ENV_ONLY_RE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")  # used with fullmatch
-_ENV_ANY_RE = re.compile(r"(?<!\$)\$\{[A-Za-z_][A-Za-z0-9_]*\}")
 _JSON5_POS_RE = re.compile(r"^<string>:(\d+) (.*) at column (\d+)$", re.DOTALL)
-_PLAIN_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 _SECRET_HEADER_RE = re.compile(r"auth|key|token|secret|passw|cookie", re.IGNORECASE)
 _SECRET_VALUE_RE = re.compile(r"^\s*(bearer|basic)\s|^\s*sk-", re.IGNORECASE)
 _LEGACY_WARNING = "legacy key `agent` — run `modelbot config migrate` (it is now `agents.defaults`)"
@@ -44,19 +41,6 @@ class LoadedConfig:
     raw: dict[str, Any] = field(default_factory=dict)  # the file after env substitution and legacy mapping
     env_refs: Mapping[KeyPath, str] = field(default_factory=dict)  # key path in `raw` ⇒ the text as written
     secret_paths: tuple[KeyPath, ...] = ()  # the channels' secret keys, where `raw` holds their values
-
-
-def format_key_path(path: KeyPath) -> str:
-    """``("agents", "list", 0, "id")`` ⇒ ``agents.list[0].id``; odd keys are quoted: ``models["a/b"]``."""
-    out = ""
-    for part in path:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif _PLAIN_KEY_RE.match(part):
-            out += f".{part}" if out else part
-        else:
-            out += '["' + part.replace("\\", "\\\\").replace('"', '\\"') + '"]'
-    return out
 
 
 def load_config(
@@ -117,15 +101,6 @@ def parse_config_text_lenient(
         raise
 
 
-def env_names(value: Any) -> set[str]:
-    """The ``${VAR}`` names the string values of parsed config data refer to (comments do not count)."""
-    if isinstance(value, dict):
-        return set().union(*(env_names(item) for item in value.values()))
-    if isinstance(value, list):
-        return set().union(*(env_names(item) for item in value))
-    return {match[1] for match in _ENV_RE.findall(value) if not match[0]} if isinstance(value, str) else set()
-
-
 def _parse_data(
     data: dict[str, Any], env: Mapping[str, str], *, file: str, path: Path | None, channels: ChannelRegistry
 ) -> LoadedConfig:
@@ -138,7 +113,7 @@ def _parse_data(
         for name, section in _dict(data.get("channels")).items()
         if _dict(section).get("enabled") is not True
     }
-    substituted = _substitute(
+    substituted = substitute(
         data,
         env,
         file,
@@ -209,46 +184,6 @@ def _parse_json5(text: str, file: str) -> dict[str, Any]:
     return data
 
 
-def _substitute(
-    value: Any,
-    env: Mapping[str, str],
-    file: str,
-    path: KeyPath,
-    refs: dict[KeyPath, str],
-    *,
-    optional: Callable[[KeyPath], bool],
-) -> Any:
-    """Replace ``${VAR}`` in every string value; ``$${VAR}`` is the escape for a literal ``${VAR}``.
-
-    An unset variable is an error, except at paths ``optional`` accepts, where it reads as empty.
-    """
-    if isinstance(value, dict):
-        return {
-            key: _substitute(item, env, file, (*path, key), refs, optional=optional)
-            for key, item in value.items()
-        }
-    if isinstance(value, list):
-        return [
-            _substitute(item, env, file, (*path, i), refs, optional=optional) for i, item in enumerate(value)
-        ]
-    if not isinstance(value, str) or "${" not in value:
-        return value
-
-    def replace(match: re.Match[str]) -> str:
-        escaped, name = match.groups()
-        if escaped:
-            return "${" + name + "}"
-        if name not in env:
-            if optional(path):
-                return ""
-            raise ConfigError(file, format_key_path(path), f"environment variable `{name}` is not set")
-        return env[name]
-
-    if _ENV_RE.search(value):
-        refs[path] = value
-    return _ENV_RE.sub(replace, value)
-
-
 def _reject_literal_secrets(data: dict[str, Any], file: str, channels: ChannelRegistry) -> None:
     """Secrets may only come from the environment, so a config file can be shared and committed."""
     for secret_path, variable in channels.secret_fields():
@@ -264,7 +199,7 @@ def _reject_literal_secrets(data: dict[str, Any], file: str, channels: ChannelRe
         headers += [(("oauth", "extraHeaders", n), v) for n, v in extra.items()]
         for where, value in headers:
             looks_secret = _SECRET_HEADER_RE.search(str(where[-1])) or _SECRET_VALUE_RE.search(str(value))
-            if isinstance(value, str) and looks_secret and not _ENV_ANY_RE.search(value):
+            if isinstance(value, str) and looks_secret and not has_env_ref(value):
                 path = format_key_path(("models", "providers", provider, *where))
                 raise ConfigError(file, path, _secret_advice(f"Bearer ${{{variable}}}"))
     url = _dict(data.get("storage")).get("url")
@@ -278,7 +213,7 @@ def _reject_literal_secrets(data: dict[str, Any], file: str, channels: ChannelRe
 
 
 def _env_only(file: str, path: KeyPath, value: object, variable: str) -> None:
-    if isinstance(value, str) and value and not _ENV_ONLY_RE.fullmatch(value):
+    if isinstance(value, str) and value and not is_env_ref(value):
         raise ConfigError(file, format_key_path(path), _secret_advice(f"${{{variable}}}"))
 
 
@@ -291,18 +226,6 @@ def _secret_advice(example: str, what: str = "a secret") -> str:
 
 def _dict(value: object) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
-
-
-def value_at(data: object, path: KeyPath) -> object:
-    """The value at ``path`` in parsed config data, or None where the path does not lead."""
-    for key in path:
-        if isinstance(key, str) and isinstance(data, dict):
-            data = data.get(key)
-        elif isinstance(key, int) and isinstance(data, list) and -len(data) <= key < len(data):
-            data = data[key]
-        else:
-            return None
-    return data
 
 
 def _to_new_form(path: KeyPath) -> KeyPath:
