@@ -18,7 +18,7 @@ from bot.redaction import Redactor
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # HTTP clients log every request URL at INFO, and Telegram's URLs carry the bot token.
-_CHATTY = ("httpx", "httpcore", "hpack", "websockets", "aiohttp.access", "asyncio")
+_CHATTY = ("httpx", "httpx2", "httpcore", "hpack", "websockets", "aiohttp.access", "asyncio")
 
 
 class RedactingFormatter(logging.Formatter):

@@ -36,9 +36,10 @@ async def _sent(
     response = await route.sdk.post(cast_to=httpx2.Response, content=BODY, stream=True, **post)  # type: ignore[call-overload]
     await response.aread()
     await response.aclose()
-    response = await route.send(BODY)
-    await response.aread()
-    await response.aclose()
+    body = await route.send(BODY)
+    async for _ in body.chunks:
+        pass
+    await body.aclose()
     return [(str(list(r.headers.items())), r.path, r.query) for r in server.requests[-2:]]
 
 
