@@ -54,10 +54,11 @@ def test_only_provider_clients_import_provider_sdks() -> None:
 
 
 def test_http_exceptions_are_translated_where_the_calls_are_made() -> None:
-    """httpx2 and aiohttp are imported only by the provider clients (with what they share, http.py) and the
-    OAuth client: their exceptions become the bot's own errors there and nowhere else."""
+    """httpx2 and aiohttp are imported only by the provider clients (with what they share, http.py and
+    direct_post.py) and the OAuth client: their exceptions become the bot's own errors there and nowhere else."""
     allowed = {
         "bot/providers/http.py",
+        "bot/providers/direct_post.py",
         "bot/providers/openai_client.py",
         "bot/providers/anthropic_client.py",
         "bot/auth/oauth_client.py",

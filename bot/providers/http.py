@@ -191,8 +191,9 @@ def read_timeout(timeout: float | httpx2.Timeout | None) -> dict[str, str]:
     return {} if read is None else {"x-stainless-read-timeout": str(read)}
 
 
+@lru_cache(maxsize=256)
 def secret_digest(secret: str) -> str:
-    """What a client cache is keyed by instead of the secret itself."""
+    """What a client cache is keyed by instead of the secret itself (worked out once per secret)."""
     return hashlib.sha256(secret.encode()).hexdigest()
 
 

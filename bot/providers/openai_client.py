@@ -12,6 +12,7 @@ import base64
 import json
 import ssl
 from collections.abc import AsyncIterator
+from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
@@ -41,7 +42,12 @@ PLACEHOLDER_KEY = "modelbot-no-key"
 def _uses_max_completion_tokens(endpoint: Endpoint) -> bool:
     """OpenAI's own API wants ``max_completion_tokens`` (its reasoning models reject ``max_tokens``);
     OpenAI-compatible servers (OpenRouter, Groq, Ollama, …) still expect ``max_tokens``."""
-    return (urlsplit(endpoint.base_url).hostname or "") == "api.openai.com"
+    return _host(endpoint.base_url) == "api.openai.com"
+
+
+@lru_cache(maxsize=256)
+def _host(url: str) -> str:
+    return urlsplit(url).hostname or ""  # parsed once per base URL, not per call
 
 
 class OpenAICompletionsClient:
