@@ -7,7 +7,9 @@ The "other process" here is a lease row written straight into the shared store; 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,6 +19,7 @@ from bot.chat import Incoming
 from bot.store.lease import LeaseTiming
 from bot.store.memory import InMemorySessionStore
 from bot.store.sql import SqlSessionStore, sqlite_url
+from bot.store.types import SessionRecord, StoredMessage
 from tests.app_helpers import running_app
 from tests.fakes.clock import FakeClock
 from tests.fakes.provider_server import FakeProviderServer, held, ok
@@ -28,19 +31,49 @@ MESSAGE = Incoming(platform="telegram", chat_id="c1", user_id="u1", text="hello"
 
 
 class WatchedStore(SqlSessionStore):
-    """The SQL store, counting the lease acquisitions it refused: a test waits for a message to have polled."""
+    """The SQL store, counting the lease acquisitions it refused (a message takes its session's lease with
+    ``begin_turn``): a test waits for a message to have polled. ``calls`` names the lease and session calls
+    made, in order."""
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
         self.refused = 0
         self._refusal = asyncio.Event()
+        self.calls: list[str] = []
+
+    async def get_or_create(self, key: str, **args: Any) -> SessionRecord:
+        self.calls.append("get_or_create")
+        return await super().get_or_create(key, **args)
+
+    async def append_messages(self, key: str, *args: Any, **kwargs: Any) -> list[StoredMessage]:
+        self.calls.append("append_messages")
+        return await super().append_messages(key, *args, **kwargs)
+
+    async def end_turn(self, key: str, *args: Any, **kwargs: Any) -> list[StoredMessage]:
+        self.calls.append("end_turn")
+        return await super().end_turn(key, *args, **kwargs)
+
+    async def release_lease(self, key: str, holder: str) -> bool:
+        self.calls.append("release_lease")
+        return await super().release_lease(key, holder)
 
     async def acquire_lease(self, key: str, holder: str, *, ttl_ms: int, now_ms: int) -> bool:
+        self.calls.append("acquire_lease")
         taken = await super().acquire_lease(key, holder, ttl_ms=ttl_ms, now_ms=now_ms)
         if not taken:
-            self.refused += 1
-            self._refusal.set()
+            self._refused()
         return taken
+
+    async def begin_turn(self, key: str, **args: Any) -> SessionRecord | None:
+        self.calls.append("begin_turn")
+        session = await super().begin_turn(key, **args)
+        if session is None:
+            self._refused()
+        return session
+
+    def _refused(self) -> None:
+        self.refused += 1
+        self._refusal.set()
 
     async def refusals(self, count: int) -> None:
         """Until the store has refused ``count`` acquisitions in all."""
@@ -115,6 +148,32 @@ async def test_the_lease_is_held_while_the_turn_runs(
             [reply] = await asyncio.wait_for(handling, 5)
             assert reply.text == "Done."
             assert await store.acquire_lease(key, OTHER, ttl_ms=1, now_ms=clock.now_ms())
+
+
+async def test_a_turn_takes_its_lease_with_its_session_and_gives_it_back_with_its_save(
+    state_dir: Path, clock: FakeClock, store: WatchedStore
+) -> None:
+    """An answered message is two transactions: the lease taken with the session read, the turn saved with
+    the lease given back; nothing is released after that, and the lease is free for the next message."""
+    async with running_app(state_dir, clock, store=store) as app:
+        for _ in range(2):
+            store.calls.clear()
+            [reply] = await app.chat().handle(MESSAGE)
+            assert reply.kind == "answer"
+            assert store.calls == ["begin_turn", "end_turn"]
+        assert len(await store.history(app.chat().session_key(MESSAGE))) == 4
+        assert await store.acquire_lease(lease_key(app), OTHER, ttl_ms=1, now_ms=clock.now_ms())
+
+
+async def test_a_message_that_saves_no_turn_gives_its_lease_back_at_its_end(
+    state_dir: Path, clock: FakeClock, store: WatchedStore
+) -> None:
+    """A command saves no turn: its lease is released on its own once it is done."""
+    async with running_app(state_dir, clock, store=store) as app:
+        [reply] = await app.chat().handle(dataclasses.replace(MESSAGE, text="/status"))
+        assert reply.kind != "error"
+        assert store.calls == ["begin_turn", "release_lease"]
+        assert await store.acquire_lease(lease_key(app), OTHER, ttl_ms=1, now_ms=clock.now_ms())
 
 
 async def test_a_store_no_other_process_can_open_takes_no_lease(state_dir: Path, clock: FakeClock) -> None:

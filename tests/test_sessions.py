@@ -8,6 +8,8 @@ import asyncio
 import pytest
 
 from bot.chat import ImagePart, Incoming
+from bot.config.schema import Config
+from bot.conversation.context import turn_context
 from bot.conversation.sessions import (
     KNOWN_USERS,
     RETRY_IMAGE_BYTES,
@@ -16,9 +18,11 @@ from bot.conversation.sessions import (
     Recent,
     Sessions,
 )
+from bot.store.lease import LeaseKeeper, LeaseTiming
 from bot.store.memory import InMemorySessionStore
+from bot.store.types import NewMessage, SessionPatch
 from tests.fakes.clock import FakeClock
-from tests.fakes.timer import settle
+from tests.fakes.timer import FakeTimer, settle
 
 
 def _msg(
@@ -235,3 +239,44 @@ def test_the_default_bounds() -> None:
     assert (
         sessions.user_named("telegram", "user9") is None and sessions.user_named("telegram", "user10") == "10"
     )
+
+
+# -- leases in a shared store ----------------------------------------------------------------------------
+
+
+class _CountedReleases(InMemorySessionStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.releases = 0
+
+    async def release_lease(self, key: str, holder: str) -> bool:
+        self.releases += 1
+        return await super().release_lease(key, holder)
+
+
+async def test_saving_a_turn_gives_the_lease_back_and_ends_its_renewal(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The save is the message's last write: its transaction releases the lease, the keeper stops renewing
+    it (no renewal finds it "taken over"), and the end of the block has nothing left to release."""
+    clock = FakeClock()
+    timer = FakeTimer(clock)
+    store = _CountedReleases()
+    timing = LeaseTiming(ttl_ms=3_000, renew_every_ms=1_000)
+    sessions = Sessions(
+        store, clock=clock, leases=LeaseKeeper(store, clock=clock, timing=timing, sleep=timer.sleep)
+    )
+    ctx = turn_context(_msg(), Config())
+    async with sessions.open(ctx) as session:
+        assert session == await store.get(ctx.key)
+        assert not await store.acquire_lease(f"session:{ctx.key}", "other", ttl_ms=1, now_ms=clock.now_ms())
+        await sessions.save(
+            ctx.key, [NewMessage("user", "hi", (), 1)], now_ms=clock.now_ms(), patch=SessionPatch()
+        )
+        assert store.releases == 1
+        assert await store.acquire_lease(f"session:{ctx.key}", "other", ttl_ms=60_000, now_ms=clock.now_ms())
+        await timer.advance(timing.renew_every_ms)
+    assert store.releases == 1
+    assert not any("taken over" in r.message for r in caplog.records)
+    assert timer.sleeping == 0
+    assert len(await store.history(ctx.key)) == 1

@@ -26,6 +26,7 @@ from bot.store import InMemorySessionStore, SessionStore
 from bot.store.lease import HeldLease, LeaseKeeper, LeaseTiming, hold_lease, new_holder, started
 from bot.store.sql import SqlSessionStore, sqlite_url
 from bot.store.tables import leases
+from bot.store.types import NewMessage, SessionPatch, SessionRecord
 from tests.fakes.clock import FakeClock
 from tests.fakes.timer import FakeTimer, settle
 from tests.pg import pg_url, truncate_all  # noqa: F401
@@ -101,6 +102,71 @@ async def test_renewal_keeps_the_lease_and_release_frees_it_at_once(store: Sessi
     assert not await store.release_lease(KEY, "a")
     assert not await store.renew_lease(KEY, "a", ttl_ms=1_000, now_ms=T0 + 1_801)
     assert await store.acquire_lease(KEY, "b", ttl_ms=1_000, now_ms=T0 + 1_801)
+
+
+SESSION = "telegram:chat:1"
+LEASE = f"session:{SESSION}"
+TURN = [NewMessage("user", "hi", (), 1), NewMessage("assistant", "hello", (), 2)]
+
+
+async def _begin(store: SessionStore, holder: str, now_ms: int) -> SessionRecord | None:
+    return await store.begin_turn(
+        SESSION, lease_key=LEASE, holder=holder, ttl_ms=1_000, agent_id="main", platform="telegram",
+        chat_id="1", user_id="u1", now_ms=now_ms,
+    )  # fmt: skip
+
+
+async def test_begin_turn_takes_the_lease_and_opens_the_session_in_one_call(store: SessionStore) -> None:
+    """The lease is taken, the session created on the first call and found on later ones (untouched)."""
+    created = await _begin(store, "a", T0)
+    assert created == await store.get(SESSION)
+    assert created is not None
+    assert (created.user_id, created.created_at, created.message_count) == ("u1", T0, 0)
+    assert not await store.acquire_lease(LEASE, "b", ttl_ms=1_000, now_ms=T0 + 999)
+    assert await store.release_lease(LEASE, "a")
+    assert await _begin(store, "b", T0 + 5) == created
+
+
+async def test_begin_turn_refused_the_lease_does_nothing(store: SessionStore) -> None:
+    """Another holder has the lease: None, no session created, the lease still theirs; once it expires, the
+    next call takes it over."""
+    assert await store.acquire_lease(LEASE, "other", ttl_ms=1_000, now_ms=T0)
+    assert await _begin(store, "me", T0 + 999) is None
+    assert await store.get(SESSION) is None
+    assert not await store.acquire_lease(LEASE, "third", ttl_ms=1_000, now_ms=T0 + 999)
+    assert await _begin(store, "me", T0 + 1_000) is not None
+    assert not await store.renew_lease(LEASE, "other", ttl_ms=1_000, now_ms=T0 + 1_001)
+
+
+async def test_end_turn_saves_the_turn_and_gives_the_lease_back(store: SessionStore) -> None:
+    """The messages and the patch are saved as ``append_messages`` saves them, and the lease is free at once."""
+    assert await _begin(store, "a", T0) is not None
+    patch = SessionPatch(last_model="openai/gpt-5.2")
+    stored = await store.end_turn(SESSION, TURN, now_ms=T0 + 10, patch=patch, lease_key=LEASE, holder="a")
+    assert [(m.role, m.content) for m in stored] == [("user", "hi"), ("assistant", "hello")]
+    assert await store.history(SESSION) == stored
+    session = await store.get(SESSION)
+    assert session is not None and (session.message_count, session.last_model) == (2, "openai/gpt-5.2")
+    assert not await store.release_lease(LEASE, "a")
+    assert await store.acquire_lease(LEASE, "b", ttl_ms=1_000, now_ms=T0 + 11)
+
+
+async def test_end_turn_of_a_lost_lease_still_saves_and_spares_the_new_holder(store: SessionStore) -> None:
+    """The lease was taken over meanwhile: the turn is saved all the same, the new holder keeps the lease."""
+    assert await _begin(store, "a", T0) is not None
+    assert await store.acquire_lease(LEASE, "b", ttl_ms=1_000, now_ms=T0 + 1_000)
+    await store.end_turn(SESSION, TURN, now_ms=T0 + 1_001, lease_key=LEASE, holder="a")
+    assert len(await store.history(SESSION)) == 2
+    assert not await store.acquire_lease(LEASE, "c", ttl_ms=1_000, now_ms=T0 + 1_002)
+
+
+async def test_end_turn_on_an_unknown_session_fails_and_keeps_the_lease(store: SessionStore) -> None:
+    """Nothing is done when the append fails: the holder still has the lease, to give back itself."""
+    assert await store.acquire_lease(LEASE, "a", ttl_ms=1_000, now_ms=T0)
+    with pytest.raises(StoreError, match="No session"):
+        await store.end_turn("nobody", TURN, now_ms=T0 + 1, lease_key=LEASE, holder="a")
+    assert not await store.acquire_lease(LEASE, "b", ttl_ms=1_000, now_ms=T0 + 2)
+    assert await store.release_lease(LEASE, "a")
 
 
 async def test_racing_acquirers_get_the_lease_once(sql_url: str) -> None:

@@ -133,8 +133,7 @@ class ChatPipeline:
     async def choose(self, msg: Incoming, token: str) -> Reply:
         """A picker button was pressed."""
         ctx = turn_context(msg, self._config)
-        async with self.sessions.hold(ctx.key):
-            session = await self.sessions.open(ctx)
+        async with self.sessions.open(ctx) as session:
             return await self.commands.choose_token(session, token)
 
     def model_choices(self, msg: Incoming, typed: str, *, limit: int = 25) -> list[str]:
@@ -156,8 +155,7 @@ class ChatPipeline:
         if command is None and (refusal := unfit(msg, max_chars=self._max_chars)) is not None:
             return [refusal]
         try:
-            async with self.sessions.hold(ctx.key):
-                session = await self.sessions.open(ctx)
+            async with self.sessions.open(ctx) as session:
                 if command is None:
                     return [await self._run_turn(msg, session, sink, answered)]
                 if isinstance(command, c.Retry):
@@ -207,7 +205,7 @@ class ChatPipeline:
         except (TurnError, DeliveryFailed) as exc:
             self.sessions.remember_retry(turn.session.key, msg)
             return failure_reply(exc)
-        await save_turn(self._store, self._history, turn.session, msg, result, now_ms=self._clock.now_ms())
+        await save_turn(self.sessions, self._history, turn.session, msg, result, now_ms=self._clock.now_ms())
         self.sessions.forget_retry(turn.session.key)
         answered.turn = turn  # logged by handle, once it knows whether the answer was delivered
         return answer_reply(result, fallback_note=self._config.agents.defaults.fallback_note)

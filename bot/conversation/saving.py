@@ -7,8 +7,8 @@ import dataclasses
 from bot.chat import Incoming
 from bot.conversation.compaction import estimate_tokens
 from bot.conversation.history import HistoryCache
+from bot.conversation.sessions import Sessions
 from bot.failover.engine import TurnResult
-from bot.store.protocol import SessionStore
 from bot.store.types import Attachment, NewMessage, SessionPatch, SessionRecord
 
 
@@ -31,7 +31,7 @@ def turn_patch(session: SessionRecord, result: TurnResult) -> SessionPatch:
 
 
 async def save_turn(
-    store: SessionStore,
+    sessions: Sessions,
     history: HistoryCache,
     session: SessionRecord,
     msg: Incoming,
@@ -39,9 +39,10 @@ async def save_turn(
     *,
     now_ms: int,
 ) -> None:
-    """Both messages and the patch in one transaction; the history kept for the session grows with them."""
+    """Both messages and the patch in one transaction (which also gives the session's lease back); the
+    history kept for the session grows with them."""
     attachments = tuple(Attachment(i.media_type, len(i.data)) for i in msg.images)
-    stored = await store.append_messages(
+    stored = await sessions.save(
         session.key,
         [
             NewMessage("user", msg.text, attachments, estimate_tokens(msg.text)),

@@ -13,17 +13,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from types import TracebackType
 from typing import Generic, TypeVar
 
 from bot.chat import Incoming
 from bot.clock import Clock
 from bot.conversation.context import TurnContext
-from bot.store.lease import LeaseKeeper
+from bot.store.lease import HeldLease, LeaseKeeper
 from bot.store.protocol import SessionStore
-from bot.store.types import SessionRecord
+from bot.store.types import NewMessage, SessionPatch, SessionRecord, StoredMessage
 
 RETRY_SESSIONS = 1_000  # sessions whose unanswered message /retry can send again
 RETRY_IMAGE_BYTES = 64 * 1024 * 1024  # images kept for /retry, in all (the newest message's always)
@@ -171,6 +172,7 @@ class Sessions:
         self._clock = clock
         self._leases = leases
         self._locks = KeyedLock()
+        self._held: dict[str, HeldLease] = {}  # the leases of the sessions open here, by session key
         self._flights: dict[str, InFlight] = {}
         self._retry: Recent[str, Incoming] = Recent(
             retry_sessions, weight=_image_bytes, max_weight=retry_image_bytes
@@ -180,27 +182,62 @@ class Sessions:
     # -- one message at a time ------------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
-        """The session to this task alone: its lock here, then its lease in the shared store (renewed while
-        held, released at the end, taken over when its holder died; no transaction stays open meanwhile)."""
-        async with self._locks.hold(key):
+    async def open(self, ctx: TurnContext) -> AsyncIterator[SessionRecord]:
+        """The session ``ctx`` belongs to (created on its first message), to this task alone while the block
+        runs: its lock here, then its lease in the shared store (renewed while held, released at the end,
+        taken over when its holder died; no transaction stays open meanwhile). The lease is taken and the
+        session read in one transaction (``SessionStore.begin_turn``)."""
+        async with self._locks.hold(ctx.key):
             if self._leases is None:
-                yield
+                yield await self._store.get_or_create(
+                    ctx.key,
+                    agent_id=ctx.agent_id,
+                    platform=ctx.platform,
+                    chat_id=ctx.chat_id,
+                    user_id=ctx.owner,
+                    thread_id=ctx.thread_id,
+                    now_ms=self._clock.now_ms(),
+                )
                 return
-            async with self._leases.hold(f"session:{key}"):
-                yield
+            begin = partial(self._begin_turn, ctx)
+            async with self._leases.hold_taking(f"session:{ctx.key}", begin) as (lease, session):
+                self._held[ctx.key] = lease
+                try:
+                    yield session
+                finally:
+                    del self._held[ctx.key]
 
-    async def open(self, ctx: TurnContext) -> SessionRecord:
-        """The session ``ctx`` belongs to, created on its first message."""
-        return await self._store.get_or_create(
+    async def _begin_turn(
+        self, ctx: TurnContext, lease: HeldLease, ttl_ms: int, now_ms: int
+    ) -> SessionRecord | None:
+        return await self._store.begin_turn(
             ctx.key,
+            lease_key=lease.key,
+            holder=lease.holder,
+            ttl_ms=ttl_ms,
             agent_id=ctx.agent_id,
             platform=ctx.platform,
             chat_id=ctx.chat_id,
             user_id=ctx.owner,
             thread_id=ctx.thread_id,
-            now_ms=self._clock.now_ms(),
+            now_ms=now_ms,
         )
+
+    async def save(
+        self, key: str, messages: Sequence[NewMessage], *, now_ms: int, patch: SessionPatch
+    ) -> list[StoredMessage]:
+        """Append a turn to the session held open (``append_messages``). It is the message's last write to
+        the session, so its lease is given back in the same transaction (``SessionStore.end_turn``)."""
+        lease = self._held.get(key)
+        if lease is None or lease.released or self._leases is None:
+            return await self._store.append_messages(key, messages, now_ms=now_ms, patch=patch)
+        # Not renewed from now on: a renewal after the release below would find the lease "taken over".
+        self._leases.discard(lease)
+        stored = await self._store.end_turn(
+            key, messages, now_ms=now_ms, patch=patch, lease_key=lease.key, holder=lease.holder
+        )
+        lease.released = True
+        return stored
 
     @property
     def locked(self) -> int:

@@ -16,6 +16,7 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol, TypeVar
 
 from bot.clock import Clock
@@ -25,6 +26,9 @@ log = logging.getLogger("modelbot.store")
 
 Sleep = Callable[[float], Awaitable[None]]
 T = TypeVar("T")
+# Takes the lease (``HeldLease``: its key and holder) for ``ttl_ms`` at ``now_ms`` and returns what it got with
+# it, or None when another holder has it: ``acquire_lease``, or a transaction that does more (``begin_turn``).
+Take = Callable[["HeldLease", int, int], Coroutine[Any, Any, T | None]]
 
 
 class LeaseStore(Protocol):
@@ -61,6 +65,8 @@ class HeldLease:
     key: str
     holder: str
     lost: asyncio.Event = field(default_factory=asyncio.Event)
+    # Given back by the holder's last transaction (``SessionStore.end_turn``): nothing left to release.
+    released: bool = False
 
 
 _serial = itertools.count(1)
@@ -93,25 +99,60 @@ async def hold_lease(
     hold it while the body runs, renewing it in the background (its own task, or the ``keeper``'s), and
     release it at the end, also when the body fails or is cancelled. A release that fails leaves the lease
     to expire after its TTL."""
+    held = hold_lease_taking(
+        store,
+        key,
+        partial(_acquire, store),
+        clock=clock,
+        timing=timing,
+        timeout_ms=timeout_ms,
+        sleep=sleep,
+        owner=owner,
+        keeper=keeper,
+    )
+    async with held as (lease, _):
+        yield lease
+
+
+@asynccontextmanager
+async def hold_lease_taking(
+    store: LeaseStore,
+    key: str,
+    take: Take[T],
+    *,
+    clock: Clock,
+    timing: LeaseTiming | None = None,
+    timeout_ms: int | None = None,
+    sleep: Sleep = asyncio.sleep,
+    owner: str | None = None,
+    keeper: LeaseKeeper | None = None,
+) -> AsyncIterator[tuple[HeldLease, T]]:
+    """``hold_lease``, the lease taken by ``take``, which may do more in the same transaction: it returns
+    what it got with the lease (such as the session the lease is for), or None when the lease is held
+    elsewhere. The body gets the lease and that."""
     holding = _Holding(store, HeldLease(key, new_holder(owner)), clock, timing or LeaseTiming(), sleep)
-    await holding.wait_for(timeout_ms)
+    taken = await holding.wait_for(timeout_ms, take)
     if keeper is not None:
         keeper.add(holding.lease)
         try:
-            yield holding.lease
+            yield holding.lease, taken
         finally:
             keeper.discard(holding.lease)
             await holding.release()
         return
     renewing = asyncio.ensure_future(holding.keep_renewing())
     try:
-        yield holding.lease
+        yield holding.lease, taken
     finally:
         renewing.cancel()
         await asyncio.wait([renewing])
         if not renewing.cancelled() and (exc := renewing.exception()) is not None:
             log.warning("renewing the lease %s failed (%r)", key, exc)
         await holding.release()
+
+
+async def _acquire(store: LeaseStore, lease: HeldLease, ttl_ms: int, now_ms: int) -> bool | None:
+    return True if await store.acquire_lease(lease.key, lease.holder, ttl_ms=ttl_ms, now_ms=now_ms) else None
 
 
 class LeaseKeeper:
@@ -144,6 +185,21 @@ class LeaseKeeper:
         return hold_lease(
             self._store,
             key,
+            clock=self._clock,
+            timing=self.timing,
+            timeout_ms=timeout_ms,
+            sleep=self._sleep,
+            keeper=self,
+        )
+
+    def hold_taking(
+        self, key: str, take: Take[T], *, timeout_ms: int | None = None
+    ) -> AbstractAsyncContextManager[tuple[HeldLease, T]]:
+        """``hold_lease_taking`` on this keeper's store and timing, renewed by the keeper."""
+        return hold_lease_taking(
+            self._store,
+            key,
+            take,
             clock=self._clock,
             timing=self.timing,
             timeout_ms=timeout_ms,
@@ -201,10 +257,10 @@ class _Holding:
     timing: LeaseTiming
     sleep: Sleep
 
-    async def wait_for(self, timeout_ms: int | None) -> None:
+    async def wait_for(self, timeout_ms: int | None, take: Take[T]) -> T:
         started = self.clock.now_ms()
         delay_ms = self.timing.first_poll_ms
-        while not await self._acquire_once():
+        while (taken := await self._take_once(take)) is None:
             waited = self.clock.now_ms() - started
             if timeout_ms is not None and waited >= timeout_ms:
                 raise LeaseTimeout(
@@ -212,12 +268,10 @@ class _Holding:
                 )
             await self.sleep((delay_ms if timeout_ms is None else min(delay_ms, timeout_ms - waited)) / 1000)
             delay_ms = min(delay_ms * 2, self.timing.max_poll_ms)
+        return taken
 
-    async def _acquire_once(self) -> bool:
-        key, holder = self.lease.key, self.lease.holder
-        attempt = started(
-            self.store.acquire_lease(key, holder, ttl_ms=self.timing.ttl_ms, now_ms=self.clock.now_ms())
-        )
+    async def _take_once(self, take: Take[T]) -> T | None:
+        attempt: asyncio.Future[T | None] = started(take(self.lease, self.timing.ttl_ms, self.clock.now_ms()))
         try:
             return await asyncio.shield(attempt)
         except asyncio.CancelledError:
@@ -225,8 +279,8 @@ class _Holding:
             _detach(self._give_back(attempt))
             raise
 
-    async def _give_back(self, attempt: Awaitable[bool]) -> None:
-        if await attempt:
+    async def _give_back(self, attempt: Awaitable[object | None]) -> None:
+        if await attempt is not None:
             await self.store.release_lease(self.lease.key, self.lease.holder)
 
     async def keep_renewing(self) -> None:
@@ -246,6 +300,8 @@ class _Holding:
                 return
 
     async def release(self) -> None:
+        if self.lease.released:
+            return
         # Shielded: a caller cancelled again while releasing still gives the lease back.
         release = started(self.store.release_lease(self.lease.key, self.lease.holder))
         try:

@@ -1,4 +1,6 @@
-"""Lease transaction bodies: one statement each, so concurrent processes never lose or double-grant a lease.
+"""Lease transaction bodies: one statement each, so concurrent processes never lose or double-grant a lease;
+and a message's first and last transactions, which take and give back its session's lease with the session's
+own work (the twins of ``sqlite_turn.begin_turn`` and ``end_turn``).
 
 The statements are built once (per dialect) with bound parameters: a session's lease is taken and given back
 around every turn, and building an upsert anew each time cost twice as much as executing it.
@@ -12,8 +14,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from bot.store import sql_ops
 from bot.store.sql_ops import dialect_insert
 from bot.store.tables import leases
+from bot.store.types import NewMessage, SessionPatch, SessionRecord, StoredMessage
 
 # Expiry is compared with the caller's clock: hosts sharing a database must keep their clocks in step (NTP),
 # as they already must for cooldowns; a lease's TTL is many times any such skew.
@@ -65,3 +69,29 @@ def renew(conn: Connection, *, key: str, holder: str, ttl_ms: int, now_ms: int) 
 def release(conn: Connection, *, key: str, holder: str) -> bool:
     """Give the lease up if we still hold it; True when we did."""
     return conn.execute(_RELEASE, {"lease_key": key, "lease_holder": holder}).first() is not None
+
+
+def begin_turn(
+    conn: Connection, *, lease_key: str, holder: str, ttl_ms: int, now_ms: int, values: dict[str, Any]
+) -> SessionRecord | None:
+    """Take the session's lease and, when taken, get or create the session; None when held elsewhere."""
+    if not acquire(conn, key=lease_key, holder=holder, ttl_ms=ttl_ms, now_ms=now_ms):
+        return None
+    found = sql_ops.get(conn, key=values["key"])
+    return sql_ops.create(conn, values=values) if found is None else found
+
+
+def end_turn(
+    conn: Connection,
+    *,
+    key: str,
+    new: list[NewMessage],
+    now_ms: int,
+    patch: SessionPatch | None,
+    lease_key: str,
+    holder: str,
+) -> list[StoredMessage]:
+    """Save the turn's messages, then give the session's lease back (if still ours)."""
+    stored = sql_ops.append_messages(conn, key=key, new=new, now_ms=now_ms, patch=patch)
+    release(conn, key=lease_key, holder=holder)
+    return stored

@@ -244,6 +244,46 @@ class InMemorySessionStore:
         self._leases[key] = (holder, now_ms + ttl_ms)
         return True
 
+    async def begin_turn(
+        self,
+        key: str,
+        *,
+        lease_key: str,
+        holder: str,
+        ttl_ms: int,
+        agent_id: str,
+        platform: str,
+        chat_id: str,
+        user_id: str | None = None,
+        thread_id: str | None = None,
+        now_ms: int,
+    ) -> SessionRecord | None:
+        if not await self.acquire_lease(lease_key, holder, ttl_ms=ttl_ms, now_ms=now_ms):
+            return None
+        return await self.get_or_create(
+            key,
+            agent_id=agent_id,
+            platform=platform,
+            chat_id=chat_id,
+            user_id=user_id,
+            thread_id=thread_id,
+            now_ms=now_ms,
+        )
+
+    async def end_turn(
+        self,
+        key: str,
+        messages: Sequence[NewMessage],
+        *,
+        now_ms: int,
+        patch: SessionPatch | None = None,
+        lease_key: str,
+        holder: str,
+    ) -> list[StoredMessage]:
+        stored = await self.append_messages(key, messages, now_ms=now_ms, patch=patch)
+        await self.release_lease(lease_key, holder)
+        return stored
+
     async def release_lease(self, key: str, holder: str) -> bool:
         current = self._leases.get(key)
         if current is None or current[0] != holder:

@@ -1,4 +1,8 @@
-"""The session store port: every method is one short transaction, so none can be held across an LLM call."""
+"""The session store port: every method is one short transaction, so none can be held across an LLM call.
+
+A message to a session in a store that other processes share runs in two of them: ``begin_turn`` (its lease
+and its session) and, when it ran a turn that answered, ``end_turn`` (the turn saved, the lease given back).
+"""
 
 from __future__ import annotations
 
@@ -124,3 +128,33 @@ class SessionStore(Protocol):
 
     async def release_lease(self, key: str, holder: str) -> bool:
         """End ``holder``'s lease at once; False when it was not (or no longer) theirs."""
+
+    async def begin_turn(
+        self,
+        key: str,
+        *,
+        lease_key: str,
+        holder: str,
+        ttl_ms: int,
+        agent_id: str,
+        platform: str,
+        chat_id: str,
+        user_id: str | None = None,
+        thread_id: str | None = None,
+        now_ms: int,
+    ) -> SessionRecord | None:
+        """A message's first transaction in a shared store: ``acquire_lease(lease_key, holder, …)`` and, when
+        that took the lease, ``get_or_create(key, …)``; None, with nothing done, when another holder has it."""
+
+    async def end_turn(
+        self,
+        key: str,
+        messages: Sequence[NewMessage],
+        *,
+        now_ms: int,
+        patch: SessionPatch | None = None,
+        lease_key: str,
+        holder: str,
+    ) -> list[StoredMessage]:
+        """A turn's last transaction: ``append_messages(key, …)``, then ``release_lease(lease_key, holder)``;
+        when the append fails, nothing is done (the lease stays held)."""

@@ -58,6 +58,8 @@ def _twins() -> dict[Callable[..., Any], Callable[..., Any]]:
         sqlite_turn.acquire_lease: lease_sql.acquire,
         sqlite_turn.renew_lease: lease_sql.renew,
         sqlite_turn.release_lease: lease_sql.release,
+        sqlite_turn.begin_turn: lease_sql.begin_turn,
+        sqlite_turn.end_turn: lease_sql.end_turn,
     }
 
 
@@ -286,3 +288,57 @@ class SqlSessionStore:
 
     async def release_lease(self, key: str, holder: str) -> bool:
         return await self._quick(sqlite_turn.release_lease, write=True, key=key, holder=holder)
+
+    async def begin_turn(
+        self,
+        key: str,
+        *,
+        lease_key: str,
+        holder: str,
+        ttl_ms: int,
+        agent_id: str,
+        platform: str,
+        chat_id: str,
+        user_id: str | None = None,
+        thread_id: str | None = None,
+        now_ms: int,
+    ) -> SessionRecord | None:
+        values = rows.new_session(
+            key,
+            agent_id=agent_id,
+            platform=platform,
+            chat_id=chat_id,
+            user_id=user_id,
+            thread_id=thread_id,
+            now_ms=now_ms,
+        )
+        return await self._quick(
+            sqlite_turn.begin_turn,
+            write=True,
+            lease_key=lease_key,
+            holder=holder,
+            ttl_ms=ttl_ms,
+            now_ms=now_ms,
+            values=values,
+        )
+
+    async def end_turn(
+        self,
+        key: str,
+        messages_: Sequence[NewMessage],
+        *,
+        now_ms: int,
+        patch: SessionPatch | None = None,
+        lease_key: str,
+        holder: str,
+    ) -> list[StoredMessage]:
+        return await self._quick(
+            sqlite_turn.end_turn,
+            write=True,
+            key=key,
+            new=list(messages_),
+            now_ms=now_ms,
+            patch=patch,
+            lease_key=lease_key,
+            holder=holder,
+        )

@@ -1,9 +1,9 @@
 """The SQLite store's quick transactions as SQL text on the sqlite3 connection: the bodies of a chat turn.
 
 Same statements, same rows and same locking as their SQLAlchemy twins in ``sql_ops`` and ``lease_sql``, which
-PostgreSQL and the bulk transactions keep using: a turn's four transactions (its lease, the session, the saved
-turn, the lease again) cost three times as much through SQLAlchemy's execution machinery as SQLite took to run
-them. The rows come back in ``rows``' column order for its converters (a test compares), and the store
+PostgreSQL and the bulk transactions keep using: a turn's transactions (its lease with the session, the saved
+turn with the lease's release) cost three times as much through SQLAlchemy's execution machinery as SQLite
+took to run them. The rows come back in ``rows``' column order for its converters (a test compares), and the store
 contract tests pin that both behave alike. Writes run inside BEGIN IMMEDIATE
 (``SqliteDatabase.run_sql(…, write=True)``), so a read-modify-write body holds SQLite's write lock from its
 first statement. Nothing here imports SQLAlchemy.
@@ -130,6 +130,33 @@ def history(conn: sqlite3.Connection, *, key: str, limit: int | None) -> list[St
     else:
         found = conn.execute(_LAST_N, (key, limit)).fetchall()
     return [rows.message(row) for row in reversed(found)]
+
+
+def begin_turn(
+    conn: sqlite3.Connection, *, lease_key: str, holder: str, ttl_ms: int, now_ms: int, values: dict[str, Any]
+) -> SessionRecord | None:
+    """A message's first transaction: take its session's lease and, when taken, get or create the session
+    (``values``: a new one's columns); None, with nothing done, when another holder has the lease."""
+    if not acquire_lease(conn, key=lease_key, holder=holder, ttl_ms=ttl_ms, now_ms=now_ms):
+        return None
+    found = get(conn, key=values["key"])
+    return create(conn, values=values) if found is None else found
+
+
+def end_turn(
+    conn: sqlite3.Connection,
+    *,
+    key: str,
+    new: list[NewMessage],
+    now_ms: int,
+    patch: SessionPatch | None,
+    lease_key: str,
+    holder: str,
+) -> list[StoredMessage]:
+    """A turn's last transaction: save its messages, then give the session's lease back (if still ours)."""
+    stored = append_messages(conn, key=key, new=new, now_ms=now_ms, patch=patch)
+    release_lease(conn, key=lease_key, holder=holder)
+    return stored
 
 
 def record_event(conn: sqlite3.Connection, *, event: FailoverEvent) -> None:
