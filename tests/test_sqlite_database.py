@@ -173,8 +173,6 @@ async def test_the_sql_text_reads_columns_in_the_order_rows_unpacks_them(store: 
     assert await database.run_sql(partial(names, statement=bump, params=("a/b", T0, KEY)), write=True) == (
         session_columns
     )
-    inserted = partial(names, statement=sqlite_turn._INSERT_MESSAGE, params=(KEY, "user", "x", "[]", 1, T0))
-    assert await database.run_sql(inserted, write=True) == message_columns
 
 
 def _wal_frames(path: Path) -> int:

@@ -1,12 +1,12 @@
 """The SQLite store's quick transactions as SQL text on the sqlite3 connection: the bodies of a chat turn.
 
-Same statements, same rows and same locking as their SQLAlchemy twins in ``sql_ops`` and ``lease_sql``, which
-PostgreSQL and the bulk transactions keep using: a turn's transactions (its lease with the session, the saved
-turn with the lease's release) cost three times as much through SQLAlchemy's execution machinery as SQLite
-took to run them. The rows come back in ``rows``' column order for its converters (a test compares), and the store
-contract tests pin that both behave alike. Writes run inside BEGIN IMMEDIATE
-(``SqliteDatabase.run_sql(…, write=True)``), so a read-modify-write body holds SQLite's write lock from its
-first statement. Nothing here imports SQLAlchemy.
+Same statements (but for RETURNING: see ``_INSERT_MESSAGE``), same rows and same locking as their SQLAlchemy
+twins in ``sql_ops`` and ``lease_sql``, which PostgreSQL and the bulk transactions keep using: a turn's
+transactions (its lease with the session, the saved turn with the lease's release) cost three times as much
+through SQLAlchemy's execution machinery as SQLite took to run them. The rows come back in ``rows``' column
+order for its converters (a test compares), and the store contract tests pin that both behave alike. Writes
+run inside BEGIN IMMEDIATE (``SqliteDatabase.run_sql(…, write=True)``), so a read-modify-write body holds
+SQLite's write lock from its first statement. Nothing here imports SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -31,10 +31,12 @@ _CREATE: Final = (
 )
 _NEWEST_FIRST: Final = f"SELECT {_MESSAGE} FROM messages WHERE session_key = ? ORDER BY id DESC"  # noqa: S608
 _LAST_N: Final = f"{_NEWEST_FIRST} LIMIT ?"
-# One row at a time, so that ids follow the order of the list (a turn saves two).
+# One row at a time, so that ids follow the order of the list (a turn saves two). No RETURNING in the writes:
+# the stored message is what was written plus its id (``lastrowid``), and whether a row matched is
+# ``rowcount``; through the sqlite3 module a RETURNING clause cost 12-16 us a statement (~70 us a turn).
 _INSERT_MESSAGE: Final = (
-    "INSERT INTO messages (session_key, role, content, attachments, token_estimate, created_at) "  # noqa: S608
-    f"VALUES (?, ?, ?, ?, ?, ?) RETURNING {_MESSAGE}"
+    "INSERT INTO messages (session_key, role, content, attachments, token_estimate, created_at) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
 )
 _SESSION_CREATED: Final = (
     "key", "agent_id", "platform", "chat_id", "user_id", "thread_id", "created_at", "updated_at"
@@ -45,15 +47,13 @@ _INSERT_EVENT: Final = (
 _ACQUIRE: Final = (
     'INSERT INTO leases ("key", holder, expires_at) VALUES (?, ?, ?) '
     'ON CONFLICT ("key") DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at '
-    "WHERE leases.expires_at <= ? OR leases.holder = excluded.holder RETURNING holder"
+    "WHERE leases.expires_at <= ? OR leases.holder = excluded.holder"
 )
-_RENEW: Final = 'UPDATE leases SET expires_at = ? WHERE "key" = ? AND holder = ? RETURNING "key"'
+_RENEW: Final = 'UPDATE leases SET expires_at = ? WHERE "key" = ? AND holder = ?'
 # A released lease keeps its row, held by nobody ('') and expired: updated in place it is one page of the
 # WAL per release and per next acquire, where deleting and inserting it again also rewrote its key's index
 # page each time (acquire + release 54 -> 42 us in a loop of their own). Holder ids are never empty.
-_RELEASE: Final = (
-    'UPDATE leases SET holder = \'\', expires_at = 0 WHERE "key" = ? AND holder = ? RETURNING "key"'
-)
+_RELEASE: Final = "UPDATE leases SET holder = '', expires_at = 0 WHERE \"key\" = ? AND holder = ?"
 
 
 def get(conn: sqlite3.Connection, *, key: str) -> SessionRecord | None:
@@ -78,9 +78,9 @@ def _bump(columns: tuple[str, ...], *, appending: bool) -> str:
     assigned.append("updated_at = ?")
     if appending:
         assigned.append("message_count = message_count + ?")
-    returning = '"key"' if appending else _SESSION
+    returning = "" if appending else f" RETURNING {_SESSION}"  # appending: rowcount says whether it matched
     # Column names of the table (checked in _session_field), every value bound.
-    return f'UPDATE sessions SET {", ".join(assigned)} WHERE "key" = ? RETURNING {returning}'  # noqa: S608
+    return f'UPDATE sessions SET {", ".join(assigned)} WHERE "key" = ?{returning}'  # noqa: S608
 
 
 def _session_field(name: str) -> str:
@@ -108,11 +108,16 @@ def append_messages(
 ) -> list[StoredMessage]:
     # The UPDATE comes first, as in sql_ops: a missing session fails before any message is written.
     columns, values = _changes(patch)
-    if conn.execute(_bump(columns, appending=True), [*values, now_ms, len(new), key]).fetchone() is None:
+    if conn.execute(_bump(columns, appending=True), [*values, now_ms, len(new), key]).rowcount != 1:
         raise unknown_session(key)
-    return [
-        rows.message(conn.execute(_INSERT_MESSAGE, _message_params(key, m, now_ms)).fetchone()) for m in new
-    ]
+    stored = []
+    for m in new:
+        row_id = conn.execute(_INSERT_MESSAGE, _message_params(key, m, now_ms)).lastrowid
+        assert row_id is not None  # set by every INSERT of a row
+        stored.append(
+            StoredMessage(row_id, key, m.role, m.content, tuple(m.attachments), m.token_estimate, now_ms)
+        )
+    return stored
 
 
 def _message_params(key: str, new: NewMessage, created_at: int) -> tuple[Any, ...]:
@@ -168,14 +173,15 @@ def record_event(conn: sqlite3.Connection, *, event: FailoverEvent) -> None:
 
 def acquire_lease(conn: sqlite3.Connection, *, key: str, holder: str, ttl_ms: int, now_ms: int) -> bool:
     """Take the lease if it is free, expired, or already ours (then extended); True when we hold it."""
-    return conn.execute(_ACQUIRE, (key, holder, now_ms + ttl_ms, now_ms)).fetchone() is not None
+    # A row inserted, or updated by DO UPDATE: 1; the WHERE refused the update: 0.
+    return conn.execute(_ACQUIRE, (key, holder, now_ms + ttl_ms, now_ms)).rowcount == 1
 
 
 def renew_lease(conn: sqlite3.Connection, *, key: str, holder: str, ttl_ms: int, now_ms: int) -> bool:
     """Extend our lease; False when another holder has taken it over (or it was released)."""
-    return conn.execute(_RENEW, (now_ms + ttl_ms, key, holder)).fetchone() is not None
+    return conn.execute(_RENEW, (now_ms + ttl_ms, key, holder)).rowcount == 1
 
 
 def release_lease(conn: sqlite3.Connection, *, key: str, holder: str) -> bool:
     """Give the lease up if we still hold it; True when we did."""
-    return conn.execute(_RELEASE, (key, holder)).fetchone() is not None
+    return conn.execute(_RELEASE, (key, holder)).rowcount == 1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Final, Literal
 
 MessageRole = Literal["user", "assistant", "system", "summary"]
@@ -153,7 +153,8 @@ class SessionPatch:
 
     def changes(self) -> dict[str, object]:
         """The fields to write, by column name."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not UNCHANGED}
+        # The instance's dict holds every field, in declaration order (a frozen dataclass without slots).
+        return {name: value for name, value in vars(self).items() if value is not UNCHANGED}
 
 
 CLEAR_PIN: Final = SessionPatch(pin_profile=None, pin_source=None, pin_compaction=None)
