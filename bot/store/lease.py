@@ -9,6 +9,7 @@ expires. Waiters poll: no database here can notify another host, and the expecte
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import os
@@ -75,7 +76,14 @@ _detached: set[asyncio.Future[Any]] = set()  # clean-ups that outlive a cancelle
 
 def process_owner() -> str:
     """This process, as lease holders name it: host and pid (shown to operators looking at the table)."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    return _owner(os.getpid())
+
+
+@functools.cache
+def _owner(pid: int) -> str:
+    # Once per process (a forked child has a pid of its own): gethostname() is a system call, and a holder
+    # is named for every message of a session.
+    return f"{socket.gethostname()}:{pid}"
 
 
 def new_holder(owner: str | None = None) -> str:

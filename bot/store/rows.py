@@ -58,6 +58,11 @@ MESSAGE_FIELDS: Final = (
 EVENT_FIELDS: Final = ("at", "session_key", "ref", "profile_id", "reason", "cooldown_until")
 
 
+# What the nullable source columns may hold, built once: a session is read at the start of every message.
+_MODEL_SOURCES: Final = (*MODEL_SOURCES, None)
+_PIN_SOURCES: Final = (*PIN_SOURCES, None)
+
+
 def _one_of(value: Any, allowed: Collection[T], what: str) -> T:
     # CHECK constraints guard these columns; a value outside them means someone edited the database.
     if value not in allowed:
@@ -132,9 +137,9 @@ def session(row: Sequence[Any]) -> SessionRecord:
         user_id=user_id,
         thread_id=thread_id,
         model_override=model_override,
-        model_source=_one_of(model_source, (*MODEL_SOURCES, None), "model source"),
+        model_source=_one_of(model_source, _MODEL_SOURCES, "model source"),
         pin_profile=pin_profile,
-        pin_source=_one_of(pin_source, (*PIN_SOURCES, None), "pin source"),
+        pin_source=_one_of(pin_source, _PIN_SOURCES, "pin source"),
         pin_compaction=pin_compaction,
         compaction_count=compaction_count,
         last_model=last_model,
