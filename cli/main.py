@@ -10,11 +10,13 @@ for each action) and its handlers; a handler imports what only it needs inside i
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import os
 import sys
 import types
 from collections.abc import Sequence
+from typing import NoReturn
 
 from bot import __version__
 
@@ -97,5 +99,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def run() -> NoReturn:
+    """The ``modelbot`` console script: ``main`` in a process of its own, which then exits.
+
+    At exit the interpreter runs a full collection over every object the command made, just before the
+    process frees them all (~36M instructions, 4% of ``modelbot models list``): frozen, they are not walked.
+    Not in ``main``, which tests call in their own process.
+    """
+    try:
+        sys.exit(main())
+    finally:
+        gc.freeze()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

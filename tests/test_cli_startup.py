@@ -9,6 +9,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -250,3 +251,28 @@ def test_pydantic_plugins_are_looked_for_only_when_asked(
     metadata, get_plugins = done.stdout.strip().splitlines()[-1].split(" ", 1)
     assert metadata == str(looked_for)
     assert (get_plugins == "<class 'tuple'>") is not looked_for
+
+
+def test_the_console_script_leaves_the_last_full_collection_out(state_dir: Path) -> None:
+    """``modelbot`` is ``cli.main:run``: what the command made is frozen before the interpreter's exit, whose
+    full collection would walk it all just before the process frees it."""
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["scripts"]
+    assert scripts["modelbot"] == "cli.main:run"
+    script = (
+        "import atexit, gc, sys\n"
+        "atexit.register(lambda: print('frozen:', gc.get_freeze_count()))\n"
+        "sys.argv = ['modelbot', 'models', 'list', '--plain']\n"
+        "from cli.main import run\n"
+        "run()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=dict(os.environ),
+        timeout=120,
+        check=True,
+    )
+    frozen = int(done.stdout.strip().splitlines()[-1].removeprefix("frozen: "))
+    assert frozen > 10_000
