@@ -119,6 +119,7 @@ def test_models_list_needs_no_database_http_or_platform(state_dir: Path) -> None
     # Nor what only a mistake or a file needs: the suggestions' fuzzy matching, the JSON5 parser (no config
     # file here: the built-in default), and pydantic's plugin discovery among installed distributions.
     assert {"difflib", "json5", "importlib.metadata"} & modules == set()
+    assert "tempfile" not in modules  # what only writing auth-profiles.json needs: a read writes nothing
 
 
 def test_reading_credentials_from_the_file_starts_no_event_loop(state_dir: Path) -> None:
