@@ -9,6 +9,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -115,6 +116,10 @@ def test_models_list_needs_no_database_http_or_platform(state_dir: Path) -> None
         "bot.providers.clients",
         "bot.providers.demo",
     } & modules == set()
+    # Nor what only a mistake or a file needs: the suggestions' fuzzy matching, the JSON5 parser (no config
+    # file here: the built-in default), and pydantic's plugin discovery among installed distributions.
+    assert {"difflib", "json5", "importlib.metadata"} & modules == set()
+    assert "tempfile" not in modules  # what only writing auth-profiles.json needs: a read writes nothing
 
 
 def test_reading_credentials_from_the_file_starts_no_event_loop(state_dir: Path) -> None:
@@ -136,6 +141,7 @@ def test_models_list_with_a_config_file_parses_it_once(state_dir: Path) -> None:
     )
     modules = imported("models", "list", exit_code=0)
     assert {"bot.config.edit", "bot.config.json5_cst"} & modules == set()
+    assert "json5" in modules
 
 
 def test_chat_imports_what_its_first_answer_needs(state_dir: Path) -> None:
@@ -147,6 +153,15 @@ def test_chat_imports_what_its_first_answer_needs(state_dir: Path) -> None:
     assert {"bot.store.sql", "bot.store.sqlite_turn"} <= modules
     # Nor the store's SQLAlchemy side: its tables and statements.
     assert {"bot.store.tables", "bot.store.sql_ops", "bot.store.lease_sql"} & modules == set()
+    # Nor what only commands or mistakes need: the status views, suggestions' fuzzy matching, the parsing of a
+    # Retry-After date (email.utils), the JSON5 parser (no config file), pydantic's plugin discovery.
+    assert {
+        "bot.conversation.status_view",
+        "difflib",
+        "email.utils",
+        "json5",
+        "importlib.metadata",
+    } & modules == set()
     assert (
         packages(modules)
         & {
@@ -210,3 +225,55 @@ def test_pydantic_plugins_are_not_looked_for_unless_asked(
         check=True,
     )
     assert done.stdout.strip().splitlines()[-1] == seen
+
+
+@pytest.mark.parametrize(("given", "looked_for"), [(None, False), ("1", False), ("some_plugin", True)])
+def test_pydantic_plugins_are_looked_for_only_when_asked(
+    state_dir: Path, given: str | None, looked_for: bool
+) -> None:
+    """With plugins off, pydantic's plugin loader (and the importlib.metadata it imports) is never loaded; a
+    plugin setting gets the real loader, which reads the installed distributions' entry points."""
+    env = {k: v for k, v in os.environ.items() if k != "PYDANTIC_DISABLE_PLUGINS"}
+    if given is not None:
+        env["PYDANTIC_DISABLE_PLUGINS"] = given
+    script = _PLUGINS_SCRIPT.replace(
+        'print(os.environ.get("PYDANTIC_DISABLE_PLUGINS"))',
+        'import pydantic.plugin._loader as loader; print("importlib.metadata" in sys.modules, loader.get_plugins)',
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=120,
+        check=True,
+    )
+    metadata, get_plugins = done.stdout.strip().splitlines()[-1].split(" ", 1)
+    assert metadata == str(looked_for)
+    assert (get_plugins == "<class 'tuple'>") is not looked_for
+
+
+def test_the_console_script_leaves_the_last_full_collection_out(state_dir: Path) -> None:
+    """``modelbot`` is ``cli.main:run``: what the command made is frozen before the interpreter's exit, whose
+    full collection would walk it all just before the process frees it."""
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["scripts"]
+    assert scripts["modelbot"] == "cli.main:run"
+    script = (
+        "import atexit, gc, sys\n"
+        "atexit.register(lambda: print('frozen:', gc.get_freeze_count()))\n"
+        "sys.argv = ['modelbot', 'models', 'list', '--plain']\n"
+        "from cli.main import run\n"
+        "run()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=dict(os.environ),
+        timeout=120,
+        check=True,
+    )
+    frozen = int(done.stdout.strip().splitlines()[-1].removeprefix("frozen: "))
+    assert frozen > 10_000

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +29,8 @@ class Staged:
 
 def stage(target: Path, data: bytes) -> Staged:
     """Write ``data`` to a new temp file (mode 0600) in ``target``'s directory; nothing is synced yet."""
+    import tempfile  # noqa: PLC0415 - only a write needs it: commands that read the store never load it
+
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     staged = Staged(target, fd, tmp)
     try:

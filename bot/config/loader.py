@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import json5
 from pydantic import ValidationError
 
 from bot.auth.oauth_presets import oauth_config_problem
@@ -169,6 +168,8 @@ def _build(
 def _parse_json5(text: str, file: str) -> dict[str, Any]:
     if not text.strip():
         return {}
+    import json5  # noqa: PLC0415 - a file to parse: the built-in default (no file) needs no parser
+
     try:
         data = json5.loads(text, allow_duplicate_keys=False)
     except ValueError as exc:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import re
 import types
 from typing import Annotated, Any, Union, get_args, get_origin
@@ -79,6 +78,8 @@ def _unknown_key(loc: KeyPath, root: type[BaseModel]) -> str:
     if model is None:
         return f"unknown key `{key}`"
     names = [info.alias or name for name, info in model.model_fields.items()]
+    import difflib  # noqa: PLC0415 - suggestions only for a mistake
+
     close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
     hint = f"did you mean `{close[0]}`?" if close else "allowed here: " + ", ".join(names)
     return f"unknown key `{key}` ({hint})"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from bot.chat import Incoming, PickerView, Reply
 from bot.clock import Clock
@@ -13,7 +13,6 @@ from bot.conversation.context import TurnContext
 from bot.conversation.help import help_text
 from bot.conversation.plan import SessionModels, session_models
 from bot.conversation.sessions import Sessions
-from bot.conversation.status_view import ModelStatusView, ProviderStatus, failover_kind, render_model_status
 from bot.errors import CommandError, RefError
 from bot.models.agents import agent_ids, agent_models, default_provider
 from bot.models.catalog import Catalog
@@ -30,6 +29,9 @@ from bot.models.picker import (
 from bot.models.refs import ModelRef, Selection
 from bot.store.protocol import SessionStore
 from bot.store.types import SessionPatch, SessionRecord
+
+if TYPE_CHECKING:
+    from bot.conversation.status_view import ProviderStatus
 
 PICKER_PAGE_SIZE = 20
 
@@ -228,6 +230,9 @@ class CommandHandlers:
         return Reply(text)
 
     def model_status(self, session: SessionRecord) -> str:
+        # The status views only for the commands that show them: not on the way to a chat's first answer.
+        from bot.conversation.status_view import ModelStatusView, render_model_status  # noqa: PLC0415
+
         now = self._clock.now_ms()
         models = session_models(self._config, self._catalog, session)
         # Each provider's rotation is shown for the first model the session would ask it for.
@@ -307,6 +312,8 @@ class CommandHandlers:
                 f"Auth profile: {session.pin_profile} ({'locked' if session.pin_source == 'user' else 'auto'})"
             )
         if session.last_model:
+            from bot.conversation.status_view import failover_kind  # noqa: PLC0415 - see model_status
+
             via = f" via {session.last_profile}" if session.last_profile else ""
             kind = failover_kind(session.last_model, str(models.current)) if session.last_fallback else None
             lines.append(f"Last answer: {session.last_model}{via}" + (f" ({kind})" if kind else ""))

@@ -8,7 +8,6 @@ import re
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from typing import Literal
 
 from bot.errors import ProviderError
@@ -233,6 +232,9 @@ def _number(value: object, unit_ms: float) -> float | None:
 
 
 def _http_date_ms(value: str, now_ms: int) -> float | None:
+    # email.utils (sockets, charsets …) only for a Retry-After given as a date: not at start-up.
+    from email.utils import parsedate_to_datetime  # noqa: PLC0415
+
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):

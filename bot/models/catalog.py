@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -93,6 +92,8 @@ def _operator_refs(config: Config) -> Iterator[tuple[str, str, bool]]:
 
 
 def _ratio(a: str, b: str) -> float:
+    import difflib  # noqa: PLC0415 - suggestions only for a mistake or a search, not at start-up
+
     return difflib.SequenceMatcher(None, a, b).ratio()
 
 

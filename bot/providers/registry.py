@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
@@ -107,6 +106,8 @@ def spec_for(provider_id: str, config: Config) -> ProviderSpec:
     builtin = BUILTIN_PROVIDERS.get(provider_id)
     if found is None:
         if builtin is None:
+            import difflib  # noqa: PLC0415 - suggestions only for a mistake
+
             close = difflib.get_close_matches(provider_id, known_providers(config), n=3, cutoff=0.6)
             hint = f" Did you mean: {', '.join(close)}?" if close else ""
             raise RefError(f'Unknown provider "{provider_id}".{hint}')
