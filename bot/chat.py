@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
-from bot.models.picker import PickerEntry
 from bot.providers.base import ImagePart
+
+if TYPE_CHECKING:  # a picker is made by the first /model command, not by chat (modelbot chat's start-up)
+    from bot.models.picker import PickerEntry
 
 # ImagePart is part of this seam: adapters build Incoming.images without importing bot.providers.
 __all__ = [

@@ -157,6 +157,9 @@ def test_chat_imports_what_its_first_answer_needs(state_dir: Path) -> None:
     # Retry-After date (email.utils), the JSON5 parser (no config file), pydantic's plugin discovery.
     assert {
         "bot.conversation.status_view",
+        "bot.conversation.commands",  # plain chat needs no command parser, nor the handlers and picker
+        "bot.conversation.command_handlers",
+        "bot.models.picker",
         "difflib",
         "email.utils",
         "json5",
@@ -179,6 +182,11 @@ def test_chat_imports_what_its_first_answer_needs(state_dir: Path) -> None:
         }
         == set()
     )
+
+
+def test_chat_loads_the_commands_with_the_first_command(state_dir: Path) -> None:
+    modules = imported("chat", "--json", stdin="hello\n/model\n")
+    assert {"bot.conversation.commands", "bot.conversation.command_handlers", "bot.models.picker"} <= modules
 
 
 def test_chat_migrates_a_database_that_is_not_at_head(state_dir: Path) -> None:

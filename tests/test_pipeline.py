@@ -371,3 +371,11 @@ async def test_two_admins_resetting_each_other_do_not_deadlock(state_dir: Path, 
         first, second = await asyncio.wait_for(both, timeout=5)
         assert first[0].text == "Session of @bob reset."
         assert second[0].text == "Session of @ann reset."
+
+
+async def test_a_command_may_follow_blanks_and_a_slash_later_in_the_text_is_chat(app: App) -> None:
+    """Only a message whose first non-blank character is ``/`` is a command (the parser is loaded for those)."""
+    assert (await say(app, " \t\n/model 3")).text.startswith("Model set to demo/story.")
+    chat = await say(app, "what does /model 1 do?")
+    assert chat.kind != "error" and not chat.text.startswith("Model set")
+    assert "demo/story" in (await say(app, "  /status")).text

@@ -12,12 +12,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 from bot.chat import Incoming, NullSink, Reply, ReplySink
 from bot.clock import Clock
 from bot.config.schema import Config
-from bot.conversation import commands as c
-from bot.conversation.command_handlers import AuthOverview, CommandHandlers
 from bot.conversation.compaction import Compactor
 from bot.conversation.context import turn_context
 from bot.conversation.history import HistoryCache, SessionHistory
@@ -44,6 +44,10 @@ from bot.providers.base import ChatMessage
 from bot.store.lease import LeaseKeeper
 from bot.store.protocol import SessionStore
 from bot.store.types import SessionRecord
+
+if TYPE_CHECKING:
+    from bot.conversation.command_handlers import AuthOverview, CommandHandlers
+    from bot.conversation.commands import Command
 
 log = logging.getLogger("modelbot.turns")
 
@@ -97,14 +101,25 @@ class ChatPipeline:
         self._compactor = Compactor(
             engine_for=engine_for, store=store, catalog=catalog, clock=clock, config=config
         )
-        self.commands = CommandHandlers(
-            config=config,
-            catalog=catalog,
-            store=store,
-            auth_for=auth_for,
-            clock=clock,
-            sessions=self.sessions,
-        )
+        self._auth_for = auth_for
+        self._commands: CommandHandlers | None = None
+
+    @property
+    def commands(self) -> CommandHandlers:
+        """The command handlers, made (and their modules imported) by the first command: a chat that has
+        only talked so far has not paid for them (``modelbot chat``'s first answer)."""
+        if self._commands is None:
+            from bot.conversation.command_handlers import CommandHandlers  # noqa: PLC0415 - see above
+
+            self._commands = CommandHandlers(
+                config=self._config,
+                catalog=self._catalog,
+                store=self._store,
+                auth_for=self._auth_for,
+                clock=self._clock,
+                sessions=self.sessions,
+            )
+        return self._commands
 
     # -- entry points -------------------------------------------------------------------------------------
 
@@ -146,19 +161,20 @@ class ChatPipeline:
         """A command or a turn, in the message's session."""
         self.sessions.saw(msg)
         try:
-            command = c.parse_command(msg.text, bot_username=msg.bot_username)
+            command = _command_in(msg)
         except CommandError as exc:
             return [Reply(str(exc), kind="error")]
         ctx = turn_context(msg, self._config)
-        if isinstance(command, c.Stop):  # never waits for the session: it ends what holds it
+        if command is None:
+            if (refusal := unfit(msg, max_chars=self._max_chars)) is not None:
+                return [refusal]
+        elif isinstance(command, _commands().Stop):  # never waits for the session: it ends what holds it
             return [stop_reply(self.sessions.stop(ctx.key))]
-        if command is None and (refusal := unfit(msg, max_chars=self._max_chars)) is not None:
-            return [refusal]
         try:
             async with self.sessions.open(ctx) as session:
                 if command is None:
                     return [await self._run_turn(msg, session, sink, answered)]
-                if isinstance(command, c.Retry):
+                if isinstance(command, _commands().Retry):
                     return [await self._retry(session, answered)]
                 return [await self.commands.run(command, msg, session, ctx)]
         except ModelbotError as exc:
@@ -251,3 +267,20 @@ class ChatPipeline:
         turn.history = self._history.fill(turn.session, messages)
         turn.plan = turn.plan.compacted(turn.session)
         return True
+
+
+def _command_in(msg: Incoming) -> Command | None:
+    """The command ``msg`` holds, or None for plain chat, which needs no parser: every command starts with a
+    ``/`` (``commands.parse_command``), so the command modules load with the first message that may be one."""
+    if not msg.text.lstrip().startswith("/"):
+        return None
+    from bot.conversation.commands import parse_command  # noqa: PLC0415 - see the docstring
+
+    return parse_command(msg.text, bot_username=msg.bot_username)
+
+
+def _commands() -> ModuleType:
+    """``bot.conversation.commands``, loaded by the first command (see ``_command_in``)."""
+    from bot.conversation import commands  # noqa: PLC0415
+
+    return commands
