@@ -206,47 +206,18 @@ def test_the_head_revision_constant_is_alembics_head() -> None:
     assert head_revision() == HEAD_REVISION
 
 
-_PLUGINS_SCRIPT = """
-import contextlib, io, os, sys
-from cli.main import main
-with contextlib.redirect_stdout(io.StringIO()):
-    main(["models", "list"])
-print(os.environ.get("PYDANTIC_DISABLE_PLUGINS"))
-"""
-
-
-@pytest.mark.parametrize(("given", "seen"), [(None, "__all__"), ("some_plugin", "some_plugin")])
-def test_pydantic_plugins_are_not_looked_for_unless_asked(
-    state_dir: Path, given: str | None, seen: str
-) -> None:
-    """The command line spares pydantic's scan of every installed package for plugins; a setting given wins."""
+def _models_list_then(given: str | None, then: str) -> str:
+    """``models list`` in a fresh interpreter with ``PYDANTIC_DISABLE_PLUGINS`` set to ``given`` (unset for
+    None); the last line the statement ``then`` prints afterwards."""
     env = {k: v for k, v in os.environ.items() if k != "PYDANTIC_DISABLE_PLUGINS"}
     if given is not None:
         env["PYDANTIC_DISABLE_PLUGINS"] = given
-    done = subprocess.run(
-        [sys.executable, "-c", _PLUGINS_SCRIPT],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=env,
-        timeout=120,
-        check=True,
-    )
-    assert done.stdout.strip().splitlines()[-1] == seen
-
-
-@pytest.mark.parametrize(("given", "looked_for"), [(None, False), ("1", False), ("some_plugin", True)])
-def test_pydantic_plugins_are_looked_for_only_when_asked(
-    state_dir: Path, given: str | None, looked_for: bool
-) -> None:
-    """With plugins off, pydantic's plugin loader (and the importlib.metadata it imports) is never loaded; a
-    plugin setting gets the real loader, which reads the installed distributions' entry points."""
-    env = {k: v for k, v in os.environ.items() if k != "PYDANTIC_DISABLE_PLUGINS"}
-    if given is not None:
-        env["PYDANTIC_DISABLE_PLUGINS"] = given
-    script = _PLUGINS_SCRIPT.replace(
-        'print(os.environ.get("PYDANTIC_DISABLE_PLUGINS"))',
-        'import pydantic.plugin._loader as loader; print("importlib.metadata" in sys.modules, loader.get_plugins)',
+    script = (
+        "import contextlib, io, os, sys\n"
+        "from cli.main import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        '    main(["models", "list"])\n'
+        f"{then}\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", script],
@@ -257,7 +228,28 @@ def test_pydantic_plugins_are_looked_for_only_when_asked(
         timeout=120,
         check=True,
     )
-    metadata, get_plugins = done.stdout.strip().splitlines()[-1].split(" ", 1)
+    return done.stdout.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize(("given", "seen"), [(None, "__all__"), ("some_plugin", "some_plugin")])
+def test_pydantic_plugins_are_not_looked_for_unless_asked(
+    state_dir: Path, given: str | None, seen: str
+) -> None:
+    """The command line spares pydantic's scan of every installed package for plugins; a setting given wins."""
+    assert _models_list_then(given, 'print(os.environ.get("PYDANTIC_DISABLE_PLUGINS"))') == seen
+
+
+@pytest.mark.parametrize(("given", "looked_for"), [(None, False), ("1", False), ("some_plugin", True)])
+def test_pydantic_plugins_are_looked_for_only_when_asked(
+    state_dir: Path, given: str | None, looked_for: bool
+) -> None:
+    """With plugins off, pydantic's plugin loader (and the importlib.metadata it imports) is never loaded; a
+    plugin setting gets the real loader, which reads the installed distributions' entry points."""
+    line = _models_list_then(
+        given,
+        'import pydantic.plugin._loader as loader; print("importlib.metadata" in sys.modules, loader.get_plugins)',
+    )
+    metadata, get_plugins = line.split(" ", 1)
     assert metadata == str(looked_for)
     assert (get_plugins == "<class 'tuple'>") is not looked_for
 
