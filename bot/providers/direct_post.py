@@ -29,7 +29,7 @@ class DirectPost:
 
     @classmethod
     def of(cls, http: httpx2.AsyncClient, template: httpx2.Request) -> DirectPost | None:
-        """The shortcut for requests like ``template`` (the client's request of an empty body), or None when the
+        """The shortcut for requests like ``template`` (the client's request of a small body), or None when the
         client's transport for its URL is not the SDKs' aiohttp one (the client's own path is taken then)."""
         transport = http._transport_for_url(template.url)
         module = sys.modules.get(type(transport).__module__)
