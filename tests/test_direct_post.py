@@ -17,7 +17,7 @@ from bot.failover.reasons import Reason
 from bot.providers.anthropic_client import AnthropicMessagesClient
 from bot.providers.base import ChatMessage, ChatRequest, Endpoint, ResolvedAuth
 from bot.providers.http import SdkPost
-from bot.providers.openai_client import OpenAICompletionsClient
+from bot.providers.openai_client import OpenAICompletionsClient, _sdk_client
 
 AUTH = ResolvedAuth("p:a", "api_key", "sk-test")
 REQUEST = ChatRequest("m", [ChatMessage("user", "hi")])
@@ -157,3 +157,24 @@ async def test_a_cookie_set_by_an_answer_goes_with_the_next_request(server: tupl
         await client.aclose()
     assert "Cookie" not in served.seen[0].headers
     assert served.seen[1].headers.get("Cookie") == "affinity=node-7"
+
+
+async def test_another_transport_is_sent_through_the_http_client() -> None:
+    """An HTTP client whose transport is not the SDKs' aiohttp one gets no shortcut: its own path serves."""
+    seen: list[httpx2.Request] = []
+
+    def answer(request: httpx2.Request) -> httpx2.Response:
+        seen.append(request)
+        return httpx2.Response(200, content=_sse("Hi"), headers={"Content-Type": "text/event-stream"})
+
+    http = httpx2.AsyncClient(transport=httpx2.MockTransport(answer))
+    route = _sdk_client(Endpoint("p", "http://127.0.0.1:9/v1", "openai-completions"), "sk-test", http)
+    try:
+        assert route._direct is None
+        body = await route.send(b"{}")
+        assert b"".join([chunk async for chunk in body.chunks]) == _sse("Hi")
+        await body.aclose()
+    finally:
+        await route.close()
+        await http.aclose()
+    assert [str(r.url) for r in seen] == ["http://127.0.0.1:9/v1/chat/completions"]
