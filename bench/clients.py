@@ -7,7 +7,7 @@ import io
 import json
 import logging
 import os
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, aclosing
 from pathlib import Path
 from typing import Any, cast
 
@@ -150,10 +150,15 @@ class EnginePath(ProviderPath):
 
     async def ask(self, question: str) -> str:
         self._history.append(ChatMessage("user", question))
-        async for event in self._engine.run(TurnInput(chain=self._chain, messages=list(self._history))):
-            if isinstance(event, TurnDone):
-                self._history.append(ChatMessage("assistant", event.result.text))
-                return event.result.text
+        # Closed here, as the pipeline closes it: a generator left to the loop's finalizer hook costs a
+        # thread-safe wake-up and a task per turn, which no real caller pays.
+        async with aclosing(
+            self._engine.run(TurnInput(chain=self._chain, messages=list(self._history)))
+        ) as run:
+            async for event in run:
+                if isinstance(event, TurnDone):
+                    self._history.append(ChatMessage("assistant", event.result.text))
+                    return event.result.text
         raise RuntimeError("Engine.run ended without a result")
 
 
