@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import os
+from collections.abc import AsyncGenerator
 from contextlib import AsyncExitStack, aclosing
 from pathlib import Path
 from typing import Any, cast
@@ -17,7 +18,7 @@ from openai.types.chat import ChatCompletionMessageParam
 
 from adapters.console import ConsoleAdapter
 from bot.app import App, build_app
-from bot.failover.engine import TurnDone, TurnInput
+from bot.failover.engine import TurnDone, TurnEvent, TurnInput
 from bot.models.refs import ModelRef
 from bot.providers.base import ChatMessage, ChatRequest, Endpoint, ResolvedAuth
 from bot.providers.openai_client import OpenAICompletionsClient
@@ -152,9 +153,8 @@ class EnginePath(ProviderPath):
         self._history.append(ChatMessage("user", question))
         # Closed here, as the pipeline closes it: a generator left to the loop's finalizer hook costs a
         # thread-safe wake-up and a task per turn, which no real caller pays.
-        async with aclosing(
-            self._engine.run(TurnInput(chain=self._chain, messages=list(self._history)))
-        ) as run:
+        events = self._engine.run(TurnInput(chain=self._chain, messages=list(self._history)))
+        async with aclosing(cast("AsyncGenerator[TurnEvent, None]", events)) as run:
             async for event in run:
                 if isinstance(event, TurnDone):
                     self._history.append(ChatMessage("assistant", event.result.text))
