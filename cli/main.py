@@ -16,10 +16,12 @@ import os
 import sys
 import types
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from bot import __version__
-from cli.dataclass_cache import DataclassCodeCache, default_path
+
+if TYPE_CHECKING:
+    from cli.dataclass_cache import DataclassCodeCache
 
 # name: (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -108,13 +110,25 @@ def run() -> NoReturn:
     Not in ``main``, which tests call in their own process. The same goes for the dataclass methods compiled
     during the run (``cli.dataclass_cache``): kept for the next start, a quarter of ``modelbot chat``'s.
     """
-    cache = DataclassCodeCache(default_path())
-    cache.install()
+    cache = _dataclass_cache(sys.argv[1:])
     try:
         sys.exit(main())
     finally:
-        cache.save()
+        if cache is not None:
+            cache.save()
         gc.freeze()
+
+
+def _dataclass_cache(argv: Sequence[str]) -> DataclassCodeCache | None:
+    """The cache of compiled dataclass methods, installed for a subcommand; none for ``--help`` and usage
+    errors, which make no dataclass (and would pay for importing ``dataclasses`` itself)."""
+    if not argv or argv[0] not in SUBCOMMANDS:
+        return None
+    from cli.dataclass_cache import DataclassCodeCache, default_path  # noqa: PLC0415 - see above
+
+    cache = DataclassCodeCache(default_path())
+    cache.install()
+    return cache
 
 
 if __name__ == "__main__":

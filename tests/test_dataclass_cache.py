@@ -173,12 +173,13 @@ def test_the_cache_sits_with_this_modules_bytecode() -> None:
     assert sys.implementation.cache_tag in default_path().name
 
 
-def _run_console_script(env: dict[str, str]) -> tuple[int, int]:
-    """``modelbot models list`` through ``cli.main.run``, in a fresh interpreter; its cache's (hits, misses)."""
+def _console_script(argv: list[str], at_exit: str, env: dict[str, str]) -> str:
+    """``modelbot argv`` through ``cli.main.run`` in a fresh interpreter; what the expression ``at_exit``
+    evaluates to as the interpreter exits."""
     script = (
-        "import atexit, contextlib, dataclasses, io, sys\n"
-        "atexit.register(lambda: print('cache:', dataclasses.exec.__self__.hits, dataclasses.exec.__self__.misses))\n"
-        "sys.argv = ['modelbot', 'models', 'list', '--plain']\n"
+        "import atexit, contextlib, io, sys\n"
+        f"atexit.register(lambda: print('at exit:', {at_exit}))\n"
+        f"sys.argv = {['modelbot', *argv]!r}\n"
         "from cli.main import run\n"
         "with contextlib.redirect_stdout(io.StringIO()):\n"
         "    run()\n"
@@ -193,8 +194,24 @@ def _run_console_script(env: dict[str, str]) -> tuple[int, int]:
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    hits, misses = done.stdout.strip().splitlines()[-1].removeprefix("cache: ").split()
+    return done.stdout.strip().splitlines()[-1].removeprefix("at exit: ")
+
+
+def _run_console_script(env: dict[str, str]) -> tuple[int, int]:
+    """``modelbot models list``; its cache's (hits, misses)."""
+    cache = "sys.modules['dataclasses'].exec.__self__"
+    hits, misses = _console_script(
+        ["models", "list", "--plain"], f"{cache}.hits, {cache}.misses", env
+    ).split()
     return int(hits), int(misses)
+
+
+def test_help_installs_no_cache() -> None:
+    """``modelbot --help`` makes no dataclass, and does not import ``dataclasses`` for the cache's sake."""
+    seen = _console_script(
+        ["--help"], "'dataclasses' in sys.modules, 'cli.dataclass_cache' in sys.modules", {}
+    )
+    assert seen == "False False"
 
 
 def test_the_console_script_compiles_the_dataclass_methods_once(state_dir: Path, tmp_path: Path) -> None:
