@@ -46,6 +46,31 @@ def run_script(*argv: str, stdin: str = "", env: dict[str, str] | None = None, t
     return Result(done.returncode, done.stdout, done.stderr)
 
 
+def console_script_at_exit(argv: list[str], at_exit: str, env: dict[str, str] | None = None) -> str:
+    """``modelbot ARGV`` through ``cli.main.run`` (the console script's function, with its exit handling) in a
+    fresh interpreter, its output dropped; what the expression ``at_exit`` (over the modules ``gc`` and
+    ``sys``) evaluates to as that interpreter exits. ``env`` replaces this test's environment."""
+    script = (
+        "import atexit, contextlib, gc, io, sys\n"
+        f"atexit.register(lambda: print('at exit:', {at_exit}))\n"
+        f"sys.argv = {['modelbot', *argv]!r}\n"
+        "from cli.main import run\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    run()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=dict(os.environ) if env is None else env,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip().splitlines()[-1].removeprefix("at exit: ")
+
+
 def write_config(path: Path, text: str) -> str:
     """Write a config file and return its path as a CLI argument."""
     path.write_text(text, encoding="utf-8")

@@ -16,7 +16,7 @@ import pytest
 
 from bot.store.migrate import HEAD_REVISION
 from bot.store.sql import sqlite_url
-from tests.cli_helpers import ROOT
+from tests.cli_helpers import ROOT, console_script_at_exit
 from tests.migration_checks import current_revision, head_revision, upgrade
 
 # What `modelbot --help` must never wait for: provider SDKs and HTTP stacks, platform libraries, the table
@@ -259,21 +259,5 @@ def test_the_console_script_leaves_the_last_full_collection_out(state_dir: Path)
     full collection would walk it all just before the process frees it."""
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["scripts"]
     assert scripts["modelbot"] == "cli.main:run"
-    script = (
-        "import atexit, gc, sys\n"
-        "atexit.register(lambda: print('frozen:', gc.get_freeze_count()))\n"
-        "sys.argv = ['modelbot', 'models', 'list', '--plain']\n"
-        "from cli.main import run\n"
-        "run()\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=dict(os.environ),
-        timeout=120,
-        check=True,
-    )
-    frozen = int(done.stdout.strip().splitlines()[-1].removeprefix("frozen: "))
+    frozen = int(console_script_at_exit(["models", "list", "--plain"], "gc.get_freeze_count()"))
     assert frozen > 10_000

@@ -6,7 +6,6 @@ import dataclasses
 import importlib.util
 import inspect
 import os
-import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +16,7 @@ import pytest
 
 from cli import dataclass_cache
 from cli.dataclass_cache import FORMAT, DataclassCodeCache, default_path
-from tests.cli_helpers import ROOT
+from tests.cli_helpers import console_script_at_exit
 
 
 @pytest.fixture(autouse=True)
@@ -173,34 +172,10 @@ def test_the_cache_sits_with_this_modules_bytecode() -> None:
     assert sys.implementation.cache_tag in default_path().name
 
 
-def _console_script(argv: list[str], at_exit: str, env: dict[str, str]) -> str:
-    """``modelbot argv`` through ``cli.main.run`` in a fresh interpreter; what the expression ``at_exit``
-    evaluates to as the interpreter exits."""
-    script = (
-        "import atexit, contextlib, io, sys\n"
-        f"atexit.register(lambda: print('at exit:', {at_exit}))\n"
-        f"sys.argv = {['modelbot', *argv]!r}\n"
-        "from cli.main import run\n"
-        "with contextlib.redirect_stdout(io.StringIO()):\n"
-        "    run()\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        check=False,
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=env,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip().splitlines()[-1].removeprefix("at exit: ")
-
-
 def _run_console_script(env: dict[str, str]) -> tuple[int, int]:
     """``modelbot models list``; its cache's (hits, misses)."""
     cache = "sys.modules['dataclasses'].exec.__self__"
-    hits, misses = _console_script(
+    hits, misses = console_script_at_exit(
         ["models", "list", "--plain"], f"{cache}.hits, {cache}.misses", env
     ).split()
     return int(hits), int(misses)
@@ -208,8 +183,8 @@ def _run_console_script(env: dict[str, str]) -> tuple[int, int]:
 
 def test_help_installs_no_cache() -> None:
     """``modelbot --help`` makes no dataclass, and does not import ``dataclasses`` for the cache's sake."""
-    seen = _console_script(
-        ["--help"], "'dataclasses' in sys.modules, 'cli.dataclass_cache' in sys.modules", {}
+    seen = console_script_at_exit(
+        ["--help"], "'dataclasses' in sys.modules, 'cli.dataclass_cache' in sys.modules"
     )
     assert seen == "False False"
 
