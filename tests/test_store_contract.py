@@ -304,6 +304,22 @@ async def test_append_returns_what_history_shows(store: SessionStore) -> None:
     assert await store.append_messages(KEY, [], now_ms=T0) == []
 
 
+async def test_a_long_append_keeps_its_order_and_ids(store: SessionStore) -> None:
+    """More messages in one call than one SQLite statement takes: ids still follow the list, as history shows,
+    and after an other session's append they go on growing."""
+    await _session(store)
+    await _session(store, "discord:chat:9")
+    await store.append_messages("discord:chat:9", _msgs("theirs"), now_ms=T0)
+    texts = [f"m{n}" for n in range(250)]
+    stored = await store.append_messages(KEY, _msgs(*texts), now_ms=T0 + 1)
+    assert [m.content for m in stored] == texts
+    assert await store.history(KEY) == stored
+    ids = [m.id for m in stored]
+    assert ids == sorted(set(ids))
+    later = await store.append_messages("discord:chat:9", _msgs("again"), now_ms=T0 + 2)
+    assert later[0].id > ids[-1]
+
+
 async def test_histories_are_kept_apart(store: SessionStore) -> None:
     """Each session sees only its own messages."""
     other = "discord:chat:9"
