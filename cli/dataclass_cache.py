@@ -52,7 +52,6 @@ class DataclassCodeCache:
         self._used: set[bytes] = set()
         self.hits = 0
         self.misses = 0
-        self._installed = False
 
     def exec(self, source: str, globals: dict[str, Any] | None = None, locals: Any = None) -> None:
         """``exec(source, globals, locals)``, the compiled code coming from the cache when it has it."""
@@ -73,12 +72,11 @@ class DataclassCodeCache:
     def install(self) -> None:
         """From now on, ``dataclasses`` compiles through this cache."""
         dataclasses.exec = self.exec  # type: ignore[attr-defined]  # a module global shadowing the builtin
-        self._installed = True
 
     def uninstall(self) -> None:
-        if self._installed and vars(dataclasses).get("exec") == self.exec:
+        """``dataclasses`` compiles with the builtin ``exec`` again (unless another cache was installed since)."""
+        if vars(dataclasses).get("exec") == self.exec:
             del dataclasses.exec  # type: ignore[attr-defined]
-        self._installed = False
 
     def save(self) -> bool:
         """Write the cache if this run compiled anything new and bytecode may be written; True when written.

@@ -6,8 +6,9 @@ timeout from the SDK client once (what its low-level ``post`` would send, byte f
 ``tests/test_sdk_post.py``) and sends each body we built once on the HTTP client the SDK client is given (a
 plain 2xx stream straight off its aiohttp session: ``direct_post``), raising the SDK's own errors as ``post``
 does; the body is decoded here with our own SSE decoder. Why not ``post`` itself, the SDKs' ``create``
-methods or their ``AsyncStream``: ``docs/benchmarks.md`` (``bench.conversation``) — per call, ``post`` copies its pydantic request options and
-merges the headers six times, and ``create`` transforms every message of the history.
+methods or their ``AsyncStream``: ``docs/benchmarks.md`` (``bench.conversation``) — per call, ``post``
+copies its pydantic request options and merges the headers six times, and ``create`` transforms every
+message of the history.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ class SdkPost(Generic[S]):
     ``timeout_error`` or ``connection_error`` from the transport's exception, a non-2xx answer the SDK's own
     status error, read first, as ``post`` does.
 
-    The request goes straight to the aiohttp session of the SDK's transport for the URL (``AiohttpRoute``)
+    The request goes straight to the aiohttp session of the SDK's transport for the URL (``DirectPost``)
     with the headers the HTTP client would build, and a plain 2xx answer is read off it; everything else
     (a redirect, an error status, a compressed body, a cookie to keep, a client holding cookies, another
     transport) takes the HTTP client's own path, so it behaves as it always did. The shortcut skips
