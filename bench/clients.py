@@ -20,7 +20,7 @@ from adapters.console import ConsoleAdapter
 from bot.app import App, build_app
 from bot.failover.engine import TurnDone, TurnEvent, TurnInput
 from bot.models.refs import ModelRef
-from bot.providers.base import ChatMessage, ChatRequest, Endpoint, ResolvedAuth
+from bot.providers.base import ChatMessage, ChatRequest, Endpoint, ProviderClient, ResolvedAuth
 from bot.providers.openai_client import OpenAICompletionsClient
 
 MODEL = "bench-model"
@@ -116,15 +116,16 @@ class LiteLlm(Client):
 
 
 class ProviderPath(Client):
-    """modelbot's provider client alone (``OpenAICompletionsClient``: the body built once from our types, sent
-    through the SDK's low-level ``post`` over its aiohttp transport, the raw stream decoded by our SSE decoder)."""
+    """modelbot's provider client alone (``OpenAICompletionsClient``, or ``AnthropicMessagesClient`` with
+    ``api``: the body built once from our types, sent through the SDK's low-level ``post`` over its aiohttp
+    transport, the raw stream decoded by our SSE decoder)."""
 
     name = "modelbot provider path (SDK post, raw, our SSE)"
 
-    def __init__(self, base_url: str, client: OpenAICompletionsClient) -> None:
+    def __init__(self, base_url: str, client: ProviderClient, *, api: str = "openai-completions") -> None:
         super().__init__()
         self._client = client
-        self._endpoint = Endpoint("bench", f"{base_url}/v1", "openai-completions")
+        self._endpoint = Endpoint("bench", base_url, api)
         self._auth = ResolvedAuth("bench:a", "api_key", KEY)
         self._history: list[ChatMessage] = []
 
@@ -201,7 +202,7 @@ async def make_clients(base_url: str, stack: AsyncExitStack, config: Path) -> tu
         missing.append("LiteLLM: not installed here (`pip install litellm` adds it to this table)")
     else:
         clients.append(LiteLlm(router))
-    clients.append(ProviderPath(base_url, provider))
+    clients.append(ProviderPath(f"{base_url}/v1", provider))
     app = build_app(cli_config=str(config), env={"MODELBOT_STATE_DIR": str(config.parent)})
     await app.start()
     stack.push_async_callback(app.stop)

@@ -15,6 +15,10 @@ and 200 turns in which every turn sends the whole history so far. Each client ru
 - **modelbot chat**: the real ``modelbot chat --json`` process (SQLite store in a temp state dir) fed one line
   per turn, its CPU read from ``/proc/<pid>/task/*/schedstat``.
 
+A second table does the same for the Anthropic Messages API on the same server, in the same rounds: its own floor
+(aiohttp, the body by hand), ``AsyncAnthropic.messages.create(stream=True)``, and modelbot's
+``AnthropicMessagesClient.stream`` (``bench.anthropic_clients``). The issue's targets are judged on the first.
+
 Wall and CPU are per turn, averaged over the conversation; CPU is the client process's (user + system). Clients
 alternate A B … B A over ``--rounds`` rounds so that load from other processes hits all alike; ratios compare
 figures of one run. Then ``bench.startup`` times ``modelbot --help``, ``models list`` and ``chat``.
@@ -38,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import machine, verdict
+from bench.anthropic_clients import make_anthropic_clients
 from bench.chat_process import ChatProcess
 from bench.clients import ANSWER, MODEL, Client, make_clients
 from bench.startup import measure as measure_startup
@@ -116,9 +121,9 @@ def chat_conversation(chat: ChatProcess, turns: int) -> tuple[float, float]:
     return wall, chat.cpu_s() - cpu
 
 
-async def measure(base_url: str, rounds: int) -> tuple[Results, list[str], list[str]]:
-    """Every client's conversations of each length, ``rounds`` times; the clients' names (the floor first) and
-    a note for each client that could not run."""
+async def measure(base_url: str, rounds: int) -> tuple[Results, list[str], list[str], list[str]]:
+    """Every client's conversations of each length, ``rounds`` times; the OpenAI-compatible clients' names and
+    the Anthropic ones' (each list's floor first), and a note for each client that could not run."""
     results = Results()
     with (
         tempfile.TemporaryDirectory(prefix="modelbot-bench-") as tmp,
@@ -128,8 +133,10 @@ async def measure(base_url: str, rounds: int) -> tuple[Results, list[str], list[
         config = ChatProcess(base_url, MODEL, Path(own)).config
         async with AsyncExitStack() as stack:
             clients, missing = await make_clients(base_url, stack, config)
+            anthropic = _steps(await make_anthropic_clients(base_url, stack))
             with ChatProcess(base_url, MODEL, Path(tmp)) as chat:
-                steps = _steps(clients, chat)
+                openai = {**_steps(clients), CHAT: _in_chat(chat)}
+                steps = {**openai, **anthropic}
                 for step in steps.values():  # warm-up: connections, imports, caches, the SQLite files
                     await step(5)
                 for round_number in range(rounds):
@@ -138,27 +145,33 @@ async def measure(base_url: str, rounds: int) -> tuple[Results, list[str], list[
                         for name, step in order if round_number % 2 == 0 else reversed(order):
                             wall, cpu = await step(turns)
                             results.sample(name, turns).add(turns, wall, cpu)
-    return results, list(steps), missing
+    return results, list(openai), list(anthropic), missing
 
 
 Step = Callable[[int], Awaitable[tuple[float, float]]]
 
 
-def _steps(clients: list[Client], chat: ChatProcess) -> dict[str, Step]:
-    """One conversation of n turns, by client name."""
+def _steps(clients: list[Client]) -> dict[str, Step]:
+    """One conversation of n turns in this process, by client name."""
 
     def in_process(client: Client) -> Step:
         return lambda turns: converse(client, turns)
 
+    return {client.name: in_process(client) for client in clients}
+
+
+def _in_chat(chat: ChatProcess) -> Step:
     async def in_chat(turns: int) -> tuple[float, float]:
         return chat_conversation(chat, turns)
 
-    return {**{client.name: in_process(client) for client in clients}, CHAT: in_chat}
+    return in_chat
 
 
 def report(
     results: Results,
+    *,
     names: list[str],
+    anthropic: list[str],
     missing: list[str],
     load_before: tuple[float, ...],
     args: argparse.Namespace,
@@ -169,17 +182,9 @@ def report(
     print(f"  {args.rounds} rounds, clients alternating; every turn sends the whole history so far")
     for note in missing:
         print(f"  {note}")
-    print(
-        f"\n  {'turns':>5}  {'client':<50} {'wall ms':>8} {'CPU ms':>7} {'wall/floor':>10} {'CPU/floor':>9}"
-    )
-    for turns in TURNS:
-        floor = results.sample(floor_name, turns)
-        for name in names:
-            s = results.sample(name, turns)
-            print(
-                f"  {turns:5d}  {name:<50} {s.wall_ms:8.2f} {s.cpu_ms:7.2f} "
-                f"{s.wall_ms / floor.wall_ms:9.2f}× {s.cpu_ms / floor.cpu_ms:8.2f}×"
-            )
+    _table(results, names)
+    print("\n  The Anthropic Messages API on the same server, in the same rounds (its own floor):")
+    _table(results, anthropic)
     floor60, chat60, chat200 = (
         results.sample(floor_name, 60),
         results.sample(CHAT, 60),
@@ -187,7 +192,7 @@ def report(
     )
     wall_ratio, cpu_ratio = chat60.wall_ms / floor60.wall_ms, chat60.cpu_ms / floor60.cpu_ms
     growth = chat200.cpu_ms / chat60.cpu_ms
-    print("Targets")
+    print("\nTargets")
     print(
         f"  modelbot chat at 60 turns: wall {wall_ratio:.2f}× floor ≤ {WALL_TARGET:g}×: {verdict(wall_ratio <= WALL_TARGET)}"
     )
@@ -198,6 +203,21 @@ def report(
         f"  modelbot chat CPU per turn at 200 turns {growth:.2f}× its value at 60 ≤ {GROWTH_TARGET:g}×: "
         f"{verdict(growth <= GROWTH_TARGET)}"
     )
+
+
+def _table(results: Results, names: list[str]) -> None:
+    """Per turn, each client against the first (the floor), at each conversation length."""
+    print(
+        f"\n  {'turns':>5}  {'client':<50} {'wall ms':>8} {'CPU ms':>7} {'wall/floor':>10} {'CPU/floor':>9}"
+    )
+    for turns in TURNS:
+        floor = results.sample(names[0], turns)
+        for name in names:
+            s = results.sample(name, turns)
+            print(
+                f"  {turns:5d}  {name:<50} {s.wall_ms:8.2f} {s.cpu_ms:7.2f} "
+                f"{s.wall_ms / floor.wall_ms:9.2f}× {s.cpu_ms / floor.cpu_ms:8.2f}×"
+            )
 
 
 def main() -> None:
@@ -214,13 +234,15 @@ def main() -> None:
     )
     try:
         assert server.stdout is not None
-        results, names, missing = asyncio.run(measure(server.stdout.readline().strip(), args.rounds))
+        results, names, anthropic, missing = asyncio.run(
+            measure(server.stdout.readline().strip(), args.rounds)
+        )
     finally:
         if server.stdin is not None:
             server.stdin.close()
         server.wait(timeout=10)
     startup = measure_startup(args.startup_runs)
-    report(results, names, missing, load_before, args)
+    report(results, names=names, anthropic=anthropic, missing=missing, load_before=load_before, args=args)
     print(
         f"\nStart-up (median of {args.startup_runs} runs each, fresh processes, no config: the built-in demo)"
     )
