@@ -23,7 +23,7 @@ Wall and CPU are per turn, averaged over the conversation; CPU is the client pro
 alternate A B … B A over ``--rounds`` rounds so that load from other processes hits all alike; ratios compare
 figures of one run. Then ``bench.startup`` times ``modelbot --help``, ``models list`` and ``chat``.
 
-Run: ``.venv/bin/python -m bench.conversation [--rounds N]``. Loopback only; about four minutes.
+Run: ``.venv/bin/python -m bench.conversation [--rounds N]``. Loopback only; about three minutes.
 """
 
 from __future__ import annotations
