@@ -53,6 +53,8 @@ class ChatProcess:
         if proc is not None and proc.stdin is not None:
             proc.stdin.close()
             proc.wait(timeout=30)
+        if proc is not None and proc.stdout is not None:
+            proc.stdout.close()
 
     def say(self, text: str) -> dict[str, Any]:
         """Send one line; the reply's JSON object."""

@@ -1,0 +1,52 @@
+"""The benchmarks' clients still talk (``make bench`` is not part of ``make test``): each one of
+``bench.conversation``'s rows carries a short conversation on the fake provider and sends the whole history.
+
+Correctness only, never timing: the figures belong to the benchmarks themselves (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+from bench.anthropic_clients import make_anthropic_clients
+from bench.chat_process import ChatProcess
+from bench.clients import ANSWER, MODEL, make_clients
+from bench.conversation import user_text
+from tests.fakes.provider_server import FakeProviderServer, ok
+
+TURNS = 3
+
+
+async def test_every_in_process_client_holds_a_conversation(tmp_path: Path) -> None:
+    async with FakeProviderServer(default=ok(ANSWER)) as server, AsyncExitStack() as stack:
+        config = ChatProcess(server.base_url, MODEL, tmp_path).config
+        clients, _missing = await make_clients(server.base_url, stack, config)
+        clients += await make_anthropic_clients(server.base_url, stack)
+        for client in clients:
+            await client.reset()
+            before = len(server.requests)
+            answers = [await client.ask(user_text(turn)) for turn in range(TURNS)]
+            assert answers == [ANSWER] * TURNS, client.name
+            sent = server.requests[before:]
+            assert len(sent) == TURNS, client.name
+            # Every turn sends the whole history so far: its questions and the answers in between.
+            assert [len(r.json["messages"]) for r in sent] == [1, 3, 5], client.name
+            assert all(r.json.get("stream") is True for r in sent), client.name
+        apis = {r.api for r in server.requests}
+        assert apis == {"openai", "anthropic"}
+
+
+async def test_the_chat_process_row_answers_each_line(tmp_path: Path) -> None:
+    async with FakeProviderServer(default=ok(ANSWER)) as server:
+        # Driven with blocking pipes, as the benchmark drives it: in a thread, off the server's event loop.
+        answers = await asyncio.to_thread(_chat, server.base_url, tmp_path)
+    assert answers == [ANSWER] * TURNS
+    assert len(server.requests) == TURNS
+
+
+def _chat(base_url: str, state_dir: Path) -> list[str]:
+    with ChatProcess(base_url, MODEL, state_dir) as chat:
+        chat.say("/new")
+        return [str(chat.say(user_text(turn)).get("text")) for turn in range(TURNS)]
