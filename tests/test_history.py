@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 
 from bot.app import App
+from bot.conversation import compaction, saving
+from bot.conversation import history as history_module
 from bot.conversation.history import HistoryCache
 from bot.providers.base import ChatRequest, Endpoint, ResolvedAuth
 from bot.store.memory import InMemorySessionStore
@@ -168,3 +170,36 @@ async def test_the_cache_keeps_the_most_recent_sessions(clock: FakeClock) -> Non
     assert store.history_calls == 3
     await cache.get(records[0])  # evicted by the third
     assert store.history_calls == 4
+
+
+async def test_token_estimates_per_turn_do_not_grow_with_the_history(
+    bot: tuple[App, CountingStore, Recorder], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The compaction check reads the history's running token sum: a turn estimates its own two messages (and
+    the pending one), never the whole conversation again."""
+    app, _store, _recorder = bot
+    counted = {"calls": 0}
+
+    def counting(function: Any) -> Any:
+        def wrapper(*args: Any) -> Any:
+            counted["calls"] += 1
+            return function(*args)
+
+        return wrapper
+
+    for module, name in (
+        (compaction, "estimate_tokens"),
+        (compaction, "message_tokens"),
+        (saving, "estimate_tokens"),
+        (history_module, "message_tokens"),
+    ):
+        monkeypatch.setattr(module, name, counting(getattr(module, name)))
+    per_turn = []
+    for n in range(12):
+        before = counted["calls"]
+        await say(app, f"q{n}")
+        per_turn.append(counted["calls"] - before)
+    # The same few estimates every turn (the two messages saved, the pending one, ...): the twelfth turn costs
+    # what the first did.
+    assert per_turn == [per_turn[0]] * len(per_turn), per_turn
+    assert 0 < per_turn[0] <= 6
