@@ -305,8 +305,8 @@ async def test_append_returns_what_history_shows(store: SessionStore) -> None:
 
 
 async def test_a_long_append_keeps_its_order_and_ids(store: SessionStore) -> None:
-    """More messages in one call than one SQLite statement takes: ids still follow the list, as history shows,
-    and after an other session's append they go on growing."""
+    """A long append (250 messages, one call): ids follow the list, as history shows, and another session's
+    later append gets larger ones."""
     await _session(store)
     await _session(store, "discord:chat:9")
     await store.append_messages("discord:chat:9", _msgs("theirs"), now_ms=T0)
