@@ -20,8 +20,9 @@ A second table does the same for the Anthropic Messages API on the same server, 
 ``AnthropicMessagesClient.stream`` (``bench.anthropic_clients``). The issue's targets are judged on the first.
 
 Wall and CPU are per turn, averaged over the conversation; CPU is the client process's (user + system). Clients
-alternate A B … B A over ``--rounds`` rounds so that load from other processes hits all alike; ratios compare
-figures of one run. Then ``bench.startup`` times ``modelbot --help``, ``models list`` and ``chat``.
+alternate A B … B A over ``--rounds`` rounds so that load from other processes hits all alike, ``modelbot chat``
+right beside the floor (the pair the targets compare); ratios compare figures of one run. Then ``bench.startup``
+times ``modelbot --help``, ``models list`` and ``chat``.
 
 Run: ``.venv/bin/python -m bench.conversation [--rounds N]``. Loopback only; about three minutes.
 """
@@ -36,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,6 +88,8 @@ class Sample:
 @dataclass
 class Results:
     samples: dict[tuple[str, int], Sample] = field(default_factory=dict)
+    # Wall seconds per turn of each round's conversation, by (client, turns): the spread between rounds.
+    rounds: dict[tuple[str, int], list[float]] = field(default_factory=dict)
 
     def sample(self, client: str, turns: int) -> Sample:
         return self.samples.setdefault((client, turns), Sample())
@@ -139,16 +142,26 @@ async def measure(base_url: str, rounds: int) -> tuple[Results, list[str], list[
                 steps = {**openai, **anthropic}
                 for step in steps.values():  # warm-up: connections, imports, caches, the SQLite files
                     await step(5)
+                order = run_order(steps, floor=next(iter(openai)))
                 for round_number in range(rounds):
                     for turns in TURNS:
-                        order = list(steps.items())
                         for name, step in order if round_number % 2 == 0 else reversed(order):
                             wall, cpu = await step(turns)
                             results.sample(name, turns).add(turns, wall, cpu)
+                            results.rounds.setdefault((name, turns), []).append(wall / turns)
     return results, list(openai), list(anthropic), missing
 
 
 Step = Callable[[int], Awaitable[tuple[float, float]]]
+
+
+def run_order(steps: Mapping[str, Step], *, floor: str) -> list[tuple[str, Step]]:
+    """The clients in table order but for ``modelbot chat``, which runs right after the floor (right before
+    it in the reversed rounds): the pair the targets compare then shares the same seconds of the machine, where
+    eight conversations apart a slow stretch of this VM could fall on one of them only."""
+    order = [(name, step) for name, step in steps.items() if name != CHAT]
+    at = [name for name, _ in order].index(floor) + 1
+    return [*order[:at], (CHAT, steps[CHAT]), *order[at:]]
 
 
 def _steps(clients: list[Client]) -> dict[str, Step]:
@@ -192,9 +205,14 @@ def report(
     )
     wall_ratio, cpu_ratio = chat60.wall_ms / floor60.wall_ms, chat60.cpu_ms / floor60.cpu_ms
     growth = chat200.cpu_ms / chat60.cpu_ms
+    per_round = ", ".join(
+        f"{chat / floor:.2f}×"
+        for floor, chat in zip(results.rounds[(floor_name, 60)], results.rounds[(CHAT, 60)], strict=True)
+    )
     print("\nTargets")
     print(
         f"  modelbot chat at 60 turns: wall {wall_ratio:.2f}× floor ≤ {WALL_TARGET:g}×: {verdict(wall_ratio <= WALL_TARGET)}"
+        f" (round by round: {per_round})"
     )
     print(
         f"  modelbot chat at 60 turns: CPU {cpu_ratio:.2f}× floor ≤ {CPU_TARGET:g}×: {verdict(cpu_ratio <= CPU_TARGET)}"

@@ -13,7 +13,7 @@ from pathlib import Path
 from bench.anthropic_clients import make_anthropic_clients
 from bench.chat_process import ChatProcess
 from bench.clients import ANSWER, MODEL, make_clients
-from bench.conversation import user_text
+from bench.conversation import CHAT, run_order, user_text
 from tests.fakes.provider_server import FakeProviderServer, ok
 
 TURNS = 3
@@ -50,3 +50,14 @@ def _chat(base_url: str, state_dir: Path) -> list[str]:
     with ChatProcess(base_url, MODEL, state_dir) as chat:
         chat.say("/new")
         return [str(chat.say(user_text(turn)).get("text")) for turn in range(TURNS)]
+
+
+def test_modelbot_chat_runs_right_after_the_floor() -> None:
+    # The targets compare these two: a slow stretch of the machine must fall on both or on neither.
+    async def step(turns: int) -> tuple[float, float]:
+        return 0.0, 0.0
+
+    steps = dict.fromkeys(("floor", "sdk", "pipeline", CHAT, "anthropic floor"), step)
+    order = [name for name, _ in run_order(steps, floor="floor")]
+    assert order == ["floor", CHAT, "sdk", "pipeline", "anthropic floor"]
+    assert sorted(order) == sorted(steps)
