@@ -14,7 +14,8 @@ import aiohttp
 import anthropic
 from anthropic.types import MessageParam
 
-from bench.clients import KEY, MODEL, Client, ProviderPath
+from bench.clients import ProviderPath
+from bench.floor import KEY, MODEL, Client
 from bot.providers.anthropic_client import API_VERSION, DEFAULT_MAX_TOKENS, AnthropicMessagesClient
 
 

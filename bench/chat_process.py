@@ -1,4 +1,5 @@
-"""A ``modelbot chat --json`` process driven line by line, and the CPU time it has used so far."""
+"""Processes driven line by line (``modelbot chat --json``, and the floor in a process of its own), and the CPU
+time each has used so far."""
 
 from __future__ import annotations
 
@@ -11,38 +12,18 @@ from types import TracebackType
 from typing import Any, Self
 
 
-class ChatProcess:
-    """``with ChatProcess(base_url, model, state_dir) as chat: chat.say("hi")`` — the real console bot on a
-    config whose only provider is the loopback server (no key: it is local), history never cut or compacted."""
+class LineProcess:
+    """``with LineProcess(name, argv, env) as p: p.say("hi")``: one line in, the reply's JSON object out."""
 
-    def __init__(self, base_url: str, model: str, state_dir: Path) -> None:
-        config = {
-            "models": {
-                "providers": {
-                    "bench": {
-                        "baseUrl": f"{base_url}/v1",
-                        "api": "openai-completions",
-                        "models": [{"id": model, "contextWindow": 1_000_000}],
-                    }
-                }
-            },
-            "agents": {"defaults": {"model": {"primary": f"bench/{model}"}}},
-            "session": {"historyLimit": 10_000},
-        }
-        self.config = state_dir / "config.json5"
-        self.config.write_text(json.dumps(config))
-        self._env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
-        self._env["MODELBOT_STATE_DIR"] = str(state_dir)
+    def __init__(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+        self.name = name
+        self._argv = argv
+        self._env = env
         self._proc: subprocess.Popen[str] | None = None
 
     def __enter__(self) -> Self:
-        modelbot = str(Path(sys.executable).parent / "modelbot")
         self._proc = subprocess.Popen(
-            [modelbot, "chat", "--json", "--config", str(self.config), "--session", "bench"],
-            env=self._env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
+            self._argv, env=self._env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )
         return self
 
@@ -66,7 +47,7 @@ class ChatProcess:
         proc.stdin.flush()
         line = proc.stdout.readline()
         if not line:
-            raise RuntimeError("modelbot chat exited")
+            raise RuntimeError(f"{self.name} exited")
         reply: dict[str, Any] = json.loads(line)
         return reply
 
@@ -80,3 +61,38 @@ class ChatProcess:
             except (FileNotFoundError, ProcessLookupError):  # a thread that just ended
                 continue
         return total / 1e9
+
+
+class ChatProcess(LineProcess):
+    """``with ChatProcess(base_url, model, state_dir) as chat: chat.say("hi")`` — the real console bot on a
+    config whose only provider is the loopback server (no key: it is local), history never cut or compacted."""
+
+    def __init__(self, base_url: str, model: str, state_dir: Path) -> None:
+        config = {
+            "models": {
+                "providers": {
+                    "bench": {
+                        "baseUrl": f"{base_url}/v1",
+                        "api": "openai-completions",
+                        "models": [{"id": model, "contextWindow": 1_000_000}],
+                    }
+                }
+            },
+            "agents": {"defaults": {"model": {"primary": f"bench/{model}"}}},
+            "session": {"historyLimit": 10_000},
+        }
+        self.config = state_dir / "config.json5"
+        self.config.write_text(json.dumps(config))
+        env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+        env["MODELBOT_STATE_DIR"] = str(state_dir)
+        modelbot = str(Path(sys.executable).parent / "modelbot")
+        argv = [modelbot, "chat", "--json", "--config", str(self.config), "--session", "bench"]
+        super().__init__("modelbot chat", argv, env)
+
+
+class FloorProcess(LineProcess):
+    """The raw HTTP floor behind the same two pipes (``bench.floor_process``)."""
+
+    def __init__(self, base_url: str) -> None:
+        argv = [sys.executable, "-m", "bench.floor_process", base_url]
+        super().__init__("the floor process", argv, dict(os.environ))

@@ -17,59 +17,12 @@ import openai
 from openai.types.chat import ChatCompletionMessageParam
 
 from adapters.console import ConsoleAdapter
+from bench.floor import KEY, MODEL, Client, Floor
 from bot.app import App, build_app
 from bot.failover.engine import TurnDone, TurnEvent, TurnInput
 from bot.models.refs import ModelRef
 from bot.providers.base import ChatMessage, ChatRequest, Endpoint, ProviderClient, ResolvedAuth
 from bot.providers.openai_client import OpenAICompletionsClient
-
-MODEL = "bench-model"
-ANSWER = "Sure, here is a short streamed answer of twelve words for you."
-KEY = "sk-bench-0001"
-
-
-class Client:
-    """One way of asking the server; ``reset`` starts a new conversation."""
-
-    name = ""
-
-    def __init__(self) -> None:
-        self.messages: list[dict[str, str]] = []
-
-    async def reset(self) -> None:
-        self.messages = []
-
-    async def ask(self, question: str) -> str:
-        self.messages.append({"role": "user", "content": question})
-        answer = await self.send(self.messages)
-        self.messages.append({"role": "assistant", "content": answer})
-        return answer
-
-    async def send(self, messages: list[dict[str, str]]) -> str:
-        raise NotImplementedError
-
-
-class Floor(Client):
-    """aiohttp, the body built by hand with ``json.dumps``, the SSE ``data:`` lines split by hand."""
-
-    name = "raw HTTP floor (aiohttp, body by hand)"
-
-    def __init__(self, base_url: str, session: aiohttp.ClientSession) -> None:
-        super().__init__()
-        self._url = f"{base_url}/v1/chat/completions"
-        self._session = session
-        self._headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
-
-    async def send(self, messages: list[dict[str, str]]) -> str:
-        body = json.dumps({"model": MODEL, "messages": messages, "stream": True}).encode()
-        parts: list[str] = []
-        async with self._session.post(self._url, data=body, headers=self._headers) as response:
-            async for line in response.content:
-                if line.startswith(b"data: ") and not line.startswith(b"data: [DONE]"):
-                    for choice in json.loads(line[6:])["choices"]:
-                        if choice["delta"].get("content"):
-                            parts.append(choice["delta"]["content"])
-        return "".join(parts)
 
 
 class Sdk(Client):

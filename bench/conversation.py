@@ -5,6 +5,8 @@ not counted, answering each request after 20 ms and streaming a 12-word answer) 
 and 200 turns in which every turn sends the whole history so far. Each client runs the same conversations:
 
 - **floor**: aiohttp, the JSON body built by hand (``json.dumps``), the SSE lines split by hand;
+- **floor in a process**: the same client in a process of its own driven line by line through two pipes as
+  ``modelbot chat`` is (``bench.floor_process``): what that boundary alone costs a turn;
 - **openai SDK**: ``AsyncOpenAI.chat.completions.create(stream=True)``;
 - **LiteLLM**: ``Router.acompletion(stream=True)``, when ``litellm`` is installed (it is not a dependency);
 - **provider path**: modelbot's ``OpenAICompletionsClient.stream`` alone (the body built once from our types,
@@ -44,8 +46,9 @@ from pathlib import Path
 
 from bench import machine, verdict
 from bench.anthropic_clients import make_anthropic_clients
-from bench.chat_process import ChatProcess
-from bench.clients import ANSWER, MODEL, Client, make_clients
+from bench.chat_process import ChatProcess, FloorProcess, LineProcess
+from bench.clients import make_clients
+from bench.floor import ANSWER, MODEL, Client
 from bench.startup import measure as measure_startup
 from bench.startup import report as startup_report
 
@@ -55,6 +58,7 @@ WALL_TARGET = 1.10  # modelbot chat at 60 turns, × the floor
 CPU_TARGET = 3.0
 GROWTH_TARGET = 1.5  # chat CPU per turn at 200 turns, × at 60
 CHAT = "modelbot chat (whole pipeline, SQLite)"
+FLOOR_PROCESS = "raw HTTP floor in a process, behind pipes as chat is"
 
 
 def user_text(turn: int) -> str:
@@ -111,17 +115,18 @@ async def converse(client: Client, turns: int) -> tuple[float, float]:
     return time.perf_counter() - started, own_cpu_s() - cpu
 
 
-def chat_conversation(chat: ChatProcess, turns: int) -> tuple[float, float]:
-    """One conversation through ``modelbot chat``: ``/new``, then ``turns`` lines; wall and CPU of the turns."""
-    chat.say("/new")
-    cpu, wall = chat.cpu_s(), 0.0
+def driven_conversation(process: LineProcess, turns: int) -> tuple[float, float]:
+    """One conversation through a process driven line by line (``modelbot chat``, the floor behind pipes):
+    ``/new``, then ``turns`` lines; wall and CPU of the turns."""
+    process.say("/new")
+    cpu, wall = process.cpu_s(), 0.0
     for turn in range(turns):
         started = time.perf_counter()
-        reply = chat.say(user_text(turn))
+        reply = process.say(user_text(turn))
         wall += time.perf_counter() - started
         if reply.get("text") != ANSWER:
-            raise RuntimeError(f"modelbot chat answered {reply!r}")
-    return wall, chat.cpu_s() - cpu
+            raise RuntimeError(f"{process.name} answered {reply!r}")
+    return wall, process.cpu_s() - cpu
 
 
 async def measure(base_url: str, rounds: int) -> tuple[Results, list[str], list[str], list[str]]:
@@ -137,12 +142,19 @@ async def measure(base_url: str, rounds: int) -> tuple[Results, list[str], list[
         async with AsyncExitStack() as stack:
             clients, missing = await make_clients(base_url, stack, config)
             anthropic = _steps(await make_anthropic_clients(base_url, stack))
-            with ChatProcess(base_url, MODEL, Path(tmp)) as chat:
-                openai = {**_steps(clients), CHAT: _in_chat(chat)}
+            with ChatProcess(base_url, MODEL, Path(tmp)) as chat, FloorProcess(base_url) as floor_process:
+                in_process = _steps(clients)
+                floor, *others = in_process
+                openai = {
+                    floor: in_process[floor],
+                    FLOOR_PROCESS: _driven(floor_process),
+                    **{name: in_process[name] for name in others},
+                    CHAT: _driven(chat),
+                }
                 steps = {**openai, **anthropic}
                 for step in steps.values():  # warm-up: connections, imports, caches, the SQLite files
                     await step(5)
-                order = run_order(steps, floor=next(iter(openai)))
+                order = run_order(steps, floor=floor)
                 for round_number in range(rounds):
                     for turns in TURNS:
                         for name, step in order if round_number % 2 == 0 else reversed(order):
@@ -173,11 +185,11 @@ def _steps(clients: list[Client]) -> dict[str, Step]:
     return {client.name: in_process(client) for client in clients}
 
 
-def _in_chat(chat: ChatProcess) -> Step:
-    async def in_chat(turns: int) -> tuple[float, float]:
-        return chat_conversation(chat, turns)
+def _driven(process: LineProcess) -> Step:
+    async def conversation(turns: int) -> tuple[float, float]:
+        return driven_conversation(process, turns)
 
-    return in_chat
+    return conversation
 
 
 def report(
@@ -220,6 +232,12 @@ def report(
     print(
         f"  modelbot chat CPU per turn at 200 turns {growth:.2f}× its value at 60 ≤ {GROWTH_TARGET:g}×: "
         f"{verdict(growth <= GROWTH_TARGET)}"
+    )
+    piped = results.sample(FLOOR_PROCESS, 60)
+    print(
+        f"  (no target) at 60 turns, the floor behind the same two pipes costs {piped.wall_ms / floor60.wall_ms:.2f}× "
+        f"the floor's wall, {piped.cpu_ms / floor60.cpu_ms:.2f}× its CPU; modelbot chat against it: wall "
+        f"{chat60.wall_ms / piped.wall_ms:.2f}×, CPU {chat60.cpu_ms / piped.cpu_ms:.2f}×"
     )
 
 

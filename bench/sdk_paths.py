@@ -25,8 +25,8 @@ from openai import AsyncStream
 from openai.types.chat import ChatCompletionChunk
 
 from bench import machine
-from bench.clients import ANSWER, KEY, MODEL
 from bench.conversation import user_text
+from bench.floor import ANSWER, KEY, MODEL
 
 Call = Callable[[], Awaitable[None]]
 CALLS, ROUNDS, TURNS = 30, 4, 60

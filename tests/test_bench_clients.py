@@ -10,10 +10,13 @@ import asyncio
 from contextlib import AsyncExitStack
 from pathlib import Path
 
+import pytest
+
 from bench.anthropic_clients import make_anthropic_clients
-from bench.chat_process import ChatProcess
-from bench.clients import ANSWER, MODEL, make_clients
+from bench.chat_process import ChatProcess, FloorProcess, LineProcess
+from bench.clients import make_clients
 from bench.conversation import CHAT, run_order, user_text
+from bench.floor import ANSWER, MODEL
 from tests.fakes.provider_server import FakeProviderServer, ok
 
 TURNS = 3
@@ -38,18 +41,24 @@ async def test_every_in_process_client_holds_a_conversation(tmp_path: Path) -> N
         assert apis == {"openai", "anthropic"}
 
 
-async def test_the_chat_process_row_answers_each_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize("row", ["modelbot chat", "floor process"])
+async def test_the_rows_driven_through_pipes_answer_each_line(row: str, tmp_path: Path) -> None:
     async with FakeProviderServer(default=ok(ANSWER)) as server:
+        process = (
+            ChatProcess(server.base_url, MODEL, tmp_path)
+            if row == "modelbot chat"
+            else FloorProcess(server.base_url)
+        )
         # Driven with blocking pipes, as the benchmark drives it: in a thread, off the server's event loop.
-        answers = await asyncio.to_thread(_chat, server.base_url, tmp_path)
+        answers = await asyncio.to_thread(_converse, process)
     assert answers == [ANSWER] * TURNS
-    assert len(server.requests) == TURNS
+    assert [len(r.json["messages"]) for r in server.requests] == [1, 3, 5]  # the whole history every turn
 
 
-def _chat(base_url: str, state_dir: Path) -> list[str]:
-    with ChatProcess(base_url, MODEL, state_dir) as chat:
-        chat.say("/new")
-        return [str(chat.say(user_text(turn)).get("text")) for turn in range(TURNS)]
+def _converse(process: LineProcess) -> list[str]:
+    with process:
+        process.say("/new")
+        return [str(process.say(user_text(turn)).get("text")) for turn in range(TURNS)]
 
 
 def test_modelbot_chat_runs_right_after_the_floor() -> None:
