@@ -58,7 +58,7 @@ WALL_TARGET = 1.10  # modelbot chat at 60 turns, × the floor
 CPU_TARGET = 3.0
 GROWTH_TARGET = 1.5  # chat CPU per turn at 200 turns, × at 60
 CHAT = "modelbot chat (whole pipeline, SQLite)"
-FLOOR_PROCESS = "raw HTTP floor in a process, behind pipes as chat is"
+FLOOR_PROCESS = "raw HTTP floor in its own process, behind pipes"
 
 
 def user_text(turn: int) -> str:
