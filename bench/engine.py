@@ -234,7 +234,7 @@ def report(f: Figures, turns: int) -> None:
 
 
 async def run(turns: int) -> None:
-    async with FakeProviderServer(default=ok(ANSWER)) as server:
+    async with FakeProviderServer(default=ok(ANSWER), record=False) as server:
         with tempfile.TemporaryDirectory(prefix="modelbot-bench-") as tmp:
             state = Path(tmp)
             config_path = prepare_state(state, server)

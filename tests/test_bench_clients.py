@@ -10,13 +10,14 @@ import asyncio
 from contextlib import AsyncExitStack
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from bench.anthropic_clients import make_anthropic_clients
 from bench.chat_process import ChatProcess, FloorProcess, LineProcess
 from bench.clients import make_clients
 from bench.conversation import CHAT, run_order, user_text
-from bench.floor import ANSWER, MODEL
+from bench.floor import ANSWER, MODEL, Floor
 from tests.fakes.provider_server import FakeProviderServer, ok
 
 TURNS = 3
@@ -70,3 +71,14 @@ def test_modelbot_chat_runs_right_after_the_floor() -> None:
     order = [name for name, _ in run_order(steps, floor="floor")]
     assert order == ["floor", CHAT, "sdk", "pipeline", "anthropic floor"]
     assert sorted(order) == sorted(steps)
+
+
+async def test_the_benchmarks_provider_answers_without_keeping_requests() -> None:
+    # Kept requests (whole histories) made the long-running bench server's garbage collection stall answers.
+    async with (
+        FakeProviderServer(default=ok(ANSWER), record=False) as server,
+        aiohttp.ClientSession() as session,
+    ):
+        floor = Floor(server.base_url, session)
+        assert [await floor.ask(user_text(turn)) for turn in range(TURNS)] == [ANSWER] * TURNS
+    assert server.requests == []

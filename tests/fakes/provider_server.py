@@ -134,9 +134,17 @@ _ERRORS: dict[int, tuple[str, str | None, str]] = {
 class FakeProviderServer:
     """``async with FakeProviderServer() as server`` serves both APIs on 127.0.0.1 until the block ends."""
 
-    def __init__(self, default: Behaviour | None = None, *, latency_s: float = 0.0) -> None:
-        """``latency_s``: every answer starts that long after its request arrived (a provider's think time)."""
+    def __init__(
+        self, default: Behaviour | None = None, *, latency_s: float = 0.0, record: bool = True
+    ) -> None:
+        """``latency_s``: every answer starts that long after its request arrived (a provider's think time).
+
+        ``record``: keep every request in ``requests`` for the test to read. Benchmarks turn it off: over
+        thousands of requests whose bodies carry whole histories, the kept objects made the garbage
+        collector's full passes stall the server for 20-170 ms at a time, on whichever client's turn was in
+        flight."""
         self.requests: list[RecordedRequest] = []
+        self._record = record
         self._default = default or Ok()
         self._latency_s = latency_s
         self._by_key: dict[str, _Script] = {}
@@ -211,9 +219,10 @@ class FakeProviderServer:
         key = auth.removeprefix("Bearer ").strip() if auth else headers.get("x-api-key", "")
         peer = request.transport.get_extra_info("peername") if request.transport is not None else None
         port = peer[1] if peer else 0
-        self.requests.append(
-            RecordedRequest(api, request.path, headers, body, key, port, request.query_string)
-        )
+        if self._record:
+            self.requests.append(
+                RecordedRequest(api, request.path, headers, body, key, port, request.query_string)
+            )
         async with self._arrived:
             self._arrived.notify_all()
         model = str(body.get("model", ""))
